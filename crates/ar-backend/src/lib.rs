@@ -1,0 +1,143 @@
+//! The `Backend` trait: the tensor operations that activation relaxation and backprop need.
+//!
+//! The algorithm crates are generic over `B: Backend` and never name a concrete tensor library.
+//! A backend owns its precision (f32 or f64) and its device. Every operation is infallible:
+//! a shape mismatch is a bug in the caller, so backends panic on it with the shapes involved.
+//!
+//! Conventions: dense activities are row-major `[batch, features]`; dense weights use PyTorch's
+//! `[out, in]` layout. Operations whose name ends in `_into` write into a caller-owned buffer so
+//! that the relaxation loop can run without allocating.
+
+mod activation;
+
+pub use activation::Activation;
+
+use std::fmt::Debug;
+
+/// A tensor library that can run the algorithm: storage, matrix products, and the elementwise
+/// operations of the forward pass, the relaxation and the weight update.
+pub trait Backend: Clone + Send + Sync + Debug + 'static {
+    /// A dense n-dimensional array living on this backend's device.
+    type Tensor: Clone + Send + Sync + Debug;
+
+    /// A short name with precision and device, such as `ndarray-f64` or `candle-cuda:0-f32`.
+    fn name(&self) -> String;
+
+    /// Uploads host values (row-major) as a tensor of the given shape, rounding to the backend's
+    /// precision. Panics if `data.len()` is not the product of `shape`.
+    fn from_host(&self, data: &[f64], shape: &[usize]) -> Self::Tensor;
+
+    /// Downloads a tensor's values in row-major order, widened to f64.
+    fn to_host(&self, t: &Self::Tensor) -> Vec<f64>;
+
+    /// The tensor's shape.
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+
+    /// A tensor of zeros.
+    fn zeros(&self, shape: &[usize]) -> Self::Tensor;
+
+    /// The same values under a new shape with the same number of elements (flatten).
+    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Self::Tensor;
+
+    /// General matrix product on 2-D tensors: `c <- alpha * op(a) op(b) + beta * c`, where
+    /// `op(x)` is `x^T` when the matching flag is set. With `beta == 0` the old contents of `c`
+    /// are ignored (even if they are NaN).
+    fn gemm(
+        &self,
+        alpha: f64,
+        a: &Self::Tensor,
+        transpose_a: bool,
+        b: &Self::Tensor,
+        transpose_b: bool,
+        beta: f64,
+        c: &mut Self::Tensor,
+    );
+
+    /// `y <- alpha * x + beta * y`, elementwise on tensors of one shape. With `beta == 0` the old
+    /// contents of `y` are ignored.
+    fn axpby(&self, alpha: f64, x: &Self::Tensor, beta: f64, y: &mut Self::Tensor);
+
+    /// `out <- a * b`, elementwise (Hadamard product) on tensors of one shape.
+    fn mul_into(&self, a: &Self::Tensor, b: &Self::Tensor, out: &mut Self::Tensor);
+
+    /// Adds the vector `row` (length `n`) to every row of the `[batch, n]` tensor `x` (a bias).
+    fn add_row(&self, x: &mut Self::Tensor, row: &Self::Tensor);
+
+    /// `out <- scale * sum_b x[b, ..]`: the sum over the leading (batch) axis of a 2-D tensor,
+    /// giving a vector (a bias gradient).
+    fn sum_rows_into(&self, scale: f64, x: &Self::Tensor, out: &mut Self::Tensor);
+
+    /// `out <- f(a)`, elementwise.
+    fn activate_into(&self, f: Activation, a: &Self::Tensor, out: &mut Self::Tensor);
+
+    /// `out <- f'(a)`, elementwise.
+    fn activate_derivative_into(&self, f: Activation, a: &Self::Tensor, out: &mut Self::Tensor);
+
+    /// Row-wise softmax of a `[batch, n]` tensor, computed stably (max subtracted first).
+    fn softmax_rows(&self, x: &Self::Tensor) -> Self::Tensor;
+
+    /// The index of the largest entry of each row of a `[batch, n]` tensor (first one on ties).
+    fn argmax_rows(&self, x: &Self::Tensor) -> Vec<usize>;
+
+    /// The sum of the elementwise product of two tensors of one shape, accumulated in f64.
+    fn dot(&self, a: &Self::Tensor, b: &Self::Tensor) -> f64;
+
+    /// A new tensor `op(a) op(b)` (see [`Backend::gemm`]).
+    fn matmul(
+        &self,
+        a: &Self::Tensor,
+        transpose_a: bool,
+        b: &Self::Tensor,
+        transpose_b: bool,
+    ) -> Self::Tensor {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        assert!(sa.len() == 2 && sb.len() == 2, "matmul needs 2-D tensors, got {sa:?} and {sb:?}");
+        let rows = if transpose_a { sa[1] } else { sa[0] };
+        let cols = if transpose_b { sb[0] } else { sb[1] };
+        let mut c = self.zeros(&[rows, cols]);
+        self.gemm(1.0, a, transpose_a, b, transpose_b, 0.0, &mut c);
+        c
+    }
+
+    /// A new tensor `a * b`, elementwise.
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor {
+        let mut out = self.zeros(&self.shape(a));
+        self.mul_into(a, b, &mut out);
+        out
+    }
+
+    /// A new tensor `a - b`, elementwise.
+    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor {
+        let mut out = a.clone();
+        self.axpby(-1.0, b, 1.0, &mut out);
+        out
+    }
+
+    /// A new tensor `f(a)`, elementwise.
+    fn activate(&self, f: Activation, a: &Self::Tensor) -> Self::Tensor {
+        let mut out = self.zeros(&self.shape(a));
+        self.activate_into(f, a, &mut out);
+        out
+    }
+
+    /// A new tensor `f'(a)`, elementwise.
+    fn activate_derivative(&self, f: Activation, a: &Self::Tensor) -> Self::Tensor {
+        let mut out = self.zeros(&self.shape(a));
+        self.activate_derivative_into(f, a, &mut out);
+        out
+    }
+
+    /// A new vector `scale * sum_b x[b, ..]` (see [`Backend::sum_rows_into`]).
+    fn sum_rows(&self, scale: f64, x: &Self::Tensor) -> Self::Tensor {
+        let shape = self.shape(x);
+        assert_eq!(shape.len(), 2, "sum_rows needs a 2-D tensor, got {shape:?}");
+        let mut out = self.zeros(&shape[1..]);
+        self.sum_rows_into(scale, x, &mut out);
+        out
+    }
+
+    /// The number of elements of a tensor.
+    fn numel(&self, t: &Self::Tensor) -> usize {
+        self.shape(t).iter().product()
+    }
+}

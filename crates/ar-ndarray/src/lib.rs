@@ -1,0 +1,271 @@
+//! The CPU backend: [`Backend`] on `ndarray` arrays, in f32 or f64.
+//!
+//! Matrix products go through `ndarray::linalg::general_mat_mul` (the `matrixmultiply` kernels),
+//! which accumulates into the output in place, so `gemm` with `beta != 0` is the fused
+//! relaxation step `v <- (1 - eta) v + eta * e W`.
+
+use ar_backend::{Activation, Backend};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
+use num_traits::{Float, FromPrimitive, ToPrimitive};
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+/// A floating-point element type the CPU backend computes in.
+pub trait Scalar:
+    LinalgScalar + Float + FromPrimitive + ToPrimitive + Send + Sync + Debug + 'static
+{
+    /// `f32` or `f64`, for backend names.
+    const NAME: &'static str;
+}
+
+impl Scalar for f32 {
+    const NAME: &'static str = "f32";
+}
+
+impl Scalar for f64 {
+    const NAME: &'static str = "f64";
+}
+
+/// The ndarray CPU backend in precision `F` (`NdArray::<f64>::new()` for verification,
+/// `NdArray::<f32>::new()` for training).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NdArray<F: Scalar> {
+    precision: PhantomData<F>,
+}
+
+impl<F: Scalar> NdArray<F> {
+    /// The backend.
+    pub fn new() -> Self {
+        NdArray { precision: PhantomData }
+    }
+}
+
+fn cast<F: Scalar>(x: f64) -> F {
+    F::from_f64(x).expect("every f64 converts to a float type")
+}
+
+fn matrix<'a, F: Scalar>(t: &'a ArrayD<F>, what: &str) -> ArrayView2<'a, F> {
+    t.view()
+        .into_dimensionality::<Ix2>()
+        .unwrap_or_else(|_| panic!("{what} must be 2-D, got shape {:?}", t.shape()))
+}
+
+fn matrix_mut<'a, F: Scalar>(t: &'a mut ArrayD<F>, what: &str) -> ArrayViewMut2<'a, F> {
+    let shape = t.shape().to_vec();
+    t.view_mut()
+        .into_dimensionality::<Ix2>()
+        .unwrap_or_else(|_| panic!("{what} must be 2-D, got shape {shape:?}"))
+}
+
+fn same_shape<F>(a: &ArrayD<F>, b: &ArrayD<F>, op: &str) {
+    assert_eq!(a.shape(), b.shape(), "{op}: shape mismatch {:?} vs {:?}", a.shape(), b.shape());
+}
+
+impl<F: Scalar> Backend for NdArray<F> {
+    type Tensor = ArrayD<F>;
+
+    fn name(&self) -> String {
+        format!("ndarray-{}", F::NAME)
+    }
+
+    fn from_host(&self, data: &[f64], shape: &[usize]) -> ArrayD<F> {
+        let n: usize = shape.iter().product();
+        assert_eq!(data.len(), n, "from_host: {} values for shape {shape:?}", data.len());
+        ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&x| cast(x)).collect())
+            .expect("length checked above")
+    }
+
+    fn to_host(&self, t: &ArrayD<F>) -> Vec<f64> {
+        t.iter().map(|x| x.to_f64().expect("floats widen to f64")).collect()
+    }
+
+    fn shape(&self, t: &ArrayD<F>) -> Vec<usize> {
+        t.shape().to_vec()
+    }
+
+    fn zeros(&self, shape: &[usize]) -> ArrayD<F> {
+        ArrayD::zeros(IxDyn(shape))
+    }
+
+    fn reshape(&self, t: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
+        let n: usize = shape.iter().product();
+        assert_eq!(t.len(), n, "reshape: {:?} has {} elements, not {n}", t.shape(), t.len());
+        let flat: Vec<F> = t.iter().copied().collect();
+        ArrayD::from_shape_vec(IxDyn(shape), flat).expect("length checked above")
+    }
+
+    fn gemm(
+        &self,
+        alpha: f64,
+        a: &ArrayD<F>,
+        transpose_a: bool,
+        b: &ArrayD<F>,
+        transpose_b: bool,
+        beta: f64,
+        c: &mut ArrayD<F>,
+    ) {
+        let a = matrix(a, "gemm: a");
+        let b = matrix(b, "gemm: b");
+        let a = if transpose_a { a.reversed_axes() } else { a };
+        let b = if transpose_b { b.reversed_axes() } else { b };
+        let mut c = matrix_mut(c, "gemm: c");
+        assert!(
+            a.ncols() == b.nrows() && c.nrows() == a.nrows() && c.ncols() == b.ncols(),
+            "gemm: cannot multiply {:?} by {:?} into {:?}",
+            a.shape(),
+            b.shape(),
+            c.shape()
+        );
+        if beta == 0.0 {
+            c.fill(F::zero());
+        }
+        general_mat_mul(cast(alpha), &a, &b, cast(beta), &mut c);
+    }
+
+    fn axpby(&self, alpha: f64, x: &ArrayD<F>, beta: f64, y: &mut ArrayD<F>) {
+        same_shape(x, y, "axpby");
+        let (alpha, beta_f) = (cast::<F>(alpha), cast::<F>(beta));
+        if beta == 0.0 {
+            Zip::from(y).and(x).for_each(|y, &x| *y = alpha * x);
+        } else {
+            Zip::from(y).and(x).for_each(|y, &x| *y = alpha * x + beta_f * *y);
+        }
+    }
+
+    fn mul_into(&self, a: &ArrayD<F>, b: &ArrayD<F>, out: &mut ArrayD<F>) {
+        same_shape(a, b, "mul");
+        same_shape(a, out, "mul (output)");
+        Zip::from(out).and(a).and(b).for_each(|o, &a, &b| *o = a * b);
+    }
+
+    fn add_row(&self, x: &mut ArrayD<F>, row: &ArrayD<F>) {
+        let mut x = matrix_mut(x, "add_row: x");
+        assert!(
+            row.ndim() == 1 && row.len() == x.ncols(),
+            "add_row: row of shape {:?} does not fit rows of {:?}",
+            row.shape(),
+            x.shape()
+        );
+        let row = row.view().into_dimensionality::<ndarray::Ix1>().expect("checked 1-D");
+        for mut r in x.rows_mut() {
+            Zip::from(&mut r).and(&row).for_each(|x, &b| *x = *x + b);
+        }
+    }
+
+    fn sum_rows_into(&self, scale: f64, x: &ArrayD<F>, out: &mut ArrayD<F>) {
+        let x = matrix(x, "sum_rows: x");
+        assert!(
+            out.ndim() == 1 && out.len() == x.ncols(),
+            "sum_rows: output of shape {:?} for input {:?}",
+            out.shape(),
+            x.shape()
+        );
+        let scale = cast::<F>(scale);
+        let mut out = out.view_mut().into_dimensionality::<ndarray::Ix1>().expect("checked 1-D");
+        out.fill(F::zero());
+        for r in x.rows() {
+            Zip::from(&mut out).and(r).for_each(|o, &v| *o = *o + v);
+        }
+        out.mapv_inplace(|v| v * scale);
+    }
+
+    fn activate_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
+        same_shape(a, out, "activate");
+        Zip::from(out).and(a).for_each(|o, &a| *o = f.apply(a));
+    }
+
+    fn activate_derivative_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
+        same_shape(a, out, "activate_derivative");
+        Zip::from(out).and(a).for_each(|o, &a| *o = f.derivative(a));
+    }
+
+    fn softmax_rows(&self, x: &ArrayD<F>) -> ArrayD<F> {
+        let mut out = x.clone();
+        let mut m = matrix_mut(&mut out, "softmax_rows");
+        for mut row in m.axis_iter_mut(Axis(0)) {
+            let max = row.iter().copied().fold(F::neg_infinity(), F::max);
+            row.mapv_inplace(|v| (v - max).exp());
+            let sum = row.iter().copied().fold(F::zero(), |s, v| s + v);
+            row.mapv_inplace(|v| v / sum);
+        }
+        out
+    }
+
+    fn argmax_rows(&self, x: &ArrayD<F>) -> Vec<usize> {
+        matrix(x, "argmax_rows")
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let mut best = 0;
+                for (i, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = i;
+                    }
+                }
+                best
+            })
+            .collect()
+    }
+
+    fn dot(&self, a: &ArrayD<F>, b: &ArrayD<F>) -> f64 {
+        same_shape(a, b, "dot");
+        let mut sum = 0.0f64;
+        Zip::from(a).and(b).for_each(|&a, &b| {
+            sum += a.to_f64().unwrap_or(f64::NAN) * b.to_f64().unwrap_or(f64::NAN);
+        });
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_accumulates_with_transposes() {
+        let be = NdArray::<f64>::new();
+        // a = [[1, 2], [3, 4]], b = [[5, 6], [7, 8]]; a^T b = [[26, 30], [38, 44]].
+        let a = be.from_host(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
+        let b = be.from_host(&[5.0, 6.0, 7.0, 8.0], &[2, 2]);
+        let mut c = be.from_host(&[1.0, 1.0, 1.0, 1.0], &[2, 2]);
+        be.gemm(2.0, &a, true, &b, false, 0.5, &mut c);
+        assert_eq!(be.to_host(&c), vec![52.5, 60.5, 76.5, 88.5]);
+        // a b^T = [[17, 23], [39, 53]].
+        assert_eq!(be.to_host(&be.matmul(&a, false, &b, true)), vec![17.0, 23.0, 39.0, 53.0]);
+    }
+
+    #[test]
+    fn gemm_with_zero_beta_ignores_nan_in_output() {
+        let be = NdArray::<f32>::new();
+        let a = be.from_host(&[1.0, 2.0], &[1, 2]);
+        let b = be.from_host(&[3.0, 4.0], &[2, 1]);
+        let mut c = be.from_host(&[f64::NAN], &[1, 1]);
+        be.gemm(1.0, &a, false, &b, false, 0.0, &mut c);
+        assert_eq!(be.to_host(&c), vec![11.0]);
+    }
+
+    #[test]
+    fn rows_softmax_argmax_and_sums() {
+        let be = NdArray::<f64>::new();
+        let mut x = be.from_host(&[1.0, 2.0, 3.0, -1.0, 0.0, 5.0], &[2, 3]);
+        be.add_row(&mut x, &be.from_host(&[1.0, 0.0, -1.0], &[3]));
+        assert_eq!(be.to_host(&x), vec![2.0, 2.0, 2.0, 0.0, 0.0, 4.0]);
+        assert_eq!(be.argmax_rows(&x), vec![0, 2], "first index wins a tie");
+        assert_eq!(be.to_host(&be.sum_rows(0.5, &x)), vec![1.0, 1.0, 3.0]);
+        let s = be.to_host(&be.softmax_rows(&x));
+        assert!(s[..3].iter().all(|&p| (p - 1.0 / 3.0).abs() < 1e-15));
+        // softmax of [0, 0, 4]: e^4 / (2 + e^4).
+        let e4 = 4f64.exp();
+        assert!((s[5] - e4 / (2.0 + e4)).abs() < 1e-15);
+        assert_eq!(be.dot(&x, &x), 4.0 * 3.0 + 16.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: cannot multiply")]
+    fn shape_mismatch_panics_with_shapes() {
+        let be = NdArray::<f64>::new();
+        let a = be.zeros(&[2, 3]);
+        be.matmul(&a, false, &a, false);
+    }
+}
