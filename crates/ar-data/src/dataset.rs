@@ -102,7 +102,8 @@ impl Dataset {
         }
         let count = (self.len() * h * w).max(1) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-        let std = sq.iter().zip(&mean).map(|(s, m)| (s / count - m * m).max(1e-12).sqrt()).collect();
+        let std =
+            sq.iter().zip(&mean).map(|(s, m)| (s / count - m * m).max(1e-12).sqrt()).collect();
         (mean, std)
     }
 
@@ -237,7 +238,8 @@ mod tests {
         assert!(unit.iter().zip(&sym).all(|(u, s)| (2.0 * u - 1.0 - s).abs() < 1e-15));
         assert_eq!(unit[2], 5.0 / 16.0);
         let (mean, std) = d.channel_stats();
-        let z = d.features(&(0..d.len()).collect::<Vec<_>>(), &Normalization::Standardize { mean, std });
+        let z = d
+            .features(&(0..d.len()).collect::<Vec<_>>(), &Normalization::Standardize { mean, std });
         let m = z.iter().sum::<f64>() / z.len() as f64;
         assert!(m.abs() < 1e-9, "standardised mean {m}");
         let hot = d.one_hot(&idx);
@@ -254,7 +256,8 @@ mod tests {
         let mut seen: Vec<usize> = a.batches().flatten().copied().collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
-        let again: Vec<usize> = BatchOrder::shuffled(10, 4, 1, 0).batches().flatten().copied().collect();
+        let again: Vec<usize> =
+            BatchOrder::shuffled(10, 4, 1, 0).batches().flatten().copied().collect();
         let other_epoch: Vec<usize> =
             BatchOrder::shuffled(10, 4, 1, 1).batches().flatten().copied().collect();
         let first: Vec<usize> = a.batches().flatten().copied().collect();

@@ -22,13 +22,16 @@ pub fn digits_bundled() -> Dataset {
 
 /// Reads a digits file: gzip-compressed CSV if the name ends in `.gz`, plain CSV otherwise.
 pub fn read_digits(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = std::fs::read(path)
-        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let text = if path.extension().is_some_and(|e| e == "gz") {
         gunzip(&bytes, path)?
     } else {
         String::from_utf8(bytes).map_err(|e| {
-            DataError::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+            DataError::format(
+                path,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            )
         })?
     };
     read_digits_csv(&text, path)
@@ -56,18 +59,30 @@ pub fn read_digits_csv(text: &str, path: &Path) -> Result<Dataset, DataError> {
         if fields.len() != PIXELS + 1 {
             return Err(DataError::format(
                 path,
-                format!("line {}: expected {} comma-separated values, found {}", i + 1, PIXELS + 1, fields.len()),
+                format!(
+                    "line {}: expected {} comma-separated values, found {}",
+                    i + 1,
+                    PIXELS + 1,
+                    fields.len()
+                ),
             ));
         }
         for (j, field) in fields.iter().enumerate() {
             let value: f64 = field.trim().parse().map_err(|_| {
-                DataError::format(path, format!("line {}, column {}: '{field}' is not a number", i + 1, j + 1))
+                DataError::format(
+                    path,
+                    format!("line {}, column {}: '{field}' is not a number", i + 1, j + 1),
+                )
             })?;
             let (max, what) = if j == PIXELS { (9.0, "label") } else { (16.0, "pixel") };
             if !(0.0..=max).contains(&value) || value.fract() != 0.0 {
                 return Err(DataError::format(
                     path,
-                    format!("line {}, column {}: {what} {value} is not a whole number in 0..={max}", i + 1, j + 1),
+                    format!(
+                        "line {}, column {}: {what} {value} is not a whole number in 0..={max}",
+                        i + 1,
+                        j + 1
+                    ),
                 ));
             }
             if j == PIXELS {
@@ -112,7 +127,10 @@ mod tests {
     fn malformed_lines_name_line_and_column() {
         let p = Path::new("bad.csv");
         let short = read_digits_csv("1,2,3\n", p).unwrap_err().to_string();
-        assert!(short.contains("bad.csv") && short.contains("line 1") && short.contains("found 3"), "{short}");
+        assert!(
+            short.contains("bad.csv") && short.contains("line 1") && short.contains("found 3"),
+            "{short}"
+        );
         let mut row = vec!["0"; 65];
         row[10] = "17";
         let out = read_digits_csv(&row.join(","), p).unwrap_err().to_string();

@@ -1,0 +1,225 @@
+//! The learning signals `v_k`: exact backprop (one top-down pass of VJPs) or activation
+//! relaxation (ALGORITHM.md section 2), with every variant, in buffers reused across batches.
+
+use crate::algorithm::{Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Variant};
+use crate::network::{ForwardCache, Network};
+use ar_backend::Backend;
+
+/// How a relaxation ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RelaxStats {
+    /// Iterations run.
+    pub iterations: usize,
+    /// The last residual `max_k ||v_k(t+1) - v_k(t)|| / (eta ||v_k(t+1)||)`, when a tolerance
+    /// was set (it is only measured then).
+    pub residual: Option<f64>,
+}
+
+/// One learning signal per layer output, `v_1 .. v_L` with `v_L = g_L` clamped, and the scratch
+/// buffers that compute them. Keep one `Signals` per training run: after the first batch of a
+/// given size, computing signals allocates nothing (not once per relaxation iteration either).
+#[derive(Clone, Debug)]
+pub struct Signals<B: Backend> {
+    /// `v[k - 1]` is the signal at layer `k`'s output; the last one is the top gradient.
+    v: Vec<B::Tensor>,
+    /// `e[k - 1] = f_k' * v_k`, the signal entering layer `k`'s backward map.
+    e: Vec<B::Tensor>,
+    /// `J_L^T v_L`, constant during a relaxation with a frozen forward pass.
+    top_drive: Option<B::Tensor>,
+    /// Previous iterate, for the tolerance stop.
+    prev: Vec<B::Tensor>,
+    /// Pre-activation and `f'` re-evaluated at the relaxing state (fderiv variants).
+    state_pre: Vec<B::Tensor>,
+    state_fprime: Vec<B::Tensor>,
+    shapes: Vec<Vec<usize>>,
+}
+
+impl<B: Backend> Default for Signals<B> {
+    fn default() -> Self {
+        Signals {
+            v: Vec::new(),
+            e: Vec::new(),
+            top_drive: None,
+            prev: Vec::new(),
+            state_pre: Vec::new(),
+            state_fprime: Vec::new(),
+            shapes: Vec::new(),
+        }
+    }
+}
+
+impl<B: Backend> Signals<B> {
+    /// Empty buffers; they are sized on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The signals `v_1 .. v_L` of the last [`Signals::compute`] (`v_L` is the top gradient).
+    pub fn as_slice(&self) -> &[B::Tensor] {
+        &self.v
+    }
+
+    /// Computes every layer's learning signal for one batch: `v_L = top` (the loss gradient
+    /// `g_L`), then either backprop `v_{k-1} = J_k^T v_k` or the relaxation of `v_1 .. v_{L-1}`.
+    /// Returns the relaxation's statistics (`None` for backprop). The algorithm must have been
+    /// validated and the network must carry feedback weights where the variant needs them.
+    pub fn compute(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        top: &B::Tensor,
+        algorithm: &Algorithm,
+    ) -> Option<RelaxStats> {
+        let be = net.backend();
+        self.ensure_buffers(be, net, cache.batch_size(be));
+        let depth = net.depth();
+        be.axpby(1.0, top, 0.0, &mut self.v[depth - 1]);
+        match algorithm.method {
+            Method::Backprop => {
+                for k in (2..=depth).rev() {
+                    self.send_down(net, cache, &algorithm.variant, k, 1.0, 0.0);
+                }
+                None
+            }
+            Method::Relaxation(r) => Some(self.relax(net, cache, &algorithm.variant, &r)),
+        }
+    }
+
+    fn ensure_buffers(&mut self, be: &B, net: &Network<B>, batch: usize) {
+        let shapes: Vec<Vec<usize>> = net.widths().iter().map(|&n| vec![batch, n]).collect();
+        if shapes == self.shapes {
+            return;
+        }
+        self.v = shapes.iter().map(|s| be.zeros(s)).collect();
+        self.e = shapes.iter().map(|s| be.zeros(s)).collect();
+        self.top_drive = None;
+        self.prev.clear();
+        self.state_pre.clear();
+        self.state_fprime.clear();
+        self.shapes = shapes;
+    }
+
+    /// `v_{k-1} <- alpha * B_k (f_k' * v_k) + beta * v_{k-1}`, with `B_k` = `W_k^T` or `psi_k`
+    /// and `f_k'` the stored one, the one re-evaluated at the state, or none, by variant.
+    fn send_down(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        variant: &Variant,
+        k: usize,
+        alpha: f64,
+        beta: f64,
+    ) {
+        let be = net.backend();
+        let layer = net.layers[k - 1].as_dense();
+        let use_feedback = variant.feedback != Feedback::Transpose;
+        let (below, above) = self.v.split_at_mut(k - 1);
+        let target = &mut below[k - 2];
+        let signal = &above[0];
+        if !variant.fprime_in_backward {
+            layer.backward_into(be, signal, use_feedback, alpha, beta, target);
+            return;
+        }
+        let fprime = if variant.fprime_at_state_in_relaxation {
+            // f_k' at W_k v_{k-1}(t) + b_k, the state being relaxed (not yet updated).
+            let pre = &mut self.state_pre[k - 1];
+            layer.pre_activation_into(be, target, pre);
+            be.activate_derivative_into(layer.activation, pre, &mut self.state_fprime[k - 1]);
+            &self.state_fprime[k - 1]
+        } else {
+            &cache.fprime[k - 1]
+        };
+        let e = &mut self.e[k - 1];
+        be.mul_into(fprime, signal, e);
+        layer.backward_into(be, e, use_feedback, alpha, beta, target);
+    }
+
+    /// Euler relaxation `v_k <- (1 - eta) v_k + eta J_{k+1}^T v_{k+1}` of the hidden layers.
+    fn relax(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        variant: &Variant,
+        r: &Relaxation,
+    ) -> RelaxStats {
+        let be = net.backend();
+        let depth = net.depth();
+        let hidden = depth - 1;
+        if hidden == 0 {
+            return RelaxStats { iterations: 0, residual: None };
+        }
+        for k in 1..=hidden {
+            match r.init {
+                InitialState::Feedforward => be.axpby(1.0, cache.activity(k), 0.0, &mut self.v[k - 1]),
+                InitialState::Zero => be.axpby(0.0, cache.activity(k), 0.0, &mut self.v[k - 1]),
+            }
+        }
+        let at_state = variant.fprime_in_backward && variant.fprime_at_state_in_relaxation;
+        if at_state && self.state_pre.is_empty() {
+            self.state_pre = self.shapes.iter().map(|s| be.zeros(s)).collect();
+            self.state_fprime = self.shapes.iter().map(|s| be.zeros(s)).collect();
+        }
+        // With the forward pass frozen, the drive of the top hidden layer never changes.
+        let frozen_top = !at_state;
+        if frozen_top {
+            let saved = std::mem::replace(&mut self.v[hidden - 1], be.zeros(&self.shapes[hidden - 1]));
+            self.send_down(net, cache, variant, depth, 1.0, 0.0);
+            self.top_drive = Some(std::mem::replace(&mut self.v[hidden - 1], saved));
+        }
+        if r.tolerance.is_some() && self.prev.len() != hidden {
+            self.prev = self.shapes[..hidden].iter().map(|s| be.zeros(s)).collect();
+        }
+        let (eta, keep) = (r.eta, 1.0 - r.eta);
+        let mut residual = None;
+        let mut iterations = 0;
+        for _ in 0..r.steps {
+            if r.tolerance.is_some() {
+                for k in 0..hidden {
+                    be.axpby(1.0, &self.v[k], 0.0, &mut self.prev[k]);
+                }
+            }
+            // Parallel: bottom-up, so each layer still reads the old iterate of the layer above.
+            // Sweep: top-down, so each layer reads the layer above's new value.
+            for step in 0..hidden {
+                let k = match r.schedule {
+                    Schedule::Parallel => step + 1,
+                    Schedule::Sweep => hidden - step,
+                };
+                if k == hidden && frozen_top {
+                    let drive = self.top_drive.as_ref().expect("computed above");
+                    be.axpby(eta, drive, keep, &mut self.v[k - 1]);
+                } else {
+                    self.send_down(net, cache, variant, k + 1, eta, keep);
+                }
+            }
+            iterations += 1;
+            if let Some(tol) = r.tolerance {
+                let mut worst: f64 = 0.0;
+                for k in 0..hidden {
+                    be.axpby(1.0, &self.v[k], -1.0, &mut self.prev[k]);
+                    let change = be.dot(&self.prev[k], &self.prev[k]).sqrt();
+                    let size = be.dot(&self.v[k], &self.v[k]).sqrt();
+                    let rel = if change == 0.0 { 0.0 } else { change / (eta * size) };
+                    worst = worst.max(rel);
+                }
+                residual = Some(worst);
+                if worst <= tol {
+                    break;
+                }
+            }
+        }
+        RelaxStats { iterations, residual }
+    }
+}
+
+/// Convenience: the learning signals of one batch in fresh buffers (see [`Signals::compute`]).
+pub fn learning_signals<B: Backend>(
+    net: &Network<B>,
+    cache: &ForwardCache<B>,
+    top: &B::Tensor,
+    algorithm: &Algorithm,
+) -> (Signals<B>, Option<RelaxStats>) {
+    let mut s = Signals::new();
+    let stats = s.compute(net, cache, top, algorithm);
+    (s, stats)
+}

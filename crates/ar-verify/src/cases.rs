@@ -1,0 +1,206 @@
+//! The models the suite checks (the paper-1 MLP and random MLPs covering every activation, both
+//! losses, batch 1 and larger, width 1) and the suite itself.
+
+use crate::checks::{compare, finite_differences, forward_agreement, update, Batch, HostGrads};
+use crate::report::{Report, Row};
+use ar_backend::{Activation, Backend};
+use ar_core::{
+    Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Variant,
+};
+use ar_models::MlpSpec;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Finite differences against our backprop (relative, sampled entries).
+pub const FD_TOLERANCE: f64 = 1e-6;
+/// Exact identities (eta = 1, feedback set to `W^T`) in f64.
+pub const IDENTITY_TOLERANCE: f64 = 1e-12;
+/// Relaxation run to convergence against backprop in f64.
+pub const CONVERGED_TOLERANCE: f64 = 1e-10;
+/// Residual at which the convergence run stops.
+pub const CONVERGENCE_RESIDUAL: f64 = 1e-13;
+/// Iteration cap of the convergence run.
+pub const CONVERGENCE_MAX_STEPS: usize = 5000;
+
+/// One network, batch and loss to check.
+#[derive(Clone, Debug)]
+pub struct Case<B: Backend> {
+    /// A name describing the model.
+    pub name: String,
+    /// The network (nonzero biases).
+    pub net: Network<B>,
+    /// A batch with one-hot targets.
+    pub batch: Batch,
+    /// The loss.
+    pub loss: Loss,
+}
+
+fn random_batch(rng: &mut ChaCha8Rng, size: usize, inputs: usize, classes: usize, lo: f64) -> Batch {
+    let x = (0..size * inputs).map(|_| rng.random_range(lo..1.0)).collect();
+    let mut targets = vec![0.0; size * classes];
+    for b in 0..size {
+        targets[b * classes + rng.random_range(0..classes)] = 1.0;
+    }
+    Batch { x, targets, size }
+}
+
+/// Gives every bias of `net` a nonzero N-ish value, so that checks see `f'` evaluated with bias.
+fn randomize_biases<B: Backend>(net: &mut Network<B>, rng: &mut ChaCha8Rng, scale: f64) {
+    let be = net.backend().clone();
+    for layer in &mut net.layers {
+        let d = layer.as_dense_mut();
+        let n = be.shape(&d.bias)[0];
+        let b: Vec<f64> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+        d.bias = be.from_host(&b, &[n]);
+    }
+}
+
+/// The paper-1 MLP (784-300-300-100-10, ReLU, MSE) with the papers' initialisation and nonzero
+/// biases, on a batch of 4 inputs in [0, 1].
+pub fn paper1_case<B: Backend>(be: &B) -> Case<B> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let spec = MlpSpec::paper1();
+    let mut net = spec.build(be.clone(), Init::papers(), 1).expect("the preset builds");
+    randomize_biases(&mut net, &mut rng, 0.05);
+    let batch = random_batch(&mut rng, 4, 784, 10, 0.0);
+    Case { name: "paper-1 mlp 784-300-300-100-10 relu, mse, batch 4".into(), net, batch, loss: Loss::Mse }
+}
+
+/// Random MLPs: depths 2, 3, 4 and 6; widths drawn from 1..=50 with a width-1 hidden layer;
+/// every activation; both losses; batch sizes 1 and larger; PyTorch initialisation (nonzero
+/// biases).
+pub fn random_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
+    use Activation::*;
+    let plans: [(&str, &[Activation], Loss, usize, Option<usize>); 4] = [
+        ("random-a", &[Sigmoid, Identity], Loss::CrossEntropy, 1, None),
+        ("random-b", &[Tanh, Softplus, Sigmoid], Loss::Mse, 6, Some(1)),
+        ("random-c", &[Relu, LeakyRelu, Tanh, Identity], Loss::CrossEntropy, 5, None),
+        ("random-d", &[Softplus, Relu, Sigmoid, LeakyRelu, Tanh, Identity], Loss::Mse, 1, Some(3)),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(2020);
+    plans
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, acts, loss, batch, narrow))| {
+            let mut widths: Vec<usize> = (0..=acts.len()).map(|_| rng.random_range(1..=50)).collect();
+            let last = widths.len() - 1;
+            widths[last] = widths[last].max(2);
+            if let Some(k) = narrow {
+                widths[k] = 1;
+            }
+            let shapes: Vec<DenseShape> = acts
+                .iter()
+                .enumerate()
+                .map(|(k, &activation)| DenseShape { inputs: widths[k], outputs: widths[k + 1], activation })
+                .collect();
+            let net = Network::dense_stack(be.clone(), &shapes, Init::PyTorch, 100 + i as u64)
+                .expect("random shapes are valid");
+            let acts: Vec<&str> = acts.iter().map(|a| a.name()).collect();
+            let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
+            Case {
+                name: format!("{name} mlp {} [{}], {loss}, batch {batch}", w.join("-"), acts.join(",")),
+                batch: random_batch(&mut rng, batch, widths[0], widths[last], -1.0),
+                net,
+                loss,
+            }
+        })
+        .collect()
+}
+
+/// Every case of the suite.
+pub fn all_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
+    let mut cases = vec![paper1_case(be)];
+    cases.extend(random_cases(be));
+    cases
+}
+
+/// The relaxation with step `eta` run for `steps` iterations from the feedforward state.
+pub fn relaxation(eta: f64, steps: usize, schedule: Schedule) -> Relaxation {
+    Relaxation { eta, steps, tolerance: None, schedule, init: InitialState::Feedforward }
+}
+
+fn ar(r: Relaxation, variant: Variant) -> Algorithm {
+    Algorithm { method: Method::Relaxation(r), variant }
+}
+
+/// Runs every check on one case and returns its rows.
+pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
+    let (name, net, batch, loss) = (case.name.as_str(), &case.net, &case.batch, case.loss);
+    let depth = net.depth();
+    let exact = Variant::exact();
+    let mut rows = vec![forward_agreement(name, net, batch, IDENTITY_TOLERANCE)];
+    let (bp, _) = update(net, batch, loss, &Algorithm::backprop());
+    rows.extend(finite_differences(name, net, batch, loss, &bp, 24, FD_TOLERANCE, 7));
+
+    let checked = |label: &str, algorithm: Algorithm, on: &Network<B>, tol: Option<f64>| -> Vec<Row> {
+        let (g, iterations): (HostGrads, usize) = update(on, batch, loss, &algorithm);
+        let mut rows = compare(name, label, &g, &bp, tol);
+        if let Some(r) = rows.last_mut() {
+            if iterations > 0 {
+                r.note.push_str(&format!(", {iterations} iterations"));
+            }
+        }
+        rows
+    };
+    rows.extend(checked("ar eta=1 sweep T=1", ar(relaxation(1.0, 1, Schedule::Sweep), exact), net, Some(IDENTITY_TOLERANCE)));
+    let parallel_steps = (depth - 1).max(1);
+    rows.extend(checked(
+        &format!("ar eta=1 parallel T=L-1={parallel_steps}"),
+        ar(relaxation(1.0, parallel_steps, Schedule::Parallel), exact),
+        net,
+        Some(IDENTITY_TOLERANCE),
+    ));
+    rows.extend(checked("ar eta=0.1 T=100 sweep (papers)", ar(Relaxation::papers(), exact), net, None));
+    for schedule in [Schedule::Parallel, Schedule::Sweep] {
+        let mut r = relaxation(0.1, CONVERGENCE_MAX_STEPS, schedule);
+        r.tolerance = Some(CONVERGENCE_RESIDUAL);
+        let label = format!("ar eta=0.1 converged {}", if schedule == Schedule::Sweep { "sweep" } else { "parallel" });
+        rows.extend(checked(&label, ar(r, exact), net, Some(CONVERGED_TOLERANCE)));
+    }
+
+    // Exact special cases of the variants: feedback weights equal to W^T give backprop.
+    let mut transposed = net.clone();
+    transposed.set_feedback_to_transpose();
+    let learned = Variant { feedback: Feedback::Learned, ..exact };
+    rows.extend(checked(
+        "learned psi=W^T, ar eta=1",
+        ar(relaxation(1.0, 1, Schedule::Sweep), learned),
+        &transposed,
+        Some(IDENTITY_TOLERANCE),
+    ));
+    rows.extend(checked("random psi=W^T, fa", Algorithm::feedback_alignment(), &transposed, Some(IDENTITY_TOLERANCE)));
+
+    // The approximate variants, measured (angle to the gradient), not judged.
+    let mut random_feedback = net.clone();
+    random_feedback.init_feedback(Init::papers(), 5);
+    let papers = Relaxation::papers();
+    let no_fprime = Variant { fprime_in_backward: false, ..exact };
+    let variants: [(&str, Algorithm, &Network<B>); 9] = [
+        ("fa", Algorithm::feedback_alignment(), &random_feedback),
+        ("ar learned psi", ar(papers, learned), &random_feedback),
+        ("ar no f' in relaxation", ar(papers, no_fprime), net),
+        ("ar no f' anywhere", ar(papers, Variant { fprime_in_update: false, ..no_fprime }), net),
+        ("ar learned psi + no f' (eq. 7)", ar(papers, Variant { feedback: Feedback::Learned, ..no_fprime }), &random_feedback),
+        ("ar fderiv-relax", ar(papers, Variant { fprime_at_state_in_relaxation: true, ..exact }), net),
+        ("ar fderiv-update", ar(papers, Variant { fprime_at_state_in_update: true, ..exact }), net),
+        (
+            "ar fderiv-both",
+            ar(papers, Variant { fprime_at_state_in_relaxation: true, fprime_at_state_in_update: true, ..exact }),
+            net,
+        ),
+        ("ar current-input", ar(papers, Variant { current_input: true, ..exact }), net),
+    ];
+    for (label, algorithm, on) in variants {
+        rows.extend(checked(label, algorithm, on, None));
+    }
+    rows
+}
+
+/// Runs the whole suite on one backend (f64 for the tolerances above).
+pub fn run_suite<B: Backend>(be: &B) -> Report {
+    let mut report = Report { backend: be.name(), rows: Vec::new() };
+    for case in all_cases(be) {
+        report.rows.extend(check_case(&case));
+    }
+    report
+}

@@ -1,0 +1,430 @@
+//! `cargo xtask train`: trains networks with activation relaxation, its variants and backprop
+//! from identical weights and batch order, one line per epoch, and a final comparison.
+
+use anyhow::{bail, Context};
+use ar_backend::{Activation, Backend};
+use ar_core::{Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Sgd, Trainer, Variant};
+use ar_data::{BatchOrder, Dataset, Normalization};
+use ar_models::MlpSpec;
+use ar_ndarray::NdArray;
+use clap::ValueEnum;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Which learning rule computes the update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AlgorithmName {
+    /// Activation relaxation with the chosen variant flags.
+    Ar,
+    /// Exact backprop (variant flags other than those of the backward pass are ignored).
+    Bp,
+    /// Feedback alignment: backprop through fixed random backward weights.
+    Fa,
+}
+
+/// Backward weights for AR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FeedbackName {
+    /// W^T (exact weight transport).
+    Transpose,
+    /// A separate matrix, updated with W's transposed update.
+    Learned,
+    /// A fixed random matrix.
+    Random,
+}
+
+/// Which `f'` of the relaxation/update is re-evaluated at the relaxing state (paper 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FderivName {
+    /// f' at W v(t) + b inside the relaxation.
+    Relax,
+    /// f' at W v(T) + b in the weight update.
+    Update,
+    /// Both.
+    Both,
+}
+
+/// The order of updates inside one relaxation iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleName {
+    /// All layers read the previous iterate (the papers' equations).
+    Parallel,
+    /// Top-down, each layer reads the updated layer above (the reference code).
+    Sweep,
+}
+
+/// Where the relaxing activities start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StartName {
+    /// The feedforward activities h_k.
+    Feedforward,
+    /// Zero.
+    Zero,
+}
+
+/// How weights are initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitName {
+    /// N(0, std^2) weights, zero biases (the papers; std from --init-std).
+    Normal,
+    /// PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    Pytorch,
+}
+
+/// Numeric precision of the ndarray backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    /// 32-bit floats (fast).
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+/// Flags of `train`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data set. `digits` is the bundled UCI 8x8 digits set, split into train and test by a
+    /// stratified, seeded split (see --test-fraction).
+    #[arg(long, default_value = "digits", value_parser = ["digits"])]
+    dataset: String,
+    /// Fraction of each class held out for testing (digits only).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Model: `digits-mlp` (64-64-32-10), `paper1-mlp` (784-300-300-100-10) or widths joined by
+    /// '-', such as 64-128-10 (first = input size, last = classes).
+    #[arg(long, default_value = "digits-mlp")]
+    model: String,
+    /// Hidden-layer activation for a custom width spec (identity, relu, leaky-relu, tanh, sigmoid,
+    /// softplus); presets use their own unless this is given.
+    #[arg(long)]
+    hidden_activation: Option<Activation>,
+    /// Output-layer activation (usually identity).
+    #[arg(long, default_value = "identity")]
+    output_activation: Activation,
+    /// Algorithms to train side by side from the same initial weights and batch order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ar,bp")]
+    algorithms: Vec<AlgorithmName>,
+    /// AR backward weights: transpose (exact), learned, or random (fixed).
+    #[arg(long, value_enum, default_value = "transpose")]
+    feedback: FeedbackName,
+    /// Kolen-Pollack weight decay lambda on W and psi (learned feedback only).
+    #[arg(long, default_value_t = 0.0)]
+    feedback_decay: f64,
+    /// Drop f'(a) from the backward VJP (in the relaxation; paper 1 eq. 7 with learned feedback).
+    #[arg(long)]
+    no_fprime_backward: bool,
+    /// Drop f'(a) from the weight update.
+    #[arg(long)]
+    no_fprime_update: bool,
+    /// Evaluate f' at the relaxing state W v + b instead of the stored a (paper 2's unfrozen
+    /// feedforward variants; not gradient-aligned).
+    #[arg(long, value_enum)]
+    fderiv: Option<FderivName>,
+    /// Use the relaxed v_{k-1}(T) instead of h_{k-1} as the update's presynaptic term (paper 2).
+    #[arg(long)]
+    current_input: bool,
+    /// Euler step of the relaxation (the "inference learning rate"), in (0, 2).
+    #[arg(long, default_value_t = 0.1)]
+    eta: f64,
+    /// Relaxation iterations T per batch (the most, with --tolerance).
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Stop a relaxation early once the relative change per unit eta falls to this.
+    #[arg(long)]
+    tolerance: Option<f64>,
+    /// Relaxation schedule.
+    #[arg(long, value_enum, default_value = "sweep")]
+    schedule: ScheduleName,
+    /// Relaxation start.
+    #[arg(long, value_enum, default_value = "feedforward")]
+    start: StartName,
+    /// Loss: mse (1/2 ||y - t||^2, the papers') or cross-entropy.
+    #[arg(long, default_value = "mse")]
+    loss: Loss,
+    /// Epochs.
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// SGD learning rate on the batch-mean loss.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Weight initialisation.
+    #[arg(long, value_enum, default_value = "normal")]
+    init: InitName,
+    /// Standard deviation of --init normal.
+    #[arg(long, default_value_t = 0.05)]
+    init_std: f64,
+    /// Seed of the weights, the split and the batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Precision of the CPU backend.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
+}
+
+impl Args {
+    fn variant(&self) -> Variant {
+        Variant {
+            feedback: match self.feedback {
+                FeedbackName::Transpose => Feedback::Transpose,
+                FeedbackName::Learned => Feedback::Learned,
+                FeedbackName::Random => Feedback::Random,
+            },
+            feedback_decay: self.feedback_decay,
+            fprime_in_backward: !self.no_fprime_backward,
+            fprime_in_update: !self.no_fprime_update,
+            fprime_at_state_in_relaxation: matches!(self.fderiv, Some(FderivName::Relax | FderivName::Both)),
+            fprime_at_state_in_update: matches!(self.fderiv, Some(FderivName::Update | FderivName::Both)),
+            current_input: self.current_input,
+        }
+    }
+
+    fn algorithm(&self, name: AlgorithmName) -> Algorithm {
+        match name {
+            AlgorithmName::Bp => Algorithm::backprop(),
+            AlgorithmName::Fa => Algorithm::feedback_alignment(),
+            AlgorithmName::Ar => Algorithm {
+                method: Method::Relaxation(Relaxation {
+                    eta: self.eta,
+                    steps: self.steps,
+                    tolerance: self.tolerance,
+                    schedule: match self.schedule {
+                        ScheduleName::Parallel => Schedule::Parallel,
+                        ScheduleName::Sweep => Schedule::Sweep,
+                    },
+                    init: match self.start {
+                        StartName::Feedforward => InitialState::Feedforward,
+                        StartName::Zero => InitialState::Zero,
+                    },
+                }),
+                variant: self.variant(),
+            },
+        }
+    }
+
+    fn model(&self) -> anyhow::Result<MlpSpec> {
+        let mut spec = match self.model.as_str() {
+            "digits-mlp" => MlpSpec::digits(),
+            "paper1-mlp" => MlpSpec::paper1(),
+            custom => MlpSpec::parse(custom, Activation::Tanh, self.output_activation)
+                .context("--model takes digits-mlp, paper1-mlp or widths such as 64-128-10")?,
+        };
+        if let Some(h) = self.hidden_activation {
+            spec.hidden = h;
+        }
+        spec.output = self.output_activation;
+        Ok(spec)
+    }
+
+    fn init(&self) -> anyhow::Result<Init> {
+        match self.init {
+            InitName::Pytorch => Ok(Init::PyTorch),
+            InitName::Normal if self.init_std > 0.0 && self.init_std.is_finite() => {
+                Ok(Init::Normal { std: self.init_std })
+            }
+            InitName::Normal => bail!("--init-std must be finite and > 0, got {}", self.init_std),
+        }
+    }
+}
+
+/// Trains every requested algorithm and prints the comparison.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mut names = args.algorithms.clone();
+    names.dedup();
+    if names.is_empty() {
+        bail!("--algorithms needs at least one of ar, bp, fa");
+    }
+    match args.precision {
+        Precision::F32 => train(&args, &names, NdArray::<f32>::new()),
+        Precision::F64 => train(&args, &names, NdArray::<f64>::new()),
+    }
+}
+
+struct Run<B: Backend> {
+    label: String,
+    net: Network<B>,
+    trainer: Trainer<B>,
+    seconds: f64,
+}
+
+fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Result<ExitCode> {
+    let data = ar_data::digits_bundled();
+    let (train_set, test_set) = data.split_stratified(args.test_fraction, args.seed).context("--test-fraction")?;
+    let spec = args.model()?;
+    spec.check_fits(data.sample_len(), data.num_classes)?;
+    let init = args.init()?;
+    let norm = Normalization::UnitInterval;
+
+    let mut runs = Vec::new();
+    for &name in names {
+        let algorithm = args.algorithm(name);
+        let mut net = spec.build(be.clone(), init, args.seed)?;
+        if algorithm.needs_feedback_weights() {
+            net.init_feedback(init, args.seed);
+        }
+        let trainer = Trainer::new(algorithm, args.loss, Sgd::new(args.lr, args.momentum), &net)
+            .with_context(|| format!("--algorithms {}", label(name)))?;
+        runs.push(Run { label: label_with_variant(name, &algorithm), net, trainer, seconds: 0.0 });
+    }
+
+    println!(
+        "data: {} ({} train / {} test, {}x{}x{}), model: {spec}, loss: {}, batch {}, lr {}, momentum {}, seed {}, backend {}",
+        data.name,
+        train_set.len(),
+        test_set.len(),
+        data.shape[0],
+        data.shape[1],
+        data.shape[2],
+        args.loss,
+        args.batch_size,
+        args.lr,
+        args.momentum,
+        args.seed,
+        be.name()
+    );
+    for r in &runs {
+        println!("  {}: {}", r.label, describe(r.trainer.algorithm()));
+    }
+    let width = runs.iter().map(|r| r.label.len()).max().unwrap_or(2);
+    for epoch in 0..args.epochs {
+        let order = BatchOrder::shuffled(train_set.len(), args.batch_size, args.seed, epoch as u64);
+        let mut line = format!("epoch {:>3}", epoch + 1);
+        for r in &mut runs {
+            let start = Instant::now();
+            let (mut loss_sum, mut correct) = (0.0, 0usize);
+            for batch in order.batches() {
+                let (x, t) = upload(&r.net, &train_set, batch, &norm)?;
+                let out = r.trainer.step(&mut r.net, &x, &t);
+                if !out.loss.is_finite() {
+                    bail!(
+                        "{} diverged at epoch {} (loss {}); try a smaller --lr or --eta",
+                        r.label,
+                        epoch + 1,
+                        out.loss
+                    );
+                }
+                loss_sum += out.loss * batch.len() as f64;
+                correct += out.correct;
+            }
+            r.seconds += start.elapsed().as_secs_f64();
+            let test_acc = accuracy(&r.net, &test_set, &norm)?;
+            line.push_str(&format!(
+                "  | {:<width$} loss {:.4} train {:5.1}% test {:5.1}%",
+                r.label,
+                loss_sum / train_set.len() as f64,
+                100.0 * correct as f64 / train_set.len() as f64,
+                100.0 * test_acc
+            ));
+        }
+        println!("{line}");
+    }
+    println!("\nfinal test accuracy after {} epochs:", args.epochs);
+    for r in &runs {
+        let acc = accuracy(&r.net, &test_set, &norm)?;
+        println!(
+            "  {:<width$} {:6.2}%   {:.2} s training ({:.2} ms per batch)",
+            r.label,
+            100.0 * acc,
+            r.seconds,
+            1e3 * r.seconds / (args.epochs * train_set.len().div_ceil(args.batch_size)) as f64
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn label(name: AlgorithmName) -> &'static str {
+    match name {
+        AlgorithmName::Ar => "ar",
+        AlgorithmName::Bp => "bp",
+        AlgorithmName::Fa => "fa",
+    }
+}
+
+fn label_with_variant(name: AlgorithmName, a: &Algorithm) -> String {
+    if name != AlgorithmName::Ar {
+        return label(name).into();
+    }
+    let v = &a.variant;
+    let mut parts = vec!["ar".to_string()];
+    match v.feedback {
+        Feedback::Transpose => {}
+        Feedback::Learned => parts.push("learned".into()),
+        Feedback::Random => parts.push("random".into()),
+    }
+    if !v.fprime_in_backward {
+        parts.push("no-f'-backward".into());
+    }
+    if !v.fprime_in_update {
+        parts.push("no-f'-update".into());
+    }
+    if v.fprime_at_state_in_relaxation {
+        parts.push("fderiv-relax".into());
+    }
+    if v.fprime_at_state_in_update {
+        parts.push("fderiv-update".into());
+    }
+    if v.current_input {
+        parts.push("current-input".into());
+    }
+    parts.join("+")
+}
+
+fn describe(a: &Algorithm) -> String {
+    let v = &a.variant;
+    let feedback = match v.feedback {
+        Feedback::Transpose => "W^T".to_string(),
+        Feedback::Learned if v.feedback_decay > 0.0 => format!("learned psi, decay {}", v.feedback_decay),
+        Feedback::Learned => "learned psi".into(),
+        Feedback::Random => "fixed random psi".into(),
+    };
+    match a.method {
+        Method::Backprop => format!("one backward pass through {feedback}"),
+        Method::Relaxation(r) => format!(
+            "relaxation eta {}, T {}{}, {} schedule, {} start, backward through {feedback}",
+            r.eta,
+            r.steps,
+            r.tolerance.map_or(String::new(), |t| format!(" (stop at residual {t:e})")),
+            match r.schedule {
+                Schedule::Parallel => "parallel",
+                Schedule::Sweep => "sweep",
+            },
+            match r.init {
+                InitialState::Feedforward => "feedforward",
+                InitialState::Zero => "zero",
+            },
+        ),
+    }
+}
+
+fn upload<B: Backend>(
+    net: &Network<B>,
+    data: &Dataset,
+    batch: &[usize],
+    norm: &Normalization,
+) -> anyhow::Result<(B::Tensor, B::Tensor)> {
+    let x = net.upload_batch(&data.features(batch, norm), batch.len())?;
+    let t = net.backend().from_host(&data.one_hot(batch), &[batch.len(), data.num_classes]);
+    Ok((x, t))
+}
+
+/// The fraction of `data` the network classifies correctly.
+pub fn accuracy<B: Backend>(net: &Network<B>, data: &Dataset, norm: &Normalization) -> anyhow::Result<f64> {
+    let mut correct = 0usize;
+    for batch in BatchOrder::sequential(data.len(), 256).batches() {
+        let (x, _) = upload(net, data, batch, norm)?;
+        let predicted = net.backend().argmax_rows(&net.predict(&x));
+        correct += predicted.iter().zip(batch).filter(|(p, &i)| **p == usize::from(data.labels[i])).count();
+    }
+    Ok(correct as f64 / data.len() as f64)
+}
