@@ -3,7 +3,10 @@
 
 use anyhow::{bail, Context};
 use ar_backend::{Activation, Backend};
-use ar_core::{Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Sgd, Trainer, Variant};
+use ar_core::{
+    Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Sgd,
+    Trainer, Variant,
+};
 use ar_data::{BatchOrder, Dataset, Normalization};
 use ar_models::MlpSpec;
 use ar_ndarray::NdArray;
@@ -178,8 +181,14 @@ impl Args {
             feedback_decay: self.feedback_decay,
             fprime_in_backward: !self.no_fprime_backward,
             fprime_in_update: !self.no_fprime_update,
-            fprime_at_state_in_relaxation: matches!(self.fderiv, Some(FderivName::Relax | FderivName::Both)),
-            fprime_at_state_in_update: matches!(self.fderiv, Some(FderivName::Update | FderivName::Both)),
+            fprime_at_state_in_relaxation: matches!(
+                self.fderiv,
+                Some(FderivName::Relax | FderivName::Both)
+            ),
+            fprime_at_state_in_update: matches!(
+                self.fderiv,
+                Some(FderivName::Update | FderivName::Both)
+            ),
             current_input: self.current_input,
         }
     }
@@ -260,7 +269,8 @@ struct Run<B: Backend> {
 
 fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Result<ExitCode> {
     let data = ar_data::digits_bundled();
-    let (train_set, test_set) = data.split_stratified(args.test_fraction, args.seed).context("--test-fraction")?;
+    let (train_set, test_set) =
+        data.split_stratified(args.test_fraction, args.seed).context("--test-fraction")?;
     let spec = args.model()?;
     spec.check_fits(data.sample_len(), data.num_classes)?;
     let init = args.init()?;
@@ -384,7 +394,9 @@ fn describe(a: &Algorithm) -> String {
     let v = &a.variant;
     let feedback = match v.feedback {
         Feedback::Transpose => "W^T".to_string(),
-        Feedback::Learned if v.feedback_decay > 0.0 => format!("learned psi, decay {}", v.feedback_decay),
+        Feedback::Learned if v.feedback_decay > 0.0 => {
+            format!("learned psi, decay {}", v.feedback_decay)
+        }
         Feedback::Learned => "learned psi".into(),
         Feedback::Random => "fixed random psi".into(),
     };
@@ -419,12 +431,20 @@ fn upload<B: Backend>(
 }
 
 /// The fraction of `data` the network classifies correctly.
-pub fn accuracy<B: Backend>(net: &Network<B>, data: &Dataset, norm: &Normalization) -> anyhow::Result<f64> {
+pub fn accuracy<B: Backend>(
+    net: &Network<B>,
+    data: &Dataset,
+    norm: &Normalization,
+) -> anyhow::Result<f64> {
     let mut correct = 0usize;
     for batch in BatchOrder::sequential(data.len(), 256).batches() {
         let (x, _) = upload(net, data, batch, norm)?;
         let predicted = net.backend().argmax_rows(&net.predict(&x));
-        correct += predicted.iter().zip(batch).filter(|(p, &i)| **p == usize::from(data.labels[i])).count();
+        correct += predicted
+            .iter()
+            .zip(batch)
+            .filter(|(p, &i)| **p == usize::from(data.labels[i]))
+            .count();
     }
     Ok(correct as f64 / data.len() as f64)
 }

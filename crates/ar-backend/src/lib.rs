@@ -20,11 +20,12 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// A dense n-dimensional array living on this backend's device.
     type Tensor: Clone + Send + Sync + Debug;
 
-    /// A short name with precision and device, such as `ndarray-f64` or `candle-cuda:0-f32`.
+    /// A short name with precision and device, such as `ndarray-f64` or `candle-cpu-f32`.
     fn name(&self) -> String;
 
     /// Uploads host values (row-major) as a tensor of the given shape, rounding to the backend's
     /// precision. Panics if `data.len()` is not the product of `shape`.
+    #[allow(clippy::wrong_self_convention)] // the backend, not the data, is the receiver
     fn from_host(&self, data: &[f64], shape: &[usize]) -> Self::Tensor;
 
     /// Downloads a tensor's values in row-major order, widened to f64.

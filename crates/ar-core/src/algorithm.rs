@@ -153,7 +153,10 @@ impl Algorithm {
         let v = &self.variant;
         let bad = |m: String| Err(CoreError::InvalidConfig(m));
         if !(v.feedback_decay >= 0.0 && v.feedback_decay.is_finite()) {
-            return bad(format!("feedback decay must be finite and >= 0, got {}", v.feedback_decay));
+            return bad(format!(
+                "feedback decay must be finite and >= 0, got {}",
+                v.feedback_decay
+            ));
         }
         if v.feedback_decay > 0.0 && v.feedback != Feedback::Learned {
             return bad(format!(
@@ -163,9 +166,7 @@ impl Algorithm {
         }
         match self.method {
             Method::Backprop => {
-                if v.fprime_at_state_in_relaxation
-                    || v.fprime_at_state_in_update
-                    || v.current_input
+                if v.fprime_at_state_in_relaxation || v.fprime_at_state_in_update || v.current_input
                 {
                     return bad("fderiv-relax, fderiv-update and current-input modify the \
                                 relaxation; they need the relaxation method, not backprop"

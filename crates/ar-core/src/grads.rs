@@ -29,7 +29,12 @@ impl<B: Backend> Gradients<B> {
     /// or dropped), presynaptic term `h_{k-1}` (or `v_{k-1}(T)` under current-input),
     /// `dW_k = e_k^T h_{k-1} / batch`, `db_k = sum_b e_k / batch`, and for learned feedback
     /// `dpsi_k = h_{k-1}^T e_k / batch = dW_k^T`.
-    pub fn compute(net: &Network<B>, cache: &ForwardCache<B>, signals: &[B::Tensor], variant: &Variant) -> Self {
+    pub fn compute(
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        signals: &[B::Tensor],
+        variant: &Variant,
+    ) -> Self {
         let be = net.backend();
         let batch = cache.batch_size(be) as f64;
         let mut layers = Vec::with_capacity(net.depth());
@@ -39,7 +44,8 @@ impl<B: Backend> Gradients<B> {
             let relaxed_below = (k >= 2).then(|| &signals[k - 2]);
             let e = if !variant.fprime_in_update {
                 signals[i].clone()
-            } else if let (true, Some(v_below)) = (variant.fprime_at_state_in_update, relaxed_below) {
+            } else if let (true, Some(v_below)) = (variant.fprime_at_state_in_update, relaxed_below)
+            {
                 let mut pre = be.zeros(&be.shape(&signals[i]));
                 d.pre_activation_into(be, v_below, &mut pre);
                 be.mul(&be.activate_derivative(d.activation, &pre), &signals[i])
@@ -54,11 +60,12 @@ impl<B: Backend> Gradients<B> {
             let mut weight = be.zeros(&[shape.outputs, shape.inputs]);
             be.gemm(1.0 / batch, &e, true, presynaptic, false, 0.0, &mut weight);
             let bias = be.sum_rows(1.0 / batch, &e);
-            let feedback = (variant.feedback == Feedback::Learned && d.feedback.is_some()).then(|| {
-                let mut g = be.zeros(&[shape.inputs, shape.outputs]);
-                be.gemm(1.0 / batch, presynaptic, true, &e, false, 0.0, &mut g);
-                g
-            });
+            let feedback =
+                (variant.feedback == Feedback::Learned && d.feedback.is_some()).then(|| {
+                    let mut g = be.zeros(&[shape.inputs, shape.outputs]);
+                    be.gemm(1.0 / batch, presynaptic, true, &e, false, 0.0, &mut g);
+                    g
+                });
             layers.push(DenseGrads { weight, bias, feedback });
         }
         Gradients { layers }

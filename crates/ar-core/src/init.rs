@@ -24,7 +24,12 @@ impl Init {
     }
 
     /// Draws `(weight [outputs * inputs], bias [outputs])` for one dense layer.
-    pub fn dense(&self, rng: &mut ChaCha8Rng, inputs: usize, outputs: usize) -> (Vec<f64>, Vec<f64>) {
+    pub fn dense(
+        &self,
+        rng: &mut ChaCha8Rng,
+        inputs: usize,
+        outputs: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
         match *self {
             Init::Normal { std } => {
                 let normal = Normal::new(0.0, std).expect("a finite, non-negative std");

@@ -17,7 +17,12 @@ pub enum Loss {
 impl Loss {
     /// `g_L` for every sample, `[batch, classes]` (not divided by the batch size: the weight
     /// gradients take the batch mean).
-    pub fn top_gradient<B: Backend>(self, be: &B, output: &B::Tensor, targets: &B::Tensor) -> B::Tensor {
+    pub fn top_gradient<B: Backend>(
+        self,
+        be: &B,
+        output: &B::Tensor,
+        targets: &B::Tensor,
+    ) -> B::Tensor {
         match self {
             Loss::Mse => be.sub(output, targets),
             Loss::CrossEntropy => be.sub(&be.softmax_rows(output), targets),

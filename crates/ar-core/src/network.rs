@@ -51,7 +51,8 @@ impl<B: Backend> Network<B> {
         }
         let net = Network { backend, layers };
         for (k, pair) in net.layers.windows(2).enumerate() {
-            let (lower, upper) = (pair[0].as_dense().shape(&net.backend), pair[1].as_dense().shape(&net.backend));
+            let (lower, upper) =
+                (pair[0].as_dense().shape(&net.backend), pair[1].as_dense().shape(&net.backend));
             if lower.outputs != upper.inputs {
                 return Err(CoreError::Shape(format!(
                     "layer {} has {} outputs but layer {} takes {} inputs",
@@ -67,7 +68,12 @@ impl<B: Backend> Network<B> {
 
     /// A stack of dense layers with weights drawn on the host from `init` with a generator
     /// seeded by `seed`, then uploaded (so every backend starts from the same weights).
-    pub fn dense_stack(backend: B, shapes: &[DenseShape], init: Init, seed: u64) -> Result<Self, CoreError> {
+    pub fn dense_stack(
+        backend: B,
+        shapes: &[DenseShape],
+        init: Init,
+        seed: u64,
+    ) -> Result<Self, CoreError> {
         let mut rng = init::rng(seed, init::Stream::Forward);
         let mut layers = Vec::with_capacity(shapes.len());
         for s in shapes {

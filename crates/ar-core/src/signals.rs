@@ -150,7 +150,9 @@ impl<B: Backend> Signals<B> {
         }
         for k in 1..=hidden {
             match r.init {
-                InitialState::Feedforward => be.axpby(1.0, cache.activity(k), 0.0, &mut self.v[k - 1]),
+                InitialState::Feedforward => {
+                    be.axpby(1.0, cache.activity(k), 0.0, &mut self.v[k - 1])
+                }
                 InitialState::Zero => be.axpby(0.0, cache.activity(k), 0.0, &mut self.v[k - 1]),
             }
         }
@@ -162,7 +164,8 @@ impl<B: Backend> Signals<B> {
         // With the forward pass frozen, the drive of the top hidden layer never changes.
         let frozen_top = !at_state;
         if frozen_top {
-            let saved = std::mem::replace(&mut self.v[hidden - 1], be.zeros(&self.shapes[hidden - 1]));
+            let saved =
+                std::mem::replace(&mut self.v[hidden - 1], be.zeros(&self.shapes[hidden - 1]));
             self.send_down(net, cache, variant, depth, 1.0, 0.0);
             self.top_drive = Some(std::mem::replace(&mut self.v[hidden - 1], saved));
         }

@@ -31,16 +31,28 @@ pub struct Trainer<B: Backend> {
 
 impl<B: Backend> Trainer<B> {
     /// Validates the algorithm against the network (feedback weights present where needed).
-    pub fn new(algorithm: Algorithm, loss: Loss, optimizer: Sgd<B>, net: &Network<B>) -> Result<Self, CoreError> {
+    pub fn new(
+        algorithm: Algorithm,
+        loss: Loss,
+        optimizer: Sgd<B>,
+        net: &Network<B>,
+    ) -> Result<Self, CoreError> {
         algorithm.validate()?;
         if !(optimizer.lr > 0.0 && optimizer.lr.is_finite()) {
-            return Err(CoreError::InvalidConfig(format!("learning rate must be finite and > 0, got {}", optimizer.lr)));
+            return Err(CoreError::InvalidConfig(format!(
+                "learning rate must be finite and > 0, got {}",
+                optimizer.lr
+            )));
         }
         if !(0.0..1.0).contains(&optimizer.momentum) {
-            return Err(CoreError::InvalidConfig(format!("momentum must lie in [0, 1), got {}", optimizer.momentum)));
+            return Err(CoreError::InvalidConfig(format!(
+                "momentum must lie in [0, 1), got {}",
+                optimizer.momentum
+            )));
         }
         if algorithm.needs_feedback_weights() {
-            if let Some(k) = net.layers.iter().skip(1).position(|l| l.as_dense().feedback.is_none()) {
+            if let Some(k) = net.layers.iter().skip(1).position(|l| l.as_dense().feedback.is_none())
+            {
                 return Err(CoreError::InvalidConfig(format!(
                     "{:?} feedback needs backward weights, but layer {} has none (call init_feedback)",
                     algorithm.variant.feedback,
@@ -57,21 +69,36 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// The update direction for one batch without applying it, and the relaxation's statistics.
-    pub fn gradients(&mut self, net: &Network<B>, x: &B::Tensor, targets: &B::Tensor) -> (Gradients<B>, StepOutcome) {
+    pub fn gradients(
+        &mut self,
+        net: &Network<B>,
+        x: &B::Tensor,
+        targets: &B::Tensor,
+    ) -> (Gradients<B>, StepOutcome) {
         let be = net.backend();
         let cache = net.forward(x);
         let top = self.loss.top_gradient(be, &cache.output, targets);
         let relax = self.signals.compute(net, &cache, &top, &self.algorithm);
-        let grads = Gradients::compute(net, &cache, self.signals.as_slice(), &self.algorithm.variant);
+        let grads =
+            Gradients::compute(net, &cache, self.signals.as_slice(), &self.algorithm.variant);
         let (out, t) = (be.to_host(&cache.output), be.to_host(targets));
         let classes = net.output_width();
-        let outcome = StepOutcome { loss: self.loss.value(&out, &t, classes), correct: count_correct(&out, &t, classes), relax };
+        let outcome = StepOutcome {
+            loss: self.loss.value(&out, &t, classes),
+            correct: count_correct(&out, &t, classes),
+            relax,
+        };
         (grads, outcome)
     }
 
     /// One training step on a batch: computes the update and applies it (with Kolen-Pollack
     /// decay `lambda W` and `lambda psi` added for learned feedback). Random feedback stays fixed.
-    pub fn step(&mut self, net: &mut Network<B>, x: &B::Tensor, targets: &B::Tensor) -> StepOutcome {
+    pub fn step(
+        &mut self,
+        net: &mut Network<B>,
+        x: &B::Tensor,
+        targets: &B::Tensor,
+    ) -> StepOutcome {
         let (mut grads, outcome) = self.gradients(net, x, targets);
         let variant = self.algorithm.variant;
         let be = net.backend().clone();
@@ -97,5 +124,9 @@ pub fn count_correct(outputs: &[f64], targets: &[f64], classes: usize) -> usize 
     let argmax = |row: &[f64]| {
         row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
     };
-    outputs.chunks(classes).zip(targets.chunks(classes)).filter(|(o, t)| argmax(o) == argmax(t)).count()
+    outputs
+        .chunks(classes)
+        .zip(targets.chunks(classes))
+        .filter(|(o, t)| argmax(o) == argmax(t))
+        .count()
 }

@@ -5,6 +5,7 @@
 use crate::files::read_file;
 use crate::DataError;
 use flate2::read::ZlibDecoder;
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
@@ -152,11 +153,11 @@ impl MatNumeric {
         }
     }
 
-    /// All values as bytes, if every value is a whole number in 0..=255; otherwise the index and
-    /// value of the first that is not.
-    pub fn to_u8(&self) -> Result<Vec<u8>, (usize, f64)> {
+    /// All values as bytes (borrowed when stored as `miUINT8`), if every value is a whole number
+    /// in 0..=255; otherwise the index and value of the first that is not.
+    pub fn to_u8(&self) -> Result<Cow<'_, [u8]>, (usize, f64)> {
         if self.data_type == MI_UINT8 {
-            return Ok(self.bytes.clone());
+            return Ok(Cow::Borrowed(&self.bytes));
         }
         (0..self.len())
             .map(|i| {
@@ -167,7 +168,8 @@ impl MatNumeric {
                     Err((i, v))
                 }
             })
-            .collect()
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Cow::Owned)
     }
 }
 
@@ -425,7 +427,8 @@ mod tests {
         assert_eq!(numeric(13, false, &5u64.to_le_bytes()).len(), 1);
         let mixed: Vec<u8> = [3.0f64, 255.0, 256.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(numeric(9, false, &mixed).to_u8(), Err((2, 256.0)));
-        assert_eq!(numeric(9, false, &mixed[..16]).to_u8(), Ok(vec![3, 255]));
+        assert_eq!(numeric(9, false, &mixed[..16]).to_u8().unwrap().as_ref(), &[3, 255]);
+        assert!(matches!(numeric(2, false, &[1, 2]).to_u8(), Ok(Cow::Borrowed(&[1, 2]))));
     }
 
     #[test]

@@ -130,7 +130,9 @@ pub fn parse_svhn(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
 
 /// Reads one SVHN MAT-file.
 pub fn read_svhn_file(path: &Path) -> Result<Dataset, DataError> {
-    parse_svhn(&read_file(path)?, path)
+    // The file's bytes are dropped before the conversion, which copies the images once more.
+    let mat = parse_mat(&read_file(path)?, path)?;
+    svhn_from_mat(&mat, path)
 }
 
 /// Reads SVHN from `dir`: `train_32x32.mat` for [`Split::Train`], `test_32x32.mat` for

@@ -49,7 +49,9 @@ impl MlpSpec {
             .map(|w| match w.trim().parse::<usize>() {
                 Ok(0) => Err(err("widths must be at least 1".into())),
                 Ok(n) => Ok(n),
-                Err(_) => Err(err(format!("'{w}' is not a width (expected numbers joined by '-')"))),
+                Err(_) => {
+                    Err(err(format!("'{w}' is not a width (expected numbers joined by '-')")))
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         if widths.len() < 2 {
@@ -60,12 +62,20 @@ impl MlpSpec {
 
     /// The paper-1 network: 784-300-300-100-10, ReLU hidden layers, linear output.
     pub fn paper1() -> Self {
-        MlpSpec { widths: vec![784, 300, 300, 100, 10], hidden: Activation::Relu, output: Activation::Identity }
+        MlpSpec {
+            widths: vec![784, 300, 300, 100, 10],
+            hidden: Activation::Relu,
+            output: Activation::Identity,
+        }
     }
 
     /// A small MLP for the bundled 8x8 digits: 64-64-32-10 with tanh, linear output.
     pub fn digits() -> Self {
-        MlpSpec { widths: vec![64, 64, 32, 10], hidden: Activation::Tanh, output: Activation::Identity }
+        MlpSpec {
+            widths: vec![64, 64, 32, 10],
+            hidden: Activation::Tanh,
+            output: Activation::Identity,
+        }
     }
 
     /// One shape per layer.
@@ -97,7 +107,12 @@ impl MlpSpec {
     }
 
     /// The network with weights drawn on the host from `init` seeded by `seed`.
-    pub fn build<B: Backend>(&self, backend: B, init: Init, seed: u64) -> Result<Network<B>, ModelError> {
+    pub fn build<B: Backend>(
+        &self,
+        backend: B,
+        init: Init,
+        seed: u64,
+    ) -> Result<Network<B>, ModelError> {
         Ok(Network::dense_stack(backend, &self.layers(), init, seed)?)
     }
 }
@@ -116,7 +131,8 @@ mod tests {
 
     #[test]
     fn parses_specs_and_rejects_bad_ones() {
-        let m = MlpSpec::parse("784-300-300-100-10", Activation::Relu, Activation::Identity).unwrap();
+        let m =
+            MlpSpec::parse("784-300-300-100-10", Activation::Relu, Activation::Identity).unwrap();
         assert_eq!(m, MlpSpec::paper1());
         let shapes = m.layers();
         assert_eq!(shapes.len(), 4);

@@ -5,7 +5,8 @@ use crate::checks::{compare, finite_differences, forward_agreement, update, Batc
 use crate::report::{Report, Row};
 use ar_backend::{Activation, Backend};
 use ar_core::{
-    Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Variant,
+    Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
+    Schedule, Variant,
 };
 use ar_models::MlpSpec;
 use rand::{Rng, SeedableRng};
@@ -35,7 +36,13 @@ pub struct Case<B: Backend> {
     pub loss: Loss,
 }
 
-fn random_batch(rng: &mut ChaCha8Rng, size: usize, inputs: usize, classes: usize, lo: f64) -> Batch {
+fn random_batch(
+    rng: &mut ChaCha8Rng,
+    size: usize,
+    inputs: usize,
+    classes: usize,
+    lo: f64,
+) -> Batch {
     let x = (0..size * inputs).map(|_| rng.random_range(lo..1.0)).collect();
     let mut targets = vec![0.0; size * classes];
     for b in 0..size {
@@ -63,7 +70,12 @@ pub fn paper1_case<B: Backend>(be: &B) -> Case<B> {
     let mut net = spec.build(be.clone(), Init::papers(), 1).expect("the preset builds");
     randomize_biases(&mut net, &mut rng, 0.05);
     let batch = random_batch(&mut rng, 4, 784, 10, 0.0);
-    Case { name: "paper-1 mlp 784-300-300-100-10 relu, mse, batch 4".into(), net, batch, loss: Loss::Mse }
+    Case {
+        name: "paper-1 mlp 784-300-300-100-10 relu, mse, batch 4".into(),
+        net,
+        batch,
+        loss: Loss::Mse,
+    }
 }
 
 /// Random MLPs: depths 2, 3, 4 and 6; widths drawn from 1..=50 with a width-1 hidden layer;
@@ -71,7 +83,9 @@ pub fn paper1_case<B: Backend>(be: &B) -> Case<B> {
 /// biases).
 pub fn random_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
     use Activation::*;
-    let plans: [(&str, &[Activation], Loss, usize, Option<usize>); 4] = [
+    // (name, activation per layer, loss, batch size, index of a width forced to 1)
+    type Plan<'a> = (&'a str, &'a [Activation], Loss, usize, Option<usize>);
+    let plans: [Plan; 4] = [
         ("random-a", &[Sigmoid, Identity], Loss::CrossEntropy, 1, None),
         ("random-b", &[Tanh, Softplus, Sigmoid], Loss::Mse, 6, Some(1)),
         ("random-c", &[Relu, LeakyRelu, Tanh, Identity], Loss::CrossEntropy, 5, None),
@@ -82,7 +96,8 @@ pub fn random_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
         .iter()
         .enumerate()
         .map(|(i, &(name, acts, loss, batch, narrow))| {
-            let mut widths: Vec<usize> = (0..=acts.len()).map(|_| rng.random_range(1..=50)).collect();
+            let mut widths: Vec<usize> =
+                (0..=acts.len()).map(|_| rng.random_range(1..=50)).collect();
             let last = widths.len() - 1;
             widths[last] = widths[last].max(2);
             if let Some(k) = narrow {
@@ -91,14 +106,22 @@ pub fn random_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
             let shapes: Vec<DenseShape> = acts
                 .iter()
                 .enumerate()
-                .map(|(k, &activation)| DenseShape { inputs: widths[k], outputs: widths[k + 1], activation })
+                .map(|(k, &activation)| DenseShape {
+                    inputs: widths[k],
+                    outputs: widths[k + 1],
+                    activation,
+                })
                 .collect();
             let net = Network::dense_stack(be.clone(), &shapes, Init::PyTorch, 100 + i as u64)
                 .expect("random shapes are valid");
             let acts: Vec<&str> = acts.iter().map(|a| a.name()).collect();
             let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
             Case {
-                name: format!("{name} mlp {} [{}], {loss}, batch {batch}", w.join("-"), acts.join(",")),
+                name: format!(
+                    "{name} mlp {} [{}], {loss}, batch {batch}",
+                    w.join("-"),
+                    acts.join(",")
+                ),
                 batch: random_batch(&mut rng, batch, widths[0], widths[last], -1.0),
                 net,
                 loss,
@@ -132,17 +155,23 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
     let (bp, _) = update(net, batch, loss, &Algorithm::backprop());
     rows.extend(finite_differences(name, net, batch, loss, &bp, 24, FD_TOLERANCE, 7));
 
-    let checked = |label: &str, algorithm: Algorithm, on: &Network<B>, tol: Option<f64>| -> Vec<Row> {
-        let (g, iterations): (HostGrads, usize) = update(on, batch, loss, &algorithm);
-        let mut rows = compare(name, label, &g, &bp, tol);
-        if let Some(r) = rows.last_mut() {
-            if iterations > 0 {
-                r.note.push_str(&format!(", {iterations} iterations"));
+    let checked =
+        |label: &str, algorithm: Algorithm, on: &Network<B>, tol: Option<f64>| -> Vec<Row> {
+            let (g, iterations): (HostGrads, usize) = update(on, batch, loss, &algorithm);
+            let mut rows = compare(name, label, &g, &bp, tol);
+            if let Some(r) = rows.last_mut() {
+                if iterations > 0 {
+                    r.note.push_str(&format!(", {iterations} iterations"));
+                }
             }
-        }
-        rows
-    };
-    rows.extend(checked("ar eta=1 sweep T=1", ar(relaxation(1.0, 1, Schedule::Sweep), exact), net, Some(IDENTITY_TOLERANCE)));
+            rows
+        };
+    rows.extend(checked(
+        "ar eta=1 sweep T=1",
+        ar(relaxation(1.0, 1, Schedule::Sweep), exact),
+        net,
+        Some(IDENTITY_TOLERANCE),
+    ));
     let parallel_steps = (depth - 1).max(1);
     rows.extend(checked(
         &format!("ar eta=1 parallel T=L-1={parallel_steps}"),
@@ -150,11 +179,19 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
         net,
         Some(IDENTITY_TOLERANCE),
     ));
-    rows.extend(checked("ar eta=0.1 T=100 sweep (papers)", ar(Relaxation::papers(), exact), net, None));
+    rows.extend(checked(
+        "ar eta=0.1 T=100 sweep (papers)",
+        ar(Relaxation::papers(), exact),
+        net,
+        None,
+    ));
     for schedule in [Schedule::Parallel, Schedule::Sweep] {
         let mut r = relaxation(0.1, CONVERGENCE_MAX_STEPS, schedule);
         r.tolerance = Some(CONVERGENCE_RESIDUAL);
-        let label = format!("ar eta=0.1 converged {}", if schedule == Schedule::Sweep { "sweep" } else { "parallel" });
+        let label = format!(
+            "ar eta=0.1 converged {}",
+            if schedule == Schedule::Sweep { "sweep" } else { "parallel" }
+        );
         rows.extend(checked(&label, ar(r, exact), net, Some(CONVERGED_TOLERANCE)));
     }
 
@@ -168,7 +205,12 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
         &transposed,
         Some(IDENTITY_TOLERANCE),
     ));
-    rows.extend(checked("random psi=W^T, fa", Algorithm::feedback_alignment(), &transposed, Some(IDENTITY_TOLERANCE)));
+    rows.extend(checked(
+        "random psi=W^T, fa",
+        Algorithm::feedback_alignment(),
+        &transposed,
+        Some(IDENTITY_TOLERANCE),
+    ));
 
     // The approximate variants, measured (angle to the gradient), not judged.
     let mut random_feedback = net.clone();
@@ -180,12 +222,27 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
         ("ar learned psi", ar(papers, learned), &random_feedback),
         ("ar no f' in relaxation", ar(papers, no_fprime), net),
         ("ar no f' anywhere", ar(papers, Variant { fprime_in_update: false, ..no_fprime }), net),
-        ("ar learned psi + no f' (eq. 7)", ar(papers, Variant { feedback: Feedback::Learned, ..no_fprime }), &random_feedback),
-        ("ar fderiv-relax", ar(papers, Variant { fprime_at_state_in_relaxation: true, ..exact }), net),
+        (
+            "ar learned psi + no f' (eq. 7)",
+            ar(papers, Variant { feedback: Feedback::Learned, ..no_fprime }),
+            &random_feedback,
+        ),
+        (
+            "ar fderiv-relax",
+            ar(papers, Variant { fprime_at_state_in_relaxation: true, ..exact }),
+            net,
+        ),
         ("ar fderiv-update", ar(papers, Variant { fprime_at_state_in_update: true, ..exact }), net),
         (
             "ar fderiv-both",
-            ar(papers, Variant { fprime_at_state_in_relaxation: true, fprime_at_state_in_update: true, ..exact }),
+            ar(
+                papers,
+                Variant {
+                    fprime_at_state_in_relaxation: true,
+                    fprime_at_state_in_update: true,
+                    ..exact
+                },
+            ),
             net,
         ),
         ("ar current-input", ar(papers, Variant { current_input: true, ..exact }), net),

@@ -24,7 +24,12 @@ pub struct Batch {
 }
 
 /// The update an algorithm produces for one batch, on the host, and the relaxation's iterations.
-pub fn update<B: Backend>(net: &Network<B>, batch: &Batch, loss: Loss, algorithm: &Algorithm) -> (HostGrads, usize) {
+pub fn update<B: Backend>(
+    net: &Network<B>,
+    batch: &Batch,
+    loss: Loss,
+    algorithm: &Algorithm,
+) -> (HostGrads, usize) {
     let be = net.backend();
     let x = net.upload_batch(&batch.x, batch.size).expect("cases build consistent batches");
     let t = be.from_host(&batch.targets, &[batch.size, net.output_width()]);
@@ -42,7 +47,13 @@ fn flatten(layer: &(Vec<f64>, Vec<f64>)) -> Vec<f64> {
 
 /// Rows comparing `ours` with `reference` layer by layer: relative error `||a - b|| / ||b||`
 /// over weights and biases together, pass when at most `tolerance` (info rows when `None`).
-pub fn compare(model: &str, check: &str, ours: &HostGrads, reference: &HostGrads, tolerance: Option<f64>) -> Vec<Row> {
+pub fn compare(
+    model: &str,
+    check: &str,
+    ours: &HostGrads,
+    reference: &HostGrads,
+    tolerance: Option<f64>,
+) -> Vec<Row> {
     ours.iter()
         .zip(reference)
         .enumerate()
@@ -97,17 +108,26 @@ pub fn finite_differences<B: Backend>(
         }
         let rel = relative_error(&ours, &fd);
         let (worst_at, worst) = worst_element(&ours, &fd);
-        let mut note = format!("{} entries, worst |diff| {worst:.2e} at sample {worst_at}", fd.len());
+        let mut note =
+            format!("{} entries, worst |diff| {worst:.2e} at sample {worst_at}", fd.len());
         if skipped > 0 {
             note.push_str(&format!(", {skipped} skipped at a kink"));
         }
-        rows.push(Row::new(model, "finite differences", Some(layer + 1), rel, Some(tolerance)).with_note(note));
+        rows.push(
+            Row::new(model, "finite differences", Some(layer + 1), rel, Some(tolerance))
+                .with_note(note),
+        );
     }
     rows
 }
 
 /// Our forward pass against the independent host forward pass (one model-level row).
-pub fn forward_agreement<B: Backend>(model: &str, net: &Network<B>, batch: &Batch, tolerance: f64) -> Row {
+pub fn forward_agreement<B: Backend>(
+    model: &str,
+    net: &Network<B>,
+    batch: &Batch,
+    tolerance: f64,
+) -> Row {
     let be = net.backend();
     let x = net.upload_batch(&batch.x, batch.size).expect("consistent batch");
     let ours = be.to_host(&net.predict(&x));

@@ -110,7 +110,14 @@ pub struct Param {
 
 /// The central difference `(l(p + h) - l(p - h)) / 2h` with `h = cbrt(eps) max(1, |p|)`, or
 /// `None` when the perturbation moves some unit across a kink (the derivative is undefined there).
-pub fn central_difference(mlp: &HostMlp, p: Param, x: &[f64], t: &[f64], batch: usize, loss: Loss) -> Option<f64> {
+pub fn central_difference(
+    mlp: &HostMlp,
+    p: Param,
+    x: &[f64],
+    t: &[f64],
+    batch: usize,
+    loss: Loss,
+) -> Option<f64> {
     let mut m = mlp.clone();
     let theta = *m.param_mut(p);
     let h = f64::EPSILON.cbrt() * theta.abs().max(1.0);

@@ -27,12 +27,27 @@ pub struct Row {
 
 impl Row {
     /// A row; it passes when `value <= tolerance` (NaN never passes).
-    pub fn new(model: &str, check: &str, layer: Option<usize>, value: f64, tolerance: Option<f64>) -> Self {
+    pub fn new(
+        model: &str,
+        check: &str,
+        layer: Option<usize>,
+        value: f64,
+        tolerance: Option<f64>,
+    ) -> Self {
         let passed = match tolerance {
             Some(t) => value <= t,
             None => true,
         };
-        Row { model: model.into(), check: check.into(), layer, value, angle_deg: None, tolerance, passed, note: String::new() }
+        Row {
+            model: model.into(),
+            check: check.into(),
+            layer,
+            value,
+            angle_deg: None,
+            tolerance,
+            passed,
+            note: String::new(),
+        }
     }
 
     /// Adds the angle between the compared updates.
@@ -97,12 +112,18 @@ impl Report {
             let _ = writeln!(out, "  {:>20}", "model");
             for check in checks {
                 let these: Vec<&&Row> = rows.iter().filter(|r| r.check == check).collect();
-                let tol = these.iter().find_map(|r| r.tolerance).map_or("info".into(), |t| format!("{t:.0e}"));
+                let tol = these
+                    .iter()
+                    .find_map(|r| r.tolerance)
+                    .map_or("info".into(), |t| format!("{t:.0e}"));
                 let _ = write!(out, "  {check:<width$}{tol:>10}");
                 let cell = |r: Option<&&&Row>| match r {
                     None => format!("{:>20}", "-"),
                     Some(r) if r.tolerance.is_some() => {
-                        format!("{:>20}", format!("{:.1e} {}", r.value, if r.passed { "ok" } else { "FAIL" }))
+                        format!(
+                            "{:>20}",
+                            format!("{:.1e} {}", r.value, if r.passed { "ok" } else { "FAIL" })
+                        )
                     }
                     Some(r) => match r.angle_deg {
                         Some(a) => format!("{:>20}", format!("{:.1e} {:>6.2}deg", r.value, a)),

@@ -1,0 +1,177 @@
+//! Behaviour tests of training steps: feedback weights under every variant, buffer reuse,
+//! precision agreement, and configuration errors.
+
+use ar_backend::{Activation, Backend};
+use ar_core::metrics::relative_error;
+use ar_core::{
+    Algorithm, DenseShape, Feedback, Init, Loss, Method, Network, Relaxation, Schedule, Sgd,
+    Trainer, Variant,
+};
+use ar_ndarray::NdArray;
+
+type Be = NdArray<f64>;
+
+fn net(be: &Be) -> Network<Be> {
+    let shapes =
+        [(6, 9, Activation::Tanh), (9, 5, Activation::Sigmoid), (5, 3, Activation::Identity)]
+            .map(|(inputs, outputs, activation)| DenseShape { inputs, outputs, activation });
+    Network::dense_stack(*be, &shapes, Init::PyTorch, 42).unwrap()
+}
+
+fn batch(be: &Be, size: usize, salt: f64) -> (<Be as Backend>::Tensor, <Be as Backend>::Tensor) {
+    let x: Vec<f64> = (0..size * 6).map(|i| ((i as f64 + salt) * 0.71).sin()).collect();
+    let mut t = vec![0.0; size * 3];
+    for b in 0..size {
+        t[b * 3 + (b + salt as usize) % 3] = 1.0;
+    }
+    (be.from_host(&x, &[size, 6]), be.from_host(&t, &[size, 3]))
+}
+
+/// `psi_k - W_k^T` for every layer above the first, flattened.
+fn feedback_gap(be: &Be, net: &Network<Be>) -> Vec<f64> {
+    let mut gap = Vec::new();
+    for layer in net.layers.iter().skip(1) {
+        let d = layer.as_dense();
+        let s = d.shape(be);
+        let (w, psi) = (be.to_host(&d.weight), be.to_host(d.feedback.as_ref().unwrap()));
+        for i in 0..s.inputs {
+            for o in 0..s.outputs {
+                gap.push(psi[i * s.outputs + o] - w[o * s.inputs + i]);
+            }
+        }
+    }
+    gap
+}
+
+fn learned(decay: f64) -> Algorithm {
+    Algorithm {
+        method: Method::Relaxation(Relaxation::papers()),
+        variant: Variant { feedback: Feedback::Learned, feedback_decay: decay, ..Variant::exact() },
+    }
+}
+
+#[test]
+fn learned_feedback_that_starts_at_transpose_stays_there() {
+    let be = Be::new();
+    let mut n = net(&be);
+    n.set_feedback_to_transpose();
+    let mut trainer = Trainer::new(learned(0.0), Loss::Mse, Sgd::new(0.2, 0.9), &n).unwrap();
+    for step in 0..10 {
+        let (x, t) = batch(&be, 4, step as f64);
+        trainer.step(&mut n, &x, &t);
+    }
+    let gap = feedback_gap(&be, &n);
+    assert!(
+        gap.iter().all(|g| g.abs() < 1e-14),
+        "max gap {:e}",
+        gap.iter().fold(0.0f64, |m, g| m.max(g.abs()))
+    );
+}
+
+/// Kolen-Pollack: with plain SGD, psi - W^T obeys gap <- (1 - lr lambda) gap exactly (the
+/// gradient terms cancel); without decay the gap never changes.
+#[test]
+fn kolen_pollack_decay_shrinks_the_gap_geometrically() {
+    let be = Be::new();
+    for decay in [0.0, 0.05] {
+        let mut n = net(&be);
+        n.init_feedback(Init::Normal { std: 0.3 }, 7);
+        let before = feedback_gap(&be, &n);
+        let lr = 0.1;
+        let mut trainer = Trainer::new(learned(decay), Loss::Mse, Sgd::new(lr, 0.0), &n).unwrap();
+        let steps = 20;
+        for step in 0..steps {
+            let (x, t) = batch(&be, 3, step as f64);
+            trainer.step(&mut n, &x, &t);
+        }
+        let factor = (1.0 - lr * decay).powi(steps);
+        let predicted: Vec<f64> = before.iter().map(|g| g * factor).collect();
+        let err = relative_error(&feedback_gap(&be, &n), &predicted);
+        assert!(err < 1e-12, "decay {decay}: gap off the (1 - lr lambda)^n law by {err:e}");
+    }
+}
+
+#[test]
+fn random_feedback_never_changes_while_weights_do() {
+    let be = Be::new();
+    let mut n = net(&be);
+    n.init_feedback(Init::papers(), 1);
+    let psi_before: Vec<Vec<f64>> =
+        n.layers[1..].iter().map(|l| be.to_host(l.as_dense().feedback.as_ref().unwrap())).collect();
+    let w_before = be.to_host(&n.layers[1].as_dense().weight);
+    for algorithm in [Algorithm::feedback_alignment(), {
+        let mut a = Algorithm::relaxation(Relaxation::papers());
+        a.variant.feedback = Feedback::Random;
+        a
+    }] {
+        let mut trainer =
+            Trainer::new(algorithm, Loss::CrossEntropy, Sgd::new(0.5, 0.5), &n).unwrap();
+        for step in 0..5 {
+            let (x, t) = batch(&be, 2, step as f64);
+            trainer.step(&mut n, &x, &t);
+        }
+    }
+    let psi_after: Vec<Vec<f64>> =
+        n.layers[1..].iter().map(|l| be.to_host(l.as_dense().feedback.as_ref().unwrap())).collect();
+    assert_eq!(psi_before, psi_after);
+    assert_ne!(w_before, be.to_host(&n.layers[1].as_dense().weight));
+}
+
+#[test]
+fn trainer_rejects_missing_feedback_weights_and_bad_settings() {
+    let be = Be::new();
+    let n = net(&be);
+    let err =
+        Trainer::new(learned(0.0), Loss::Mse, Sgd::new(0.1, 0.0), &n).unwrap_err().to_string();
+    assert!(err.contains("layer 2") && err.contains("init_feedback"), "{err}");
+    let err = Trainer::new(Algorithm::backprop(), Loss::Mse, Sgd::new(-1.0, 0.0), &n)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("learning rate") && err.contains("-1"), "{err}");
+    let err = Trainer::new(Algorithm::backprop(), Loss::Mse, Sgd::new(0.1, 1.0), &n)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("momentum"), "{err}");
+}
+
+/// Reused buffers give the same answer as fresh ones, across changing batch sizes.
+#[test]
+fn reused_buffers_match_fresh_ones_across_batch_sizes() {
+    let be = Be::new();
+    let n = net(&be);
+    let mut r = Relaxation::papers();
+    r.schedule = Schedule::Parallel;
+    let algorithm = Algorithm::relaxation(r);
+    let mut reused = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n).unwrap();
+    for (size, salt) in [(4, 0.0), (1, 1.0), (4, 2.0), (7, 3.0)] {
+        let (x, t) = batch(&be, size, salt);
+        let mut fresh = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n).unwrap();
+        let (a, _) = reused.gradients(&n, &x, &t);
+        let (b, _) = fresh.gradients(&n, &x, &t);
+        assert_eq!(a.to_host(&be), b.to_host(&be), "batch {size}");
+    }
+}
+
+/// The same step in f32 and f64 from the same initial weights agrees to f32 rounding.
+#[test]
+fn f32_and_f64_steps_agree_to_single_precision() {
+    let (b32, b64) = (NdArray::<f32>::new(), Be::new());
+    let shapes = [
+        DenseShape { inputs: 6, outputs: 8, activation: Activation::Relu },
+        DenseShape { inputs: 8, outputs: 3, activation: Activation::Identity },
+    ];
+    let n32 = Network::dense_stack(b32, &shapes, Init::papers(), 9).unwrap();
+    let n64 = Network::dense_stack(b64, &shapes, Init::papers(), 9).unwrap();
+    let (x, t) = batch(&b64, 5, 0.0);
+    let (xh, th) = (b64.to_host(&x), b64.to_host(&t));
+    let algorithm = Algorithm::relaxation(Relaxation::papers());
+    let mut t32 = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n32).unwrap();
+    let mut t64 = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n64).unwrap();
+    let (g32, o32) =
+        t32.gradients(&n32, &b32.from_host(&xh, &[5, 6]), &b32.from_host(&th, &[5, 3]));
+    let (g64, o64) = t64.gradients(&n64, &x, &t);
+    assert!((o32.loss - o64.loss).abs() <= 1e-6 * o64.loss);
+    for ((w32, b32v), (w64, b64v)) in g32.to_host(&b32).iter().zip(g64.to_host(&b64)) {
+        assert!(relative_error(w32, &w64) < 1e-5 && relative_error(b32v, &b64v) < 1e-5);
+    }
+}

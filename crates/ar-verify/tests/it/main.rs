@@ -1,0 +1,5 @@
+//! Behaviour tests of the gradient-equivalence suite: every oracle passes on every case, and the
+//! checker fails on planted errors.
+
+mod identities;
+mod oracles;
