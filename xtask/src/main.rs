@@ -1,5 +1,6 @@
 //! The workspace's command line: `cargo xtask verify-gradients`, `cargo xtask train`.
 
+mod data;
 mod train;
 mod verify;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Train a network with activation relaxation and/or backprop (with no arguments: the bundled
     /// digits, AR against backprop side by side).
     Train(train::Args),
+    /// Fetch and verify data sets: `data fetch NAME|all`, `data check`.
+    Data(data::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::VerifyGradients(args) => verify::run(args),
         Command::Train(args) => train::run(args),
+        Command::Data(args) => data::run(args),
     };
     match result {
         Ok(code) => code,

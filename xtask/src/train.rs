@@ -7,7 +7,7 @@ use ar_core::{
     Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Sgd,
     Trainer, Variant,
 };
-use ar_data::{BatchOrder, Dataset, Normalization};
+use ar_data::{BatchOrder, Dataset, Normalization, Split};
 use ar_models::MlpSpec;
 use ar_ndarray::NdArray;
 use clap::ValueEnum;
@@ -87,15 +87,20 @@ pub enum Precision {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Data set. `digits` is the bundled UCI 8x8 digits set, split into train and test by a
-    /// stratified, seeded split (see --test-fraction).
-    #[arg(long, default_value = "digits", value_parser = ["digits"])]
+    /// stratified, seeded split (see --test-fraction); the others are read from --data-dir
+    /// (get them with `cargo xtask data fetch NAME`). Inputs are scaled to [0, 1] for digits,
+    /// mnist and fashion-mnist (paper 1) and to [-1, 1] for cifar10, cifar100 and svhn (paper 2).
+    #[arg(long, default_value = "digits", value_parser = ["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"])]
     dataset: String,
-    /// Fraction of each class held out for testing (digits only).
+    #[command(flatten)]
+    data_dir: crate::data::DataDir,
+    /// Fraction of each class held out for testing (digits only; the others have a test set).
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
-    /// Model: `digits-mlp` (64-64-32-10), `paper1-mlp` (784-300-300-100-10) or widths joined by
-    /// '-', such as 64-128-10 (first = input size, last = classes).
-    #[arg(long, default_value = "digits-mlp")]
+    /// Model: `auto` (digits-mlp for digits, otherwise paper-1's hidden widths 300-300-100
+    /// between the data's input size and class count), `digits-mlp` (64-64-32-10 tanh),
+    /// `paper1-mlp` (784-300-300-100-10 relu) or widths joined by '-', such as 64-128-10.
+    #[arg(long, default_value = "auto")]
     model: String,
     /// Hidden-layer activation for a custom width spec (identity, relu, leaky-relu, tanh, sigmoid,
     /// softplus); presets use their own unless this is given.
@@ -144,9 +149,9 @@ pub struct Args {
     /// Loss: mse (1/2 ||y - t||^2, the papers') or cross-entropy.
     #[arg(long, default_value = "mse")]
     loss: Loss,
-    /// Epochs.
-    #[arg(long, default_value_t = 40)]
-    epochs: usize,
+    /// Epochs (default: 40 on digits, 10 on the other data sets).
+    #[arg(long)]
+    epochs: Option<usize>,
     /// SGD learning rate on the batch-mean loss.
     #[arg(long, default_value_t = 0.1)]
     lr: f64,
@@ -216,18 +221,47 @@ impl Args {
         }
     }
 
-    fn model(&self) -> anyhow::Result<MlpSpec> {
+    fn model(&self, data: &Dataset) -> anyhow::Result<MlpSpec> {
         let mut spec = match self.model.as_str() {
+            "auto" if self.dataset == "digits" => MlpSpec::digits(),
+            "auto" => MlpSpec {
+                widths: vec![data.sample_len(), 300, 300, 100, data.num_classes],
+                ..MlpSpec::paper1()
+            },
             "digits-mlp" => MlpSpec::digits(),
             "paper1-mlp" => MlpSpec::paper1(),
-            custom => MlpSpec::parse(custom, Activation::Tanh, self.output_activation)
-                .context("--model takes digits-mlp, paper1-mlp or widths such as 64-128-10")?,
+            custom => MlpSpec::parse(custom, Activation::Tanh, self.output_activation).context(
+                "--model takes auto, digits-mlp, paper1-mlp or widths such as 64-128-10",
+            )?,
         };
         if let Some(h) = self.hidden_activation {
             spec.hidden = h;
         }
         spec.output = self.output_activation;
         Ok(spec)
+    }
+
+    fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(if self.dataset == "digits" { 40 } else { 10 })
+    }
+
+    /// The training and test sets, and how their pixels are normalised.
+    fn data(&self) -> anyhow::Result<(Dataset, Dataset, Normalization)> {
+        let name = self.dataset.as_str();
+        let norm = match name {
+            "cifar10" | "cifar100" | "svhn" => Normalization::Symmetric,
+            _ => Normalization::UnitInterval,
+        };
+        let dir = self.data_dir.of(name);
+        if name == "digits" {
+            let all = ar_data::load(name, &dir, Split::Train)?;
+            let (train, test) =
+                all.split_stratified(self.test_fraction, self.seed).context("--test-fraction")?;
+            return Ok((train, test, norm));
+        }
+        let train = ar_data::load(name, &dir, Split::Train)?;
+        let test = ar_data::load(name, &dir, Split::Test)?;
+        Ok((train, test, norm))
     }
 
     fn init(&self) -> anyhow::Result<Init> {
@@ -243,7 +277,7 @@ impl Args {
 
 /// Trains every requested algorithm and prints the comparison.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.epochs == 0 {
+    if args.epochs() == 0 {
         bail!("--epochs must be at least 1");
     }
     if args.batch_size == 0 {
@@ -268,13 +302,12 @@ struct Run<B: Backend> {
 }
 
 fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Result<ExitCode> {
-    let data = ar_data::digits_bundled();
-    let (train_set, test_set) =
-        data.split_stratified(args.test_fraction, args.seed).context("--test-fraction")?;
-    let spec = args.model()?;
+    let (train_set, test_set, norm) = args.data()?;
+    let data = &train_set;
+    let spec = args.model(data)?;
     spec.check_fits(data.sample_len(), data.num_classes)?;
     let init = args.init()?;
-    let norm = Normalization::UnitInterval;
+    let epochs = args.epochs();
 
     let mut runs = Vec::new();
     for &name in names {
@@ -307,7 +340,7 @@ fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Res
         println!("  {}: {}", r.label, describe(r.trainer.algorithm()));
     }
     let width = runs.iter().map(|r| r.label.len()).max().unwrap_or(2);
-    for epoch in 0..args.epochs {
+    for epoch in 0..epochs {
         let order = BatchOrder::shuffled(train_set.len(), args.batch_size, args.seed, epoch as u64);
         let mut line = format!("epoch {:>3}", epoch + 1);
         for r in &mut runs {
@@ -339,7 +372,7 @@ fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Res
         }
         println!("{line}");
     }
-    println!("\nfinal test accuracy after {} epochs:", args.epochs);
+    println!("\nfinal test accuracy after {epochs} epochs:");
     for r in &runs {
         let acc = accuracy(&r.net, &test_set, &norm)?;
         println!(
@@ -347,7 +380,7 @@ fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Res
             r.label,
             100.0 * acc,
             r.seconds,
-            1e3 * r.seconds / (args.epochs * train_set.len().div_ceil(args.batch_size)) as f64
+            1e3 * r.seconds / (epochs * train_set.len().div_ceil(args.batch_size)) as f64
         );
     }
     Ok(ExitCode::SUCCESS)
