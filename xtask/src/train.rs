@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use ar_backend::{Activation, Backend};
 use ar_core::{
     Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Sgd,
-    Trainer, Variant,
+    Solver, Trainer, Variant,
 };
 use ar_data::{BatchOrder, Dataset, Normalization, Split};
 use ar_models::MlpSpec;
@@ -54,6 +54,19 @@ pub enum ScheduleName {
     Parallel,
     /// Top-down, each layer reads the updated layer above (the reference code).
     Sweep,
+}
+
+/// How the relaxed state is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SolverName {
+    /// closed-form when the relaxation is linear (everything but --fderiv relax|both and
+    /// --tolerance), else euler.
+    Auto,
+    /// T Euler iterations.
+    Euler,
+    /// The exact state after T Euler iterations, computed in L - 2 top-down passes; rejected
+    /// with --fderiv relax|both (nonlinear) and with --tolerance.
+    ClosedForm,
 }
 
 /// Where the relaxing activities start.
@@ -146,6 +159,9 @@ pub struct Args {
     /// Relaxation start.
     #[arg(long, value_enum, default_value = "feedforward")]
     start: StartName,
+    /// Relaxation solver: the same state after T steps, by iterating or in closed form.
+    #[arg(long, value_enum, default_value = "auto")]
+    solver: SolverName,
     /// Loss: mse (1/2 ||y - t||^2, the papers') or cross-entropy.
     #[arg(long, default_value = "mse")]
     loss: Loss,
@@ -214,6 +230,19 @@ impl Args {
                     init: match self.start {
                         StartName::Feedforward => InitialState::Feedforward,
                         StartName::Zero => InitialState::Zero,
+                    },
+                    solver: match self.solver {
+                        SolverName::Euler => Solver::Euler,
+                        SolverName::ClosedForm => Solver::ClosedForm,
+                        SolverName::Auto => {
+                            let nonlinear =
+                                matches!(self.fderiv, Some(FderivName::Relax | FderivName::Both));
+                            if nonlinear || self.tolerance.is_some() {
+                                Solver::Euler
+                            } else {
+                                Solver::ClosedForm
+                            }
+                        }
                     },
                 }),
                 variant: self.variant(),
@@ -436,7 +465,7 @@ fn describe(a: &Algorithm) -> String {
     match a.method {
         Method::Backprop => format!("one backward pass through {feedback}"),
         Method::Relaxation(r) => format!(
-            "relaxation eta {}, T {}{}, {} schedule, {} start, backward through {feedback}",
+            "relaxation eta {}, T {}{}, {} schedule, {} start, {} solver, backward through {feedback}",
             r.eta,
             r.steps,
             r.tolerance.map_or(String::new(), |t| format!(" (stop at residual {t:e})")),
@@ -447,6 +476,10 @@ fn describe(a: &Algorithm) -> String {
             match r.init {
                 InitialState::Feedforward => "feedforward",
                 InitialState::Zero => "zero",
+            },
+            match r.solver {
+                Solver::Euler => "euler",
+                Solver::ClosedForm => "closed-form",
             },
         ),
     }

@@ -1,8 +1,8 @@
 //! Criterion benches of one training step of the paper-1 MLP (batch 64) with AR (T = 100,
-//! eta = 0.1) and with backprop, the relaxation loop alone, and a plain GEMM of the relaxation's
-//! shapes, on ndarray f32.
+//! eta = 0.1; Euler and closed form) and with backprop, the relaxation loop alone, and a plain
+//! GEMM of the relaxation's shapes, on ndarray f32.
 
-use ar_core::{Algorithm, Backend, Init, Loss, Relaxation, Sgd, Signals, Trainer};
+use ar_core::{Algorithm, Backend, Init, Loss, Relaxation, Sgd, Signals, Solver, Trainer};
 use ar_models::MlpSpec;
 use ar_ndarray::NdArray;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -34,9 +34,11 @@ fn steps(c: &mut Criterion) {
     let (x, t) = data(&be);
     let mut group = c.benchmark_group("ndarray-f32/paper1-mlp-batch64");
     group.sample_size(20);
+    let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
     for (name, algorithm) in [
         ("bp-step", Algorithm::backprop()),
-        ("ar-step-T100", Algorithm::relaxation(Relaxation::papers())),
+        ("ar-step-T100-euler", Algorithm::relaxation(Relaxation::papers())),
+        ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
     ] {
         let mut net = MlpSpec::paper1().build(be, Init::papers(), 0).unwrap();
         let mut trainer = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.01, 0.0), &net).unwrap();

@@ -33,6 +33,19 @@ pub enum InitialState {
     Zero,
 }
 
+/// How the relaxed state after `T` Euler steps is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    /// `T` Euler iterations, as the papers describe.
+    Euler,
+    /// The same state in closed form: with the forward pass frozen the iteration is linear and
+    /// its matrix is `(1 - eta) I + eta N` with `N` nilpotent, so the state after `T` steps is a
+    /// polynomial of degree `L - 2` in `N`, evaluated with `L - 2` top-down passes (Horner's
+    /// rule). Equal to Euler up to rounding; unavailable when `f'` is re-evaluated at the
+    /// relaxing state (fderiv-relax makes the iteration nonlinear) or with a tolerance stop.
+    ClosedForm,
+}
+
 /// The Euler-discretised relaxation `v_k <- v_k + eta * (-v_k + J_{k+1}^T v_{k+1})`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Relaxation {
@@ -46,6 +59,8 @@ pub struct Relaxation {
     pub schedule: Schedule,
     /// Feedforward or zero initial state.
     pub init: InitialState,
+    /// Euler iterations or the closed form of their result.
+    pub solver: Solver,
 }
 
 impl Relaxation {
@@ -58,6 +73,7 @@ impl Relaxation {
             tolerance: None,
             schedule: Schedule::Sweep,
             init: InitialState::Feedforward,
+            solver: Solver::Euler,
         }
     }
 }
@@ -186,6 +202,19 @@ impl Algorithm {
                 if let Some(tol) = r.tolerance {
                     if !(tol > 0.0 && tol.is_finite()) {
                         return bad(format!("tolerance must be finite and > 0, got {tol}"));
+                    }
+                }
+                if r.solver == Solver::ClosedForm {
+                    if v.fprime_at_state_in_relaxation && v.fprime_in_backward {
+                        return bad("the closed-form solver needs a linear relaxation, but \
+                                    fderiv-relax re-evaluates f' at the relaxing state; use \
+                                    the Euler solver"
+                            .into());
+                    }
+                    if r.tolerance.is_some() {
+                        return bad("a tolerance stop needs the Euler solver: the closed form \
+                                    jumps straight to step T"
+                            .into());
                     }
                 }
                 if v.fprime_at_state_in_relaxation && !v.fprime_in_backward {

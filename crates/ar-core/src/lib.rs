@@ -19,7 +19,9 @@ mod optim;
 mod signals;
 mod train;
 
-pub use algorithm::{Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Variant};
+pub use algorithm::{
+    Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
+};
 pub use ar_backend::{Activation, Backend};
 pub use error::CoreError;
 pub use grads::{DenseGrads, Gradients};
@@ -28,5 +30,5 @@ pub use layer::{Dense, DenseShape, Layer};
 pub use loss::Loss;
 pub use network::{ForwardCache, Network};
 pub use optim::Sgd;
-pub use signals::{learning_signals, RelaxStats, Signals};
+pub use signals::{closed_form_coefficients, learning_signals, RelaxStats, Signals};
 pub use train::{StepOutcome, Trainer};

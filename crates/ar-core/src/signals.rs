@@ -1,7 +1,9 @@
 //! The learning signals `v_k`: exact backprop (one top-down pass of VJPs) or activation
 //! relaxation (ALGORITHM.md section 2), with every variant, in buffers reused across batches.
 
-use crate::algorithm::{Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Variant};
+use crate::algorithm::{
+    Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
+};
 use crate::network::{ForwardCache, Network};
 use ar_backend::Backend;
 
@@ -169,6 +171,10 @@ impl<B: Backend> Signals<B> {
             self.send_down(net, cache, variant, depth, 1.0, 0.0);
             self.top_drive = Some(std::mem::replace(&mut self.v[hidden - 1], saved));
         }
+        if r.solver == Solver::ClosedForm {
+            self.closed_form(net, cache, variant, r);
+            return RelaxStats { iterations: r.steps, residual: None };
+        }
         if r.tolerance.is_some() && self.prev.len() != hidden {
             self.prev = self.shapes[..hidden].iter().map(|s| be.zeros(s)).collect();
         }
@@ -215,6 +221,97 @@ impl<B: Backend> Signals<B> {
     }
 }
 
+impl<B: Backend> Signals<B> {
+    /// The state after `T` Euler steps in closed form (see [`Solver::ClosedForm`]): with
+    /// `V(T) = sum_{j=0}^{L-2} N^j (p_j V(0) + q_j c)`, Horner's rule from `j = L - 2` down,
+    /// where `(N V)_k = J_{k+1}^T V_{k+1}` and `c` is the top drive at layer `L - 1`. Each
+    /// Horner step updates layers bottom-up in place, so every layer still reads the previous
+    /// step's value of the layer above. The top drive must already be in `top_drive`.
+    fn closed_form(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        variant: &Variant,
+        r: &Relaxation,
+    ) {
+        let be = net.backend();
+        let hidden = net.depth() - 1;
+        let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, hidden - 1);
+        let feedforward = r.init == InitialState::Feedforward;
+        for j in (0..hidden).rev() {
+            for k in 1..=hidden {
+                let top = k == hidden;
+                let beta = if top || j == hidden - 1 {
+                    // N V is zero at the top hidden layer, and V starts from zero.
+                    0.0
+                } else {
+                    self.send_down(net, cache, variant, k + 1, 1.0, 0.0);
+                    1.0
+                };
+                if feedforward {
+                    be.axpby(p[j], cache.activity(k), beta, &mut self.v[k - 1]);
+                } else {
+                    be.axpby(0.0, cache.activity(k), beta, &mut self.v[k - 1]);
+                }
+                if top {
+                    let drive = self.top_drive.as_ref().expect("computed before the solver");
+                    be.axpby(q[j], drive, 1.0, &mut self.v[k - 1]);
+                }
+            }
+        }
+    }
+}
+
+/// The coefficients `(p_j, q_j)`, `j = 0..=max_power`, of the state after `steps` Euler steps:
+/// `V(T) = sum_j N^j (p_j V(0) + q_j d)`, where `d = J_L^T v_L` is the top drive at layer
+/// `L - 1`. In the formulas below `c = eta d` is what one Euler step adds, and `q_j` is `eta`
+/// times the coefficient of `c`.
+///
+/// Parallel, `V(t+1) = M V(t) + c` with `M = (1 - eta) I + eta N`:
+/// `p_j = C(T, j) (1 - eta)^(T - j) eta^j`,
+/// `q_j = eta * eta^j sum_{s=j}^{T-1} C(s, j) (1 - eta)^(s - j)`.
+///
+/// Sweep, `V(t+1) = G((1 - eta) V(t) + c)` with `G = (I - eta N)^-1 = sum_j eta^j N^j`:
+/// `p_j = (1 - eta)^T C(T + j - 1, j) eta^j`,
+/// `q_j = eta * eta^j sum_{s=0}^{T-1} C(s + j, j) (1 - eta)^s`.
+pub fn closed_form_coefficients(
+    schedule: Schedule,
+    eta: f64,
+    steps: usize,
+    max_power: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let keep = 1.0 - eta;
+    let choose = |n: usize, k: usize| -> f64 {
+        if k > n {
+            return 0.0;
+        }
+        (0..k).fold(1.0, |c, i| c * (n - i) as f64 / (i + 1) as f64)
+    };
+    let pow = |x: f64, n: usize| -> f64 { x.powi(i32::try_from(n).unwrap_or(i32::MAX)) };
+    let t = steps;
+    let mut p = Vec::with_capacity(max_power + 1);
+    let mut q = Vec::with_capacity(max_power + 1);
+    for j in 0..=max_power {
+        let eta_j = pow(eta, j);
+        let drive_j = eta * eta_j;
+        match schedule {
+            Schedule::Parallel => {
+                p.push(if j > t { 0.0 } else { choose(t, j) * pow(keep, t - j) * eta_j });
+                q.push(drive_j * (j..t).map(|s| choose(s, j) * pow(keep, s - j)).sum::<f64>());
+            }
+            Schedule::Sweep => {
+                p.push(if t == 0 {
+                    f64::from(u8::from(j == 0))
+                } else {
+                    pow(keep, t) * choose(t + j - 1, j) * eta_j
+                });
+                q.push(drive_j * (0..t).map(|s| choose(s + j, j) * pow(keep, s)).sum::<f64>());
+            }
+        }
+    }
+    (p, q)
+}
+
 /// Convenience: the learning signals of one batch in fresh buffers (see [`Signals::compute`]).
 pub fn learning_signals<B: Backend>(
     net: &Network<B>,
@@ -225,4 +322,33 @@ pub fn learning_signals<B: Backend>(
     let mut s = Signals::new();
     let stats = s.compute(net, cache, top, algorithm);
     (s, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coefficients_at_eta_one_reduce_to_backprop_and_shifts() {
+        // Parallel, eta 1, T 2: V(2) = N^2 V(0) + (I + N) c, so p = [0, 0, 1], q = [1, 1, 0].
+        let (p, q) = closed_form_coefficients(Schedule::Parallel, 1.0, 2, 2);
+        assert_eq!((p, q), (vec![0.0, 0.0, 1.0], vec![1.0, 1.0, 0.0]));
+        // Sweep, eta 1, any T: V(T) = (I + N + N^2) c, nothing of V(0) survives.
+        let (p, q) = closed_form_coefficients(Schedule::Sweep, 1.0, 5, 2);
+        assert_eq!((p, q), (vec![0.0, 0.0, 0.0], vec![1.0, 1.0, 1.0]));
+    }
+
+    #[test]
+    fn coefficients_match_a_scalar_euler_run() {
+        // With N = 0 (one hidden layer) the relaxation is the scalar recursion
+        // v <- (1 - eta) v + eta d, so v(T) = (1 - eta)^T v(0) + eta d sum_{s<T} (1 - eta)^s.
+        for schedule in [Schedule::Parallel, Schedule::Sweep] {
+            let (p, q) = closed_form_coefficients(schedule, 0.3, 17, 0);
+            let (mut v, d) = (2.0f64, 0.7f64);
+            for _ in 0..17 {
+                v = 0.7 * v + 0.3 * d;
+            }
+            assert!((p[0] * 2.0 + q[0] * d - v).abs() < 1e-14, "{schedule:?}");
+        }
+    }
 }

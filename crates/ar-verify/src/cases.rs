@@ -6,7 +6,7 @@ use crate::report::{Report, Row};
 use ar_backend::{Activation, Backend};
 use ar_core::{
     Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
-    Schedule, Variant,
+    Schedule, Solver, Variant,
 };
 use ar_models::MlpSpec;
 use rand::{Rng, SeedableRng};
@@ -139,7 +139,14 @@ pub fn all_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
 
 /// The relaxation with step `eta` run for `steps` iterations from the feedforward state.
 pub fn relaxation(eta: f64, steps: usize, schedule: Schedule) -> Relaxation {
-    Relaxation { eta, steps, tolerance: None, schedule, init: InitialState::Feedforward }
+    Relaxation {
+        eta,
+        steps,
+        tolerance: None,
+        schedule,
+        init: InitialState::Feedforward,
+        solver: Solver::Euler,
+    }
 }
 
 fn ar(r: Relaxation, variant: Variant) -> Algorithm {
@@ -185,6 +192,18 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
         net,
         None,
     ));
+    // The closed-form solver against the Euler loop it replaces (reference: Euler, not backprop).
+    for schedule in [Schedule::Sweep, Schedule::Parallel] {
+        let euler = relaxation(0.1, 100, schedule);
+        let (reference, _) = update(net, batch, loss, &ar(euler, exact));
+        let closed = Relaxation { solver: Solver::ClosedForm, ..euler };
+        let (g, _) = update(net, batch, loss, &ar(closed, exact));
+        let label = format!(
+            "closed form = euler T=100 {}",
+            if schedule == Schedule::Sweep { "sweep" } else { "parallel" }
+        );
+        rows.extend(compare(name, &label, &g, &reference, Some(IDENTITY_TOLERANCE)));
+    }
     for schedule in [Schedule::Parallel, Schedule::Sweep] {
         let mut r = relaxation(0.1, CONVERGENCE_MAX_STEPS, schedule);
         r.tolerance = Some(CONVERGENCE_RESIDUAL);

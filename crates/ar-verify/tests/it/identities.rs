@@ -5,7 +5,7 @@ use ar_backend::Backend;
 use ar_core::metrics::relative_error;
 use ar_core::{
     Algorithm, Feedback, InitialState, Loss, Method, Network, Relaxation, Schedule, Signals,
-    Variant,
+    Solver, Variant,
 };
 use ar_ndarray::NdArray;
 use ar_verify::cases::{
@@ -81,8 +81,14 @@ fn relaxation_converges_to_backprop_from_either_start_and_schedule() {
     for case in all_cases(&Be::new()) {
         for schedule in [Schedule::Parallel, Schedule::Sweep] {
             for init in [InitialState::Feedforward, InitialState::Zero] {
-                let r =
-                    Relaxation { eta: 0.1, steps: 5000, tolerance: Some(1e-13), schedule, init };
+                let r = Relaxation {
+                    eta: 0.1,
+                    steps: 5000,
+                    tolerance: Some(1e-13),
+                    schedule,
+                    init,
+                    solver: Solver::Euler,
+                };
                 assert_matches_backprop(
                     &case,
                     &case.net,

@@ -1,5 +1,6 @@
 //! Behaviour tests of the gradient-equivalence suite: every oracle passes on every case, and the
 //! checker fails on planted errors.
 
+mod closed_form;
 mod identities;
 mod oracles;
