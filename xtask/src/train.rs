@@ -4,8 +4,8 @@
 use anyhow::{bail, Context};
 use ar_backend::{Activation, Backend};
 use ar_core::{
-    Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Relaxation, Schedule, Sgd,
-    Solver, Trainer, Variant,
+    Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Optimizer, Relaxation,
+    Schedule, Solver, Trainer, Variant,
 };
 use ar_data::{BatchOrder, Dataset, Normalization, Split};
 use ar_models::MlpSpec;
@@ -345,8 +345,9 @@ fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Res
         if algorithm.needs_feedback_weights() {
             net.init_feedback(init, args.seed);
         }
-        let trainer = Trainer::new(algorithm, args.loss, Sgd::new(args.lr, args.momentum), &net)
-            .with_context(|| format!("--algorithms {}", label(name)))?;
+        let trainer =
+            Trainer::new(algorithm, args.loss, Optimizer::sgd(args.lr, args.momentum), &net)
+                .with_context(|| format!("--algorithms {}", label(name)))?;
         runs.push(Run { label: label_with_variant(name, &algorithm), net, trainer, seconds: 0.0 });
     }
 

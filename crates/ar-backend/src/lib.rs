@@ -12,6 +12,15 @@ mod activation;
 
 pub use activation::Activation;
 
+/// The floating-point precision a backend computes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
 use std::fmt::Debug;
 
 /// A tensor library that can run the algorithm: storage, matrix products, and the elementwise
@@ -140,5 +149,66 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// The number of elements of a tensor.
     fn numel(&self, t: &Self::Tensor) -> usize {
         self.shape(t).iter().product()
+    }
+
+    /// The precision values are stored in, found by whether `1 + 2^-30` survives a round trip.
+    fn precision(&self) -> Precision {
+        let x = 1.0 + 2f64.powi(-30);
+        if self.to_host(&self.from_host(&[x], &[1]))[0] == x {
+            Precision::F64
+        } else {
+            Precision::F32
+        }
+    }
+
+    /// One Adam update of `param` (Kingma and Ba 2015) at step `t` (1-based):
+    /// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
+    /// `param <- param - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
+    /// The default runs on the host; backends override it with a device kernel.
+    fn adam_step(
+        &self,
+        param: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        m: &mut Self::Tensor,
+        v: &mut Self::Tensor,
+        hyper: AdamStep,
+    ) {
+        let shape = self.shape(param);
+        let g = self.to_host(grad);
+        let (mut p, mut mh, mut vh) = (self.to_host(param), self.to_host(m), self.to_host(v));
+        for i in 0..p.len() {
+            let (pi, mi, vi) = hyper.apply(p[i], g[i], mh[i], vh[i]);
+            (p[i], mh[i], vh[i]) = (pi, mi, vi);
+        }
+        *param = self.from_host(&p, &shape);
+        *m = self.from_host(&mh, &shape);
+        *v = self.from_host(&vh, &shape);
+    }
+}
+
+/// The hyperparameters of one Adam step (see [`Backend::adam_step`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay `b1`.
+    pub beta1: f64,
+    /// Second-moment decay `b2`.
+    pub beta2: f64,
+    /// `eps` added to the denominator.
+    pub eps: f64,
+    /// The 1-based step number `t`, for bias correction.
+    pub t: u64,
+}
+
+impl AdamStep {
+    /// The update of one scalar: returns the new `(param, m, v)`.
+    pub fn apply(&self, param: f64, grad: f64, m: f64, v: f64) -> (f64, f64, f64) {
+        let m = self.beta1 * m + (1.0 - self.beta1) * grad;
+        let v = self.beta2 * v + (1.0 - self.beta2) * grad * grad;
+        let t = i32::try_from(self.t).unwrap_or(i32::MAX);
+        let m_hat = m / (1.0 - self.beta1.powi(t));
+        let v_hat = v / (1.0 - self.beta2.powi(t));
+        (param - self.lr * m_hat / (v_hat.sqrt() + self.eps), m, v)
     }
 }

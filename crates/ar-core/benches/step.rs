@@ -2,7 +2,7 @@
 //! eta = 0.1; Euler and closed form) and with backprop, the relaxation loop alone, and a plain
 //! GEMM of the relaxation's shapes, on ndarray f32.
 
-use ar_core::{Algorithm, Backend, Init, Loss, Relaxation, Sgd, Signals, Solver, Trainer};
+use ar_core::{Algorithm, Backend, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
 use ar_models::MlpSpec;
 use ar_ndarray::NdArray;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -41,7 +41,8 @@ fn steps(c: &mut Criterion) {
         ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
     ] {
         let mut net = MlpSpec::paper1().build(be, Init::papers(), 0).unwrap();
-        let mut trainer = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.01, 0.0), &net).unwrap();
+        let mut trainer =
+            Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
         group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));
     }
 

@@ -29,6 +29,6 @@ pub use init::Init;
 pub use layer::{Dense, DenseShape, Layer};
 pub use loss::Loss;
 pub use network::{ForwardCache, Network};
-pub use optim::Sgd;
+pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{closed_form_coefficients, learning_signals, RelaxStats, Signals};
 pub use train::{StepOutcome, Trainer};

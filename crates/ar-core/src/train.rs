@@ -4,7 +4,7 @@ use crate::algorithm::{Algorithm, Feedback};
 use crate::grads::Gradients;
 use crate::loss::Loss;
 use crate::network::Network;
-use crate::optim::Sgd;
+use crate::optim::Optimizer;
 use crate::signals::{RelaxStats, Signals};
 use crate::CoreError;
 use ar_backend::Backend;
@@ -25,7 +25,7 @@ pub struct StepOutcome {
 pub struct Trainer<B: Backend> {
     algorithm: Algorithm,
     loss: Loss,
-    optimizer: Sgd<B>,
+    optimizer: Optimizer<B>,
     signals: Signals<B>,
 }
 
@@ -34,22 +34,11 @@ impl<B: Backend> Trainer<B> {
     pub fn new(
         algorithm: Algorithm,
         loss: Loss,
-        optimizer: Sgd<B>,
+        optimizer: Optimizer<B>,
         net: &Network<B>,
     ) -> Result<Self, CoreError> {
         algorithm.validate()?;
-        if !(optimizer.lr > 0.0 && optimizer.lr.is_finite()) {
-            return Err(CoreError::InvalidConfig(format!(
-                "learning rate must be finite and > 0, got {}",
-                optimizer.lr
-            )));
-        }
-        if !(0.0..1.0).contains(&optimizer.momentum) {
-            return Err(CoreError::InvalidConfig(format!(
-                "momentum must lie in [0, 1), got {}",
-                optimizer.momentum
-            )));
-        }
+        optimizer.validate()?;
         if algorithm.needs_feedback_weights() {
             if let Some(k) = net.layers.iter().skip(1).position(|l| l.as_dense().feedback.is_none())
             {
@@ -66,6 +55,21 @@ impl<B: Backend> Trainer<B> {
     /// The algorithm.
     pub fn algorithm(&self) -> &Algorithm {
         &self.algorithm
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// The optimiser (for checkpoints).
+    pub fn optimizer(&self) -> &Optimizer<B> {
+        &self.optimizer
+    }
+
+    /// The optimiser, to restore its state from a checkpoint.
+    pub fn optimizer_mut(&mut self) -> &mut Optimizer<B> {
+        &mut self.optimizer
     }
 
     /// The update direction for one batch without applying it, and the relaxation's statistics.

@@ -1,4 +1,9 @@
-//! The model zoo: MLPs from a spec such as `784-300-300-100-10`, and the papers' presets.
+//! The model zoo: MLPs from a spec such as `784-300-300-100-10`, the papers' presets, and
+//! safetensors checkpoints.
+
+mod checkpoint;
+
+pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainingState};
 
 use ar_backend::{Activation, Backend};
 use ar_core::{DenseShape, Init, Network};
@@ -26,6 +31,14 @@ pub enum ModelError {
     /// The network could not be built.
     #[error(transparent)]
     Core(#[from] ar_core::CoreError),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A multilayer perceptron: layer widths from input to output, one hidden activation and one

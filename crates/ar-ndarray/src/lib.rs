@@ -4,7 +4,7 @@
 //! which accumulates into the output in place, so `gemm` with `beta != 0` is the fused
 //! relaxation step `v <- (1 - eta) v + eta * e W`.
 
-use ar_backend::{Activation, Backend};
+use ar_backend::{Activation, AdamStep, Backend};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -208,6 +208,28 @@ impl<F: Scalar> Backend for NdArray<F> {
             .collect()
     }
 
+    fn adam_step(
+        &self,
+        param: &mut ArrayD<F>,
+        grad: &ArrayD<F>,
+        m: &mut ArrayD<F>,
+        v: &mut ArrayD<F>,
+        hyper: AdamStep,
+    ) {
+        same_shape(param, grad, "adam_step");
+        same_shape(param, m, "adam_step (first moment)");
+        same_shape(param, v, "adam_step (second moment)");
+        let t = i32::try_from(hyper.t).unwrap_or(i32::MAX);
+        let (b1, b2) = (cast::<F>(hyper.beta1), cast::<F>(hyper.beta2));
+        let (one, lr, eps) = (F::one(), cast::<F>(hyper.lr), cast::<F>(hyper.eps));
+        let (c1, c2) = (cast::<F>(1.0 - hyper.beta1.powi(t)), cast::<F>(1.0 - hyper.beta2.powi(t)));
+        Zip::from(param).and(grad).and(m).and(v).for_each(|p, &g, m, v| {
+            *m = b1 * *m + (one - b1) * g;
+            *v = b2 * *v + (one - b2) * g * g;
+            *p = *p - lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+        });
+    }
+
     fn dot(&self, a: &ArrayD<F>, b: &ArrayD<F>) -> f64 {
         same_shape(a, b, "dot");
         let mut sum = 0.0f64;
@@ -259,6 +281,26 @@ mod tests {
         let e4 = 4f64.exp();
         assert!((s[5] - e4 / (2.0 + e4)).abs() < 1e-15);
         assert_eq!(be.dot(&x, &x), 4.0 * 3.0 + 16.0);
+    }
+
+    #[test]
+    fn adam_step_matches_the_scalar_rule() {
+        let be = NdArray::<f64>::new();
+        let hyper = AdamStep { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 3 };
+        let (mut p, g) = (be.from_host(&[1.0, -2.0], &[2]), be.from_host(&[0.5, -0.25], &[2]));
+        let (mut m, mut v) = (be.from_host(&[0.1, 0.2], &[2]), be.from_host(&[0.01, 0.02], &[2]));
+        be.adam_step(&mut p, &g, &mut m, &mut v, hyper);
+        for (i, (p0, g0, m0, v0)) in
+            [(1.0, 0.5, 0.1, 0.01), (-2.0, -0.25, 0.2, 0.02)].into_iter().enumerate()
+        {
+            let (pe, me, ve) = hyper.apply(p0, g0, m0, v0);
+            assert!((be.to_host(&p)[i] - pe).abs() < 1e-15);
+            assert!(
+                (be.to_host(&m)[i] - me).abs() < 1e-15 && (be.to_host(&v)[i] - ve).abs() < 1e-15
+            );
+        }
+        assert_eq!(be.precision(), ar_backend::Precision::F64);
+        assert_eq!(NdArray::<f32>::new().precision(), ar_backend::Precision::F32);
     }
 
     #[test]

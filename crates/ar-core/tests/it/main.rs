@@ -4,7 +4,7 @@
 use ar_backend::{Activation, Backend};
 use ar_core::metrics::relative_error;
 use ar_core::{
-    Algorithm, DenseShape, Feedback, Init, Loss, Method, Network, Relaxation, Schedule, Sgd,
+    Algorithm, DenseShape, Feedback, Init, Loss, Method, Network, Optimizer, Relaxation, Schedule,
     Trainer, Variant,
 };
 use ar_ndarray::NdArray;
@@ -55,7 +55,7 @@ fn learned_feedback_that_starts_at_transpose_stays_there() {
     let be = Be::new();
     let mut n = net(&be);
     n.set_feedback_to_transpose();
-    let mut trainer = Trainer::new(learned(0.0), Loss::Mse, Sgd::new(0.2, 0.9), &n).unwrap();
+    let mut trainer = Trainer::new(learned(0.0), Loss::Mse, Optimizer::sgd(0.2, 0.9), &n).unwrap();
     for step in 0..10 {
         let (x, t) = batch(&be, 4, step as f64);
         trainer.step(&mut n, &x, &t);
@@ -78,7 +78,8 @@ fn kolen_pollack_decay_shrinks_the_gap_geometrically() {
         n.init_feedback(Init::Normal { std: 0.3 }, 7);
         let before = feedback_gap(&be, &n);
         let lr = 0.1;
-        let mut trainer = Trainer::new(learned(decay), Loss::Mse, Sgd::new(lr, 0.0), &n).unwrap();
+        let mut trainer =
+            Trainer::new(learned(decay), Loss::Mse, Optimizer::sgd(lr, 0.0), &n).unwrap();
         let steps = 20;
         for step in 0..steps {
             let (x, t) = batch(&be, 3, step as f64);
@@ -105,7 +106,7 @@ fn random_feedback_never_changes_while_weights_do() {
         a
     }] {
         let mut trainer =
-            Trainer::new(algorithm, Loss::CrossEntropy, Sgd::new(0.5, 0.5), &n).unwrap();
+            Trainer::new(algorithm, Loss::CrossEntropy, Optimizer::sgd(0.5, 0.5), &n).unwrap();
         for step in 0..5 {
             let (x, t) = batch(&be, 2, step as f64);
             trainer.step(&mut n, &x, &t);
@@ -121,14 +122,15 @@ fn random_feedback_never_changes_while_weights_do() {
 fn trainer_rejects_missing_feedback_weights_and_bad_settings() {
     let be = Be::new();
     let n = net(&be);
-    let err =
-        Trainer::new(learned(0.0), Loss::Mse, Sgd::new(0.1, 0.0), &n).unwrap_err().to_string();
+    let err = Trainer::new(learned(0.0), Loss::Mse, Optimizer::sgd(0.1, 0.0), &n)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("layer 2") && err.contains("init_feedback"), "{err}");
-    let err = Trainer::new(Algorithm::backprop(), Loss::Mse, Sgd::new(-1.0, 0.0), &n)
+    let err = Trainer::new(Algorithm::backprop(), Loss::Mse, Optimizer::sgd(-1.0, 0.0), &n)
         .unwrap_err()
         .to_string();
     assert!(err.contains("learning rate") && err.contains("-1"), "{err}");
-    let err = Trainer::new(Algorithm::backprop(), Loss::Mse, Sgd::new(0.1, 1.0), &n)
+    let err = Trainer::new(Algorithm::backprop(), Loss::Mse, Optimizer::sgd(0.1, 1.0), &n)
         .unwrap_err()
         .to_string();
     assert!(err.contains("momentum"), "{err}");
@@ -142,10 +144,10 @@ fn reused_buffers_match_fresh_ones_across_batch_sizes() {
     let mut r = Relaxation::papers();
     r.schedule = Schedule::Parallel;
     let algorithm = Algorithm::relaxation(r);
-    let mut reused = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n).unwrap();
+    let mut reused = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
     for (size, salt) in [(4, 0.0), (1, 1.0), (4, 2.0), (7, 3.0)] {
         let (x, t) = batch(&be, size, salt);
-        let mut fresh = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n).unwrap();
+        let mut fresh = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
         let (a, _) = reused.gradients(&n, &x, &t);
         let (b, _) = fresh.gradients(&n, &x, &t);
         assert_eq!(a.to_host(&be), b.to_host(&be), "batch {size}");
@@ -165,8 +167,8 @@ fn f32_and_f64_steps_agree_to_single_precision() {
     let (x, t) = batch(&b64, 5, 0.0);
     let (xh, th) = (b64.to_host(&x), b64.to_host(&t));
     let algorithm = Algorithm::relaxation(Relaxation::papers());
-    let mut t32 = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n32).unwrap();
-    let mut t64 = Trainer::new(algorithm, Loss::Mse, Sgd::new(0.1, 0.0), &n64).unwrap();
+    let mut t32 = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n32).unwrap();
+    let mut t64 = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n64).unwrap();
     let (g32, o32) =
         t32.gradients(&n32, &b32.from_host(&xh, &[5, 6]), &b32.from_host(&th, &[5, 3]));
     let (g64, o64) = t64.gradients(&n64, &x, &t);

@@ -1,0 +1,337 @@
+//! Checkpoints in safetensors with PyTorch's names and layouts (`layers.{i}.weight` as
+//! `[out, in]`, `layers.{i}.bias`), backward matrices as `layers.{i}.feedback` (`[in, out]`),
+//! optimiser state as `optimizer.layers.{i}.{param}.{first|second}`, and the model, training
+//! state and any caller metadata (such as the run's configuration) in the header. Written
+//! atomically: a temporary file, fsync, rename.
+
+use crate::ModelError;
+use ar_backend::{Activation, Backend, Precision};
+use ar_core::{Dense, DenseShape, Layer, Network, Optimizer};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+/// The `format` value in every checkpoint's header.
+pub const FORMAT: &str = "ar-rs checkpoint 1";
+
+/// Where training stands when a checkpoint is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Batches completed in the epoch under way (0 at an epoch boundary).
+    pub batches_done: usize,
+}
+
+/// A checkpoint read back: the network, the optimiser state tensors by name, the training
+/// state and the caller's metadata.
+#[derive(Debug)]
+pub struct Checkpoint<B: Backend> {
+    /// The network, with feedback matrices where they were saved.
+    pub net: Network<B>,
+    /// Optimiser state tensors with the names of [`Optimizer::state`].
+    pub optimizer_state: Vec<(String, B::Tensor)>,
+    /// Optimiser updates applied so far.
+    pub optimizer_steps: u64,
+    /// Where training stood.
+    pub state: TrainingState,
+    /// The caller's metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LayerRecord {
+    kind: String,
+    inputs: usize,
+    outputs: usize,
+    activation: String,
+}
+
+fn err(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Checkpoint { path: path.to_path_buf(), message: message.into() }
+}
+
+fn to_bytes(values: &[f64], precision: Precision) -> Vec<u8> {
+    match precision {
+        Precision::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+        Precision::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Writes `net`, the optimiser's state, the training state and `metadata` to `path`
+/// atomically, in the backend's precision.
+pub fn save_checkpoint<B: Backend>(
+    path: &Path,
+    net: &Network<B>,
+    optimizer: &Optimizer<B>,
+    state: TrainingState,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), ModelError> {
+    let be = net.backend();
+    let precision = be.precision();
+    let dtype = match precision {
+        Precision::F32 => Dtype::F32,
+        Precision::F64 => Dtype::F64,
+    };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut push = |name: String, t: &B::Tensor| {
+        tensors.push((name, be.shape(t), to_bytes(&be.to_host(t), precision)))
+    };
+    let mut records = Vec::new();
+    for (i, layer) in net.layers.iter().enumerate() {
+        let d = layer.as_dense();
+        let s = d.shape(be);
+        records.push(LayerRecord {
+            kind: "dense".into(),
+            inputs: s.inputs,
+            outputs: s.outputs,
+            activation: s.activation.name().into(),
+        });
+        push(format!("layers.{i}.weight"), &d.weight);
+        push(format!("layers.{i}.bias"), &d.bias);
+        if let Some(psi) = &d.feedback {
+            push(format!("layers.{i}.feedback"), psi);
+        }
+    }
+    for (name, t) in optimizer.state() {
+        push(name, t);
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, shape, bytes)| {
+            TensorView::new(dtype, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| err(path, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut header: HashMap<String, String> =
+        metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    header.insert("format".into(), FORMAT.into());
+    header.insert("model".into(), serde_json::to_string(&records).expect("records serialise"));
+    header
+        .insert("training_state".into(), serde_json::to_string(&state).expect("state serialises"));
+    header.insert("optimizer_steps".into(), optimizer.steps().to_string());
+    let bytes =
+        safetensors::serialize(views, Some(header)).map_err(|e| err(path, e.to_string()))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, so a
+/// crash leaves either the old file or the new one, never a torn one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let io = |e: std::io::Error| err(path, e.to_string());
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all().ok();
+        }
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`] onto backend `be` (any precision: values
+/// are converted).
+pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>, ModelError> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(path, e.to_string()))?;
+    let header = meta.metadata().clone().unwrap_or_default();
+    if header.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(err(
+            path,
+            format!("not an ar-rs checkpoint (header 'format' is {:?})", header.get("format")),
+        ));
+    }
+    let field = |k: &str| header.get(k).ok_or_else(|| err(path, format!("header lacks '{k}'")));
+    let records: Vec<LayerRecord> = serde_json::from_str(field("model")?)
+        .map_err(|e| err(path, format!("bad 'model': {e}")))?;
+    let state: TrainingState = serde_json::from_str(field("training_state")?)
+        .map_err(|e| err(path, format!("bad 'training_state': {e}")))?;
+    let optimizer_steps: u64 = field("optimizer_steps")?
+        .parse()
+        .map_err(|e| err(path, format!("bad 'optimizer_steps': {e}")))?;
+    let read = |name: &str, shape: &[usize]| -> Result<B::Tensor, ModelError> {
+        let view = st.tensor(name).map_err(|_| err(path, format!("missing tensor '{name}'")))?;
+        tensor_from_view(path, name, &view, Some(shape), be)
+    };
+    let mut layers = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if r.kind != "dense" {
+            return Err(err(path, format!("layer {i}: unknown kind '{}'", r.kind)));
+        }
+        let activation: Activation =
+            r.activation.parse().map_err(|e: String| err(path, format!("layer {i}: {e}")))?;
+        let shape = DenseShape { inputs: r.inputs, outputs: r.outputs, activation };
+        let feedback_name = format!("layers.{i}.feedback");
+        let feedback = match st.tensor(&feedback_name) {
+            Ok(_) => Some(read(&feedback_name, &[shape.inputs, shape.outputs])?),
+            Err(_) => None,
+        };
+        layers.push(Layer::Dense(Dense {
+            weight: read(&format!("layers.{i}.weight"), &[shape.outputs, shape.inputs])?,
+            bias: read(&format!("layers.{i}.bias"), &[shape.outputs])?,
+            activation,
+            feedback,
+        }));
+    }
+    let net = Network::from_layers(be.clone(), layers).map_err(|e| err(path, e.to_string()))?;
+    let mut optimizer_state = Vec::new();
+    for (name, view) in st.tensors() {
+        if name.starts_with("optimizer.") {
+            optimizer_state.push((name.clone(), tensor_from_view(path, &name, &view, None, be)?));
+        }
+    }
+    optimizer_state.sort_by(|a, b| a.0.cmp(&b.0));
+    let reserved = ["format", "model", "training_state", "optimizer_steps"];
+    let metadata = header.into_iter().filter(|(k, _)| !reserved.contains(&k.as_str())).collect();
+    Ok(Checkpoint { net, optimizer_state, optimizer_steps, state, metadata })
+}
+
+fn tensor_from_view<B: Backend>(
+    path: &Path,
+    name: &str,
+    view: &TensorView<'_>,
+    expect: Option<&[usize]>,
+    be: &B,
+) -> Result<B::Tensor, ModelError> {
+    if let Some(shape) = expect {
+        if view.shape() != shape {
+            return Err(err(
+                path,
+                format!("tensor '{name}' has shape {:?}, expected {shape:?}", view.shape()),
+            ));
+        }
+    }
+    let data = view.data();
+    let values: Vec<f64> = match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        other => {
+            return Err(err(
+                path,
+                format!("tensor '{name}' has dtype {other:?}; expected F32 or F64"),
+            ))
+        }
+    };
+    Ok(be.from_host(&values, view.shape()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MlpSpec;
+    use ar_core::{Algorithm, Feedback, Init, Loss, Relaxation, Trainer};
+    use ar_ndarray::NdArray;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ar-models-ckpt-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn trained<B: Backend>(be: B) -> (Network<B>, Trainer<B>) {
+        let spec = MlpSpec::parse("6-5-4-3", Activation::Tanh, Activation::Identity).unwrap();
+        let mut net = spec.build(be.clone(), Init::PyTorch, 1).unwrap();
+        net.init_feedback(Init::papers(), 1);
+        let mut algorithm = Algorithm::relaxation(Relaxation::papers());
+        algorithm.variant.feedback = Feedback::Learned;
+        let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::adam(0.01), &net).unwrap();
+        let x = be.from_host(&(0..12).map(|i| (i as f64 * 0.3).cos()).collect::<Vec<_>>(), &[2, 6]);
+        let t = be.from_host(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3]);
+        for _ in 0..3 {
+            trainer.step(&mut net, &x, &t);
+        }
+        (net, trainer)
+    }
+
+    fn host<B: Backend>(net: &Network<B>) -> Vec<Vec<f64>> {
+        let be = net.backend();
+        net.layers
+            .iter()
+            .flat_map(|l| {
+                let d = l.as_dense();
+                let mut v = vec![be.to_host(&d.weight), be.to_host(&d.bias)];
+                v.extend(d.feedback.as_ref().map(|p| be.to_host(p)));
+                v
+            })
+            .collect()
+    }
+
+    fn round_trip<B: Backend>(be: B, path: &Path) {
+        let meta: BTreeMap<String, String> =
+            [("config".to_string(), "lr = 0.01".to_string())].into();
+        let state = TrainingState { epochs_done: 2, batches_done: 5 };
+        let (net, trainer) = trained(be.clone());
+        save_checkpoint(path, &net, trainer.optimizer(), state, &meta).unwrap();
+        let c = load_checkpoint(path, &be).unwrap();
+        assert_eq!(host(&c.net), host(&net), "weights bit-identical after a round trip");
+        let saved: Vec<(String, Vec<f64>)> =
+            trainer.optimizer().state().into_iter().map(|(n, t)| (n, be.to_host(t))).collect();
+        let loaded: Vec<(String, Vec<f64>)> =
+            c.optimizer_state.iter().map(|(n, t)| (n.clone(), be.to_host(t))).collect();
+        let mut saved_sorted = saved.clone();
+        saved_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(loaded, saved_sorted);
+        assert_eq!((c.state, c.optimizer_steps), (state, 3));
+        assert_eq!(c.metadata.get("config").map(String::as_str), Some("lr = 0.01"));
+        assert!(
+            c.net.layers[1].as_dense().feedback.is_some()
+                && c.net.layers[0].as_dense().feedback.is_none()
+        );
+    }
+
+    #[test]
+    fn round_trip_is_exact_in_both_precisions() {
+        let d = dir("roundtrip");
+        round_trip(NdArray::<f32>::new(), &d.join("a.safetensors"));
+        round_trip(NdArray::<f64>::new(), &d.join("b.safetensors"));
+        // PyTorch's names and layouts.
+        let bytes = std::fs::read(d.join("a.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("layers.0.weight").unwrap().shape(), &[5, 6]);
+        assert_eq!(st.tensor("layers.0.weight").unwrap().dtype(), Dtype::F32);
+        assert_eq!(st.tensor("layers.2.feedback").unwrap().shape(), &[4, 3]);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn damaged_files_give_errors_naming_the_file() {
+        let d = dir("damaged");
+        let (net, trainer) = trained(NdArray::<f64>::new());
+        let path = d.join("c.safetensors");
+        save_checkpoint(
+            &path,
+            &net,
+            trainer.optimizer(),
+            TrainingState { epochs_done: 1, batches_done: 0 },
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 7, 8, 100, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let e = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap_err().to_string();
+            assert!(e.contains("c.safetensors"), "{e}");
+        }
+        let e = load_checkpoint(&d.join("missing.safetensors"), &NdArray::<f64>::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.safetensors"));
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
