@@ -106,9 +106,7 @@ impl<B: Backend> Optimizer<B> {
 
     fn apply(&mut self, be: &B, slot: usize, param: &mut B::Tensor, grad: &B::Tensor) {
         match self.kind {
-            OptimizerKind::Sgd { momentum } if momentum == 0.0 => {
-                be.axpby(-self.lr, grad, 1.0, param)
-            }
+            OptimizerKind::Sgd { momentum: 0.0 } => be.axpby(-self.lr, grad, 1.0, param),
             OptimizerKind::Sgd { momentum } => {
                 let u = self.first[slot].get_or_insert_with(|| be.zeros(&be.shape(grad)));
                 be.axpby(1.0, grad, momentum, u);
