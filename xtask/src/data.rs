@@ -43,12 +43,14 @@ enum DataCommand {
     },
 }
 
-/// The data directory flag, shared by `data`, `train` and `verify-gradients`.
-#[derive(clap::Args, Debug, Clone)]
+/// The data directory flag, shared by `data`, `train` and `eval`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct DataDir {
     /// Root folder of the data sets (one subfolder per data set; digits at the root). Default:
     /// $AR_DATA_DIR, else the repository's datasets/ folder.
     #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
 }
 

@@ -1,10 +1,13 @@
-//! The workspace's command line: `cargo xtask verify-gradients`, `cargo xtask train`.
+//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `eval`, `data`.
 
+mod config;
 mod data;
+mod eval;
+mod plot;
 mod train;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Activation relaxation: train MLPs with AR and its simplifications, and check that AR computes
@@ -21,25 +24,74 @@ enum Command {
     /// Check our backprop against finite differences and AR against backprop (exact identities,
     /// convergence, variants); exit status 1 on any failure.
     VerifyGradients(verify::Args),
-    /// Train a network with activation relaxation and/or backprop (with no arguments: the bundled
-    /// digits, AR against backprop side by side).
-    Train(train::Args),
+    /// Train networks with activation relaxation and/or backprop (with no arguments: the bundled
+    /// digits, AR against backprop side by side). Every run writes a directory (see --out).
+    Train(Box<train::Args>),
+    /// Report the test accuracy of a checkpoint written by `train`.
+    Eval(eval::Args),
     /// Fetch and verify data sets: `data fetch NAME|all`, `data check`.
     Data(data::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut command = Cli::command().args_override_self(true);
+    let known: Vec<String> = command
+        .find_subcommand("train")
+        .map(|t| t.get_arguments().filter_map(|a| a.get_long().map(String::from)).collect())
+        .unwrap_or_default();
+    let args = match config::expand(std::env::args_os().collect(), &known) {
+        Ok(args) => args,
+        Err(config::ConfigError(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = command.try_get_matches_from_mut(args).unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::VerifyGradients(args) => verify::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if is_usage_error(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// A command line or configuration that asks for something impossible: exit status 2, like a
+/// flag clap rejects.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Whether an error is the user's request at fault (a bad value or combination of settings),
+/// rather than a file or the machine.
+fn is_usage_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<UsageError>()
+            || matches!(
+                c.downcast_ref::<ar_core::CoreError>(),
+                Some(ar_core::CoreError::InvalidConfig(_))
+            )
+            || matches!(
+                c.downcast_ref::<ar_models::ModelError>(),
+                Some(ar_models::ModelError::Spec { .. } | ar_models::ModelError::Mismatch { .. })
+            )
+    })
 }

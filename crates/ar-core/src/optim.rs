@@ -159,7 +159,8 @@ impl<B: Backend> Optimizer<B> {
                 let rest = name.strip_prefix("optimizer.layers.")?;
                 let mut parts = rest.split('.');
                 let layer: usize = parts.next()?.parse().ok()?;
-                let kind = SLOT_NAMES.iter().position(|n| Some(*n) == parts.next())?;
+                let param = parts.next()?;
+                let kind = SLOT_NAMES.iter().position(|n| *n == param)?;
                 let which = parts.next()?;
                 (layer < depth && parts.next().is_none())
                     .then_some((layer * SLOTS_PER_LAYER + kind, which))

@@ -3,7 +3,9 @@
 
 mod checkpoint;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainingState};
+pub use checkpoint::{
+    load_checkpoint, save_checkpoint, write_atomically, Checkpoint, TrainingState,
+};
 
 use ar_backend::{Activation, Backend};
 use ar_core::{DenseShape, Init, Network};

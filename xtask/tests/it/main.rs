@@ -63,16 +63,22 @@ fn missing_data_names_the_paths_and_the_fetch_command() {
 }
 
 #[test]
-fn bad_flags_exit_2_and_bad_values_exit_1_with_one_clear_line() {
+fn bad_flags_and_impossible_values_exit_2_with_one_clear_line() {
     let out = xtask(&["train", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = xtask(&["train", "--eta", "2.5", "--epochs", "1"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("eta") && all.contains("2.5") && !all.contains("panicked"), "{all}");
-    let out = xtask(&["train", "--model", "64-0-10"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("64-0-10"));
+    for (args, needle) in [
+        (&["train", "--eta", "2.5", "--epochs", "1"][..], "2.5"),
+        (&["train", "--model", "64-0-10"], "64-0-10"),
+        (&["train", "--epochs", "0"], "--epochs"),
+        (&["train", "--momentum", "1.5"], "momentum"),
+        (&["train", "--solver", "closed-form", "--fderiv", "relax"], "closed-form"),
+    ] {
+        let out = xtask(args);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        assert!(all.contains(needle) && !all.contains("panicked"), "{args:?}: {all}");
+        assert_eq!(all.trim().lines().count(), 1, "one line: {all}");
+    }
 }
 
 #[test]
@@ -103,7 +109,9 @@ fn help_explains_every_command() {
 
 #[test]
 fn train_on_digits_runs_one_epoch_and_reports_both_algorithms() {
-    let out = xtask(&["train", "--epochs", "1"]);
+    let dir = run_dir("digits-one-epoch");
+    let out = xtask(&["train", "--epochs", "1", "--out", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(
@@ -136,17 +144,12 @@ fn real_data_sets_read_verify_and_train() {
     let out = xtask(&["data", "check", "--require", "mnist,fashion-mnist"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(text(&out).matches("4/4 ok").count(), 2, "{}", text(&out));
-    let out = xtask(&[
-        "train",
-        "--dataset",
-        "mnist",
-        "--model",
-        "paper1-mlp",
-        "--algorithms",
-        "bp",
-        "--epochs",
-        "1",
-    ]);
+    let dir = run_dir("mnist-bp");
+    let flags = "train --dataset mnist --model paper1-mlp --algorithms bp --epochs 1 --quiet --out";
+    let mut args: Vec<&str> = flags.split(' ').collect();
+    args.push(dir.to_str().unwrap());
+    let out = xtask(&args);
+    std::fs::remove_dir_all(&dir).ok();
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     let line = all
@@ -155,4 +158,187 @@ fn real_data_sets_read_verify_and_train() {
         .expect("a final line");
     let acc: f64 = line.split_whitespace().nth(1).unwrap().trim_end_matches('%').parse().unwrap();
     assert!(acc > 90.0, "one epoch of backprop on MNIST reached only {acc}%");
+}
+
+fn run_dir(name: &str) -> PathBuf {
+    let d = scratch(name);
+    std::fs::remove_dir_all(&d).ok();
+    d
+}
+
+/// The weights and optimiser state of a checkpoint (not its header, which records the config).
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+    out.sort();
+    out
+}
+
+const RUN: [&str; 10] = [
+    "train",
+    "--algorithms",
+    "ar,fa",
+    "--feedback",
+    "learned",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.01",
+    "--quiet",
+];
+
+#[test]
+fn a_run_directory_holds_config_metrics_probes_checkpoints_and_plots() {
+    let dir = run_dir("rundir");
+    let out =
+        xtask(&["train", "--epochs", "2", "--out", dir.to_str().unwrap(), "--probe-every", "20"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(
+        config.contains("epochs = 2") && config.contains("algorithms = [\"ar\", \"bp\"]"),
+        "{config}"
+    );
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("algorithm,epoch,train_loss,train_accuracy,test_loss,test_accuracy"));
+    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().count(), 4);
+    let probes = std::fs::read_to_string(dir.join("probes.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(probes.lines().next().unwrap()).unwrap();
+    assert!(first["angle_deg"].is_number() && first["layer"] == 1, "{first}");
+    for f in [
+        "checkpoints/ar.safetensors",
+        "checkpoints/bp.safetensors",
+        "plots/accuracy.svg",
+        "plots/gradient_angles.svg",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    // The same --out again is refused rather than overwritten.
+    let again = xtask(&["train", "--epochs", "1", "--out", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    let eval = xtask(&["eval", dir.join("checkpoints/ar.safetensors").to_str().unwrap()]);
+    assert!(eval.status.success() && text(&eval).contains("accuracy"), "{}", text(&eval));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn resuming_at_an_epoch_boundary_ends_bit_identical() {
+    let (full, split) = (run_dir("full"), run_dir("split"));
+    let mut a = RUN.to_vec();
+    a.extend(["--epochs", "4", "--out", full.to_str().unwrap()]);
+    assert!(xtask(&a).status.success());
+    let mut b = RUN.to_vec();
+    b.extend(["--epochs", "2", "--out", split.to_str().unwrap()]);
+    assert!(xtask(&b).status.success());
+    let out = xtask(&["train", "--resume", split.to_str().unwrap(), "--epochs", "4", "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["ar_learned.safetensors", "fa.safetensors"] {
+        let (x, y) = (
+            tensors(&full.join("checkpoints").join(f)),
+            tensors(&split.join("checkpoints").join(f)),
+        );
+        assert!(
+            x.iter().any(|(n, _)| n.ends_with("feedback"))
+                && x.iter().any(|(n, _)| n.starts_with("optimizer"))
+        );
+        assert_eq!(x, y, "{f}: weights or optimiser state differ after resume");
+    }
+    std::fs::remove_dir_all(&full).ok();
+    std::fs::remove_dir_all(&split).ok();
+}
+
+/// Ctrl-C mid-run saves checkpoints wherever training stands (possibly mid-epoch); resuming
+/// ends bit-identical to an uninterrupted run.
+#[test]
+fn interrupting_with_ctrl_c_and_resuming_ends_bit_identical() {
+    let (full, cut) = (run_dir("ctrlc-full"), run_dir("ctrlc-cut"));
+    let slow = ["--solver", "euler", "--steps", "300", "--epochs", "25"];
+    let mut a = RUN.to_vec();
+    a.extend(slow);
+    a.extend(["--out", full.to_str().unwrap()]);
+    assert!(xtask(&a).status.success());
+    let mut b = RUN.to_vec();
+    b.extend(slow);
+    b.extend(["--out", cut.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&b).spawn().unwrap();
+    let first = cut.join("checkpoints/fa.safetensors");
+    let start = std::time::Instant::now();
+    while !first.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    if status.success() {
+        eprintln!("the run finished before the interrupt arrived; resume is still checked below");
+    } else {
+        assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    }
+    let out = xtask(&["train", "--resume", cut.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["ar_learned.safetensors", "fa.safetensors"] {
+        assert_eq!(
+            tensors(&full.join("checkpoints").join(f)),
+            tensors(&cut.join("checkpoints").join(f)),
+            "{f}: interrupted-and-resumed run differs from the uninterrupted one"
+        );
+    }
+    std::fs::remove_dir_all(&full).ok();
+    std::fs::remove_dir_all(&cut).ok();
+}
+
+#[test]
+fn config_files_supply_flags_and_reject_unknown_keys() {
+    let dir = run_dir("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("exp.toml");
+    std::fs::write(&cfg, "algorithms = [\"bp\"]\nepochs = 1\nlr = 0.05\nquiet = true\n").unwrap();
+    let out_dir = dir.join("run");
+    let out = xtask(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--lr",
+        "0.2",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let resolved = std::fs::read_to_string(out_dir.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("lr = 0.2") && resolved.contains("epochs = 1"),
+        "flags override the file: {resolved}"
+    );
+    std::fs::write(&cfg, "learning_rate = 0.1\n").unwrap();
+    let out = xtask(&["train", "--config", cfg.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("learning_rate")
+            && all.contains("exp.toml")
+            && all.trim().lines().count() == 1,
+        "{all}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_advice() {
+    let dir = run_dir("diverge");
+    let out = xtask(&[
+        "train",
+        "--lr",
+        "1e9",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("diverged") && all.contains("step") && all.contains("--lr"), "{all}");
+    assert!(!all.contains("panicked"));
+    std::fs::remove_dir_all(&dir).ok();
 }

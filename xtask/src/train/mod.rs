@@ -1,21 +1,26 @@
-//! `cargo xtask train`: trains networks with activation relaxation, its variants and backprop
-//! from identical weights and batch order, one line per epoch, and a final comparison.
+//! `cargo xtask train`: its flags, and how they become an algorithm, a model and data. The
+//! training loop itself, with its run directory, is in `session.rs`.
 
-use anyhow::{bail, Context};
+pub(crate) mod session;
+
+use crate::UsageError;
+use anyhow::Context;
 use ar_backend::{Activation, Backend};
 use ar_core::{
-    Algorithm, Feedback, Init, InitialState, Loss, Method, Network, Optimizer, Relaxation,
-    Schedule, Solver, Trainer, Variant,
+    Algorithm, Feedback, Init, InitialState, Loss, Method, Optimizer, Relaxation, Schedule, Solver,
+    Variant,
 };
-use ar_data::{BatchOrder, Dataset, Normalization, Split};
+use ar_data::{Dataset, Normalization, Split};
 use ar_models::MlpSpec;
-use ar_ndarray::NdArray;
 use clap::ValueEnum;
+use serde::{Serialize, Serializer};
+use std::fmt::Display;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 /// Which learning rule computes the update.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AlgorithmName {
     /// Activation relaxation with the chosen variant flags.
     Ar,
@@ -26,7 +31,8 @@ pub enum AlgorithmName {
 }
 
 /// Backward weights for AR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FeedbackName {
     /// W^T (exact weight transport).
     Transpose,
@@ -37,7 +43,8 @@ pub enum FeedbackName {
 }
 
 /// Which `f'` of the relaxation/update is re-evaluated at the relaxing state (paper 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FderivName {
     /// f' at W v(t) + b inside the relaxation.
     Relax,
@@ -48,7 +55,8 @@ pub enum FderivName {
 }
 
 /// The order of updates inside one relaxation iteration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ScheduleName {
     /// All layers read the previous iterate (the papers' equations).
     Parallel,
@@ -57,7 +65,8 @@ pub enum ScheduleName {
 }
 
 /// How the relaxed state is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SolverName {
     /// closed-form when the relaxation is linear (everything but --fderiv relax|both and
     /// --tolerance), else euler.
@@ -70,7 +79,8 @@ pub enum SolverName {
 }
 
 /// Where the relaxing activities start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StartName {
     /// The feedforward activities h_k.
     Feedforward,
@@ -79,7 +89,8 @@ pub enum StartName {
 }
 
 /// How weights are initialised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum InitName {
     /// N(0, std^2) weights, zero biases (the papers; std from --init-std).
     Normal,
@@ -88,7 +99,8 @@ pub enum InitName {
 }
 
 /// Numeric precision of the ndarray backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Precision {
     /// 32-bit floats (fast).
     F32,
@@ -97,7 +109,8 @@ pub enum Precision {
 }
 
 /// Flags of `train`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Args {
     /// Data set. `digits` is the bundled UCI 8x8 digits set, split into train and test by a
     /// stratified, seeded split (see --test-fraction); the others are read from --data-dir
@@ -106,6 +119,7 @@ pub struct Args {
     #[arg(long, default_value = "digits", value_parser = ["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"])]
     dataset: String,
     #[command(flatten)]
+    #[serde(flatten)]
     data_dir: crate::data::DataDir,
     /// Fraction of each class held out for testing (digits only; the others have a test set).
     #[arg(long, default_value_t = 0.2)]
@@ -118,9 +132,11 @@ pub struct Args {
     /// Hidden-layer activation for a custom width spec (identity, relu, leaky-relu, tanh, sigmoid,
     /// softplus); presets use their own unless this is given.
     #[arg(long)]
+    #[serde(serialize_with = "optional_display", skip_serializing_if = "Option::is_none")]
     hidden_activation: Option<Activation>,
     /// Output-layer activation (usually identity).
     #[arg(long, default_value = "identity")]
+    #[serde(serialize_with = "display")]
     output_activation: Activation,
     /// Algorithms to train side by side from the same initial weights and batch order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ar,bp")]
@@ -140,6 +156,7 @@ pub struct Args {
     /// Evaluate f' at the relaxing state W v + b instead of the stored a (paper 2's unfrozen
     /// feedforward variants; not gradient-aligned).
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     fderiv: Option<FderivName>,
     /// Use the relaxed v_{k-1}(T) instead of h_{k-1} as the update's presynaptic term (paper 2).
     #[arg(long)]
@@ -152,6 +169,7 @@ pub struct Args {
     steps: usize,
     /// Stop a relaxation early once the relative change per unit eta falls to this.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     tolerance: Option<f64>,
     /// Relaxation schedule.
     #[arg(long, value_enum, default_value = "sweep")]
@@ -164,14 +182,19 @@ pub struct Args {
     solver: SolverName,
     /// Loss: mse (1/2 ||y - t||^2, the papers') or cross-entropy.
     #[arg(long, default_value = "mse")]
-    loss: Loss,
+    #[serde(serialize_with = "display")]
+    pub(crate) loss: Loss,
     /// Epochs (default: 40 on digits, 10 on the other data sets).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     epochs: Option<usize>,
-    /// SGD learning rate on the batch-mean loss.
+    /// Optimiser: sgd (with --momentum) or adam (PyTorch's betas 0.9, 0.999 and eps 1e-8).
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimizerName,
+    /// Learning rate on the batch-mean loss.
     #[arg(long, default_value_t = 0.1)]
     lr: f64,
-    /// SGD momentum.
+    /// SGD momentum (ignored by adam).
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
     /// Samples per batch.
@@ -189,6 +212,50 @@ pub struct Args {
     /// Precision of the CPU backend.
     #[arg(long, value_enum, default_value = "f32")]
     precision: Precision,
+    /// Every this many training steps, measure each layer's angle and relative error between the
+    /// update and the exact gradient on a fixed batch (and psi against W^T); 0 turns probes off.
+    #[arg(long, default_value_t = 50)]
+    probe_every: usize,
+    /// The run directory (config, metrics, checkpoints, plots). Default: runs/ in the
+    /// repository, named by time, data set and algorithms.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip)]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoints, with its config.toml (flags given here
+    /// override it, e.g. a larger --epochs). Resumed runs end bit-identical to uninterrupted ones.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip)]
+    resume: Option<PathBuf>,
+    /// Read flags from a TOML file whose keys are these long flags (`lr = 0.1`); flags typed
+    /// on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// No progress bars and no per-epoch lines; only the final summary.
+    #[arg(long)]
+    #[serde(skip)]
+    quiet: bool,
+}
+
+/// The optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerName {
+    /// Stochastic gradient descent with optional momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+}
+
+fn display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
+}
+
+fn optional_display<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(&v.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Args {
@@ -270,12 +337,19 @@ impl Args {
         Ok(spec)
     }
 
+    fn optimizer<B: Backend>(&self) -> Optimizer<B> {
+        match self.optimizer {
+            OptimizerName::Sgd => Optimizer::sgd(self.lr, self.momentum),
+            OptimizerName::Adam => Optimizer::adam(self.lr),
+        }
+    }
+
     fn epochs(&self) -> usize {
         self.epochs.unwrap_or(if self.dataset == "digits" { 40 } else { 10 })
     }
 
     /// The training and test sets, and how their pixels are normalised.
-    fn data(&self) -> anyhow::Result<(Dataset, Dataset, Normalization)> {
+    pub(crate) fn data(&self) -> anyhow::Result<(Dataset, Dataset, Normalization)> {
         let name = self.dataset.as_str();
         let norm = match name {
             "cifar10" | "cifar100" | "svhn" => Normalization::Symmetric,
@@ -299,121 +373,17 @@ impl Args {
             InitName::Normal if self.init_std > 0.0 && self.init_std.is_finite() => {
                 Ok(Init::Normal { std: self.init_std })
             }
-            InitName::Normal => bail!("--init-std must be finite and > 0, got {}", self.init_std),
-        }
-    }
-}
-
-/// Trains every requested algorithm and prints the comparison.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.epochs() == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    let mut names = args.algorithms.clone();
-    names.dedup();
-    if names.is_empty() {
-        bail!("--algorithms needs at least one of ar, bp, fa");
-    }
-    match args.precision {
-        Precision::F32 => train(&args, &names, NdArray::<f32>::new()),
-        Precision::F64 => train(&args, &names, NdArray::<f64>::new()),
-    }
-}
-
-struct Run<B: Backend> {
-    label: String,
-    net: Network<B>,
-    trainer: Trainer<B>,
-    seconds: f64,
-}
-
-fn train<B: Backend>(args: &Args, names: &[AlgorithmName], be: B) -> anyhow::Result<ExitCode> {
-    let (train_set, test_set, norm) = args.data()?;
-    let data = &train_set;
-    let spec = args.model(data)?;
-    spec.check_fits(data.sample_len(), data.num_classes)?;
-    let init = args.init()?;
-    let epochs = args.epochs();
-
-    let mut runs = Vec::new();
-    for &name in names {
-        let algorithm = args.algorithm(name);
-        let mut net = spec.build(be.clone(), init, args.seed)?;
-        if algorithm.needs_feedback_weights() {
-            net.init_feedback(init, args.seed);
-        }
-        let trainer =
-            Trainer::new(algorithm, args.loss, Optimizer::sgd(args.lr, args.momentum), &net)
-                .with_context(|| format!("--algorithms {}", label(name)))?;
-        runs.push(Run { label: label_with_variant(name, &algorithm), net, trainer, seconds: 0.0 });
-    }
-
-    println!(
-        "data: {} ({} train / {} test, {}x{}x{}), model: {spec}, loss: {}, batch {}, lr {}, momentum {}, seed {}, backend {}",
-        data.name,
-        train_set.len(),
-        test_set.len(),
-        data.shape[0],
-        data.shape[1],
-        data.shape[2],
-        args.loss,
-        args.batch_size,
-        args.lr,
-        args.momentum,
-        args.seed,
-        be.name()
-    );
-    for r in &runs {
-        println!("  {}: {}", r.label, describe(r.trainer.algorithm()));
-    }
-    let width = runs.iter().map(|r| r.label.len()).max().unwrap_or(2);
-    for epoch in 0..epochs {
-        let order = BatchOrder::shuffled(train_set.len(), args.batch_size, args.seed, epoch as u64);
-        let mut line = format!("epoch {:>3}", epoch + 1);
-        for r in &mut runs {
-            let start = Instant::now();
-            let (mut loss_sum, mut correct) = (0.0, 0usize);
-            for batch in order.batches() {
-                let (x, t) = upload(&r.net, &train_set, batch, &norm)?;
-                let out = r.trainer.step(&mut r.net, &x, &t);
-                if !out.loss.is_finite() {
-                    bail!(
-                        "{} diverged at epoch {} (loss {}); try a smaller --lr or --eta",
-                        r.label,
-                        epoch + 1,
-                        out.loss
-                    );
-                }
-                loss_sum += out.loss * batch.len() as f64;
-                correct += out.correct;
+            InitName::Normal => {
+                Err(UsageError(format!("--init-std must be finite and > 0, got {}", self.init_std))
+                    .into())
             }
-            r.seconds += start.elapsed().as_secs_f64();
-            let test_acc = accuracy(&r.net, &test_set, &norm)?;
-            line.push_str(&format!(
-                "  | {:<width$} loss {:.4} train {:5.1}% test {:5.1}%",
-                r.label,
-                loss_sum / train_set.len() as f64,
-                100.0 * correct as f64 / train_set.len() as f64,
-                100.0 * test_acc
-            ));
         }
-        println!("{line}");
     }
-    println!("\nfinal test accuracy after {epochs} epochs:");
-    for r in &runs {
-        let acc = accuracy(&r.net, &test_set, &norm)?;
-        println!(
-            "  {:<width$} {:6.2}%   {:.2} s training ({:.2} ms per batch)",
-            r.label,
-            100.0 * acc,
-            r.seconds,
-            1e3 * r.seconds / (epochs * train_set.len().div_ceil(args.batch_size)) as f64
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Trains every requested algorithm side by side and writes the run directory.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    session::run(args)
 }
 
 fn label(name: AlgorithmName) -> &'static str {
@@ -484,34 +454,4 @@ fn describe(a: &Algorithm) -> String {
             },
         ),
     }
-}
-
-fn upload<B: Backend>(
-    net: &Network<B>,
-    data: &Dataset,
-    batch: &[usize],
-    norm: &Normalization,
-) -> anyhow::Result<(B::Tensor, B::Tensor)> {
-    let x = net.upload_batch(&data.features(batch, norm), batch.len())?;
-    let t = net.backend().from_host(&data.one_hot(batch), &[batch.len(), data.num_classes]);
-    Ok((x, t))
-}
-
-/// The fraction of `data` the network classifies correctly.
-pub fn accuracy<B: Backend>(
-    net: &Network<B>,
-    data: &Dataset,
-    norm: &Normalization,
-) -> anyhow::Result<f64> {
-    let mut correct = 0usize;
-    for batch in BatchOrder::sequential(data.len(), 256).batches() {
-        let (x, _) = upload(net, data, batch, norm)?;
-        let predicted = net.backend().argmax_rows(&net.predict(&x));
-        correct += predicted
-            .iter()
-            .zip(batch)
-            .filter(|(p, &i)| **p == usize::from(data.labels[i]))
-            .count();
-    }
-    Ok(correct as f64 / data.len() as f64)
 }
