@@ -235,6 +235,11 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip)]
     quiet: bool,
+    /// Check the flags and config, print the resolved configuration as TOML and exit without
+    /// reading data or training.
+    #[arg(long)]
+    #[serde(skip)]
+    dry_run: bool,
 }
 
 /// The optimiser.

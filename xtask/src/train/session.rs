@@ -43,6 +43,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         seen.push(*a);
     }
+    if args.dry_run {
+        for &name in &args.algorithms {
+            args.algorithm(name)
+                .validate()
+                .with_context(|| format!("--algorithms {}", super::label(name)))?;
+            args.optimizer::<NdArray<f64>>().validate()?;
+        }
+        args.init()?;
+        print!("{}", toml::to_string(&args).context("serialising the configuration")?);
+        return Ok(ExitCode::SUCCESS);
+    }
     match args.precision {
         Precision::F32 => session(&args, NdArray::<f32>::new()),
         Precision::F64 => session(&args, NdArray::<f64>::new()),

@@ -342,3 +342,18 @@ fn divergence_stops_with_the_step_and_advice() {
     assert!(!all.contains("panicked"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn every_experiment_config_parses_and_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut checked = 0;
+    for sub in ["paper1", "paper2"] {
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let out = xtask(&["train", "--config", path.to_str().unwrap(), "--dry-run"]);
+            assert!(out.status.success(), "{}: {}", path.display(), text(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 24, "{checked}");
+}
