@@ -139,7 +139,7 @@ pub struct Args {
     #[serde(serialize_with = "display")]
     output_activation: Activation,
     /// Algorithms to train side by side from the same initial weights and batch order.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ar,bp")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ar,bp", action = clap::ArgAction::Set)]
     algorithms: Vec<AlgorithmName>,
     /// AR backward weights: transpose (exact), learned, or random (fixed).
     #[arg(long, value_enum, default_value = "transpose")]

@@ -310,6 +310,13 @@ fn config_files_supply_flags_and_reject_unknown_keys() {
         resolved.contains("lr = 0.2") && resolved.contains("epochs = 1"),
         "flags override the file: {resolved}"
     );
+    let listed =
+        xtask(&["train", "--config", cfg.to_str().unwrap(), "--algorithms", "fa,ar", "--dry-run"]);
+    assert!(
+        text(&listed).contains("algorithms = [\"fa\", \"ar\"]"),
+        "a typed list replaces the file's: {}",
+        text(&listed)
+    );
     std::fs::write(&cfg, "learning_rate = 0.1\n").unwrap();
     let out = xtask(&["train", "--config", cfg.to_str().unwrap()]);
     let all = text(&out);
