@@ -1,5 +1,6 @@
 //! The workspace's command line: `cargo xtask verify-gradients`, `train`, `eval`, `data`.
 
+mod bench;
 mod config;
 mod data;
 mod eval;
@@ -31,6 +32,9 @@ enum Command {
     Eval(eval::Args),
     /// Fetch and verify data sets: `data fetch NAME|all`, `data check`.
     Data(data::Args),
+    /// Time one epoch-equivalent of the paper-1 MLP with backprop, AR (Euler) and AR (closed
+    /// form), side by side; --peer adds PyTorch.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,
