@@ -83,7 +83,7 @@ def main():
         for i in range(args.batches):
             step(xs[i % pool], ts[i % pool])
         seconds = time.perf_counter() - start
-        backend = f"pytorch-{torch.__version__}-f32"
+        backend = f"pytorch-{torch.__version__}-f32-{args.threads}threads"
         print(json.dumps({"backend": backend, "algorithm": name, "seconds": seconds}))
 
 

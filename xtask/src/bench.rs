@@ -27,6 +27,12 @@ pub struct Args {
     /// its CPU threads are set to the same count) and report our/their ratios.
     #[arg(long)]
     peer: bool,
+    /// The Python interpreter for --peer.
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// Torch CPU threads for --peer (default: the machine's cores).
+    #[arg(long)]
+    peer_threads: Option<usize>,
     /// Write the table as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -132,12 +138,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rows.extend(peer(&args)?);
     }
     println!(
-        "{:<20} {:<16} {:>9} {:>12} {:>9} {:>8}",
+        "{:<36} {:<16} {:>9} {:>12} {:>9} {:>8}",
         "backend", "algorithm", "seconds", "samples/s", "GFLOP/s", "vs bp"
     );
     for m in &rows {
         println!(
-            "{:<20} {:<16} {:>9.3} {:>12.0} {:>9.1} {:>8.2}",
+            "{:<36} {:<16} {:>9.3} {:>12.0} {:>9.1} {:>8.2}",
             m.backend, m.algorithm, m.seconds, m.samples_per_second, m.gflops, m.ratio_to_bp
         );
     }
@@ -163,13 +169,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Times bench/peer_pytorch.py, which prints one JSON object per algorithm.
 fn peer(args: &Args) -> anyhow::Result<Vec<Measurement>> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peer_pytorch.py");
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let out = Command::new("python3")
+    let threads = args.peer_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let out = Command::new(&args.python)
         .arg(&script)
         .args(["--batches", &args.batches.to_string(), "--steps", &args.steps.to_string()])
         .args(["--threads", &threads.to_string()])
         .output()
-        .context("running python3 bench/peer_pytorch.py")?;
+        .with_context(|| format!("running {} bench/peer_pytorch.py", args.python.display()))?;
     if !out.status.success() {
         anyhow::bail!(
             "the PyTorch peer failed (is torch installed? `pip install torch`): {}",
