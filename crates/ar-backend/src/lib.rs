@@ -12,6 +12,44 @@ mod activation;
 
 pub use activation::Activation;
 
+/// The geometry of a 2-D convolution on `[batch, channels, height, width]` tensors with a
+/// `[out_channels, in_channels, kh, kw]` kernel: the same stride and zero padding on both axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Step between neighbouring windows (>= 1).
+    pub stride: usize,
+    /// Zeros added on every side (>= 0).
+    pub padding: usize,
+}
+
+impl ConvGeometry {
+    /// The output size along one axis of size `input` for a kernel of size `kernel`, or `None`
+    /// when the kernel does not fit.
+    pub fn output_len(&self, input: usize, kernel: usize) -> Option<usize> {
+        let padded = input + 2 * self.padding;
+        (self.stride > 0 && kernel > 0 && padded >= kernel)
+            .then(|| (padded - kernel) / self.stride + 1)
+    }
+}
+
+/// The geometry of 2-D pooling: square windows of `kernel` pixels every `stride` pixels, no
+/// padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Window side (>= 1).
+    pub kernel: usize,
+    /// Step between windows (>= 1).
+    pub stride: usize,
+}
+
+impl PoolGeometry {
+    /// The output size along one axis of size `input`, or `None` when the window does not fit.
+    pub fn output_len(&self, input: usize) -> Option<usize> {
+        (self.stride > 0 && self.kernel > 0 && input >= self.kernel)
+            .then(|| (input - self.kernel) / self.stride + 1)
+    }
+}
+
 /// The floating-point precision a backend computes in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {

@@ -1,0 +1,77 @@
+//! Criterion benches of one training step of the paper-1 MLP (batch 64) with AR (T = 100,
+//! eta = 0.1; Euler and closed form) and with backprop, the relaxation loop alone, and a plain GEMM of the relaxation's
+//! shapes, on candle CPU f32 (the twin of ar-core's ndarray bench, for comparison).
+
+use ar_backend::Backend;
+use ar_candle::{Candle, Precision};
+use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
+use ar_models::MlpSpec;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+
+const BATCH: usize = 64;
+
+fn data(be: &Candle) -> (<Candle as Backend>::Tensor, <Candle as Backend>::Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let x: Vec<f64> = (0..BATCH * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+    let mut t = vec![0.0; BATCH * 10];
+    for b in 0..BATCH {
+        t[b * 10 + rng.random_range(0..10)] = 1.0;
+    }
+    (be.from_host(&x, &[BATCH, 784]), be.from_host(&t, &[BATCH, 10]))
+}
+
+/// Multiply-adds of one relaxation iteration of the paper-1 MLP: the drive of the top hidden
+/// layer is constant and computed once, so each iteration multiplies [64, 300] x [300, 300] and
+/// [64, 100] x [100, 300].
+const RELAX_FLOPS_PER_ITERATION: u64 = 2 * (BATCH as u64) * (300 * 300 + 100 * 300);
+
+fn steps(c: &mut Criterion) {
+    let be = Candle::cpu(Precision::F32);
+    let (x, t) = data(&be);
+    let mut group = c.benchmark_group(format!("{}/paper1-mlp-batch64", be.name()));
+    group.sample_size(20);
+    let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
+    for (name, algorithm) in [
+        ("bp-step", Algorithm::backprop()),
+        ("ar-step-T100-euler", Algorithm::relaxation(Relaxation::papers())),
+        ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
+    ] {
+        let mut net = MlpSpec::paper1().build(be.clone(), Init::papers(), 0).unwrap();
+        let mut trainer =
+            Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
+        group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));
+    }
+
+    let net = MlpSpec::paper1().build(be.clone(), Init::papers(), 0).unwrap();
+    let cache = net.forward(&x);
+    let top = Loss::Mse.top_gradient(&be, &cache.output, &t);
+    let algorithm = Algorithm::relaxation(Relaxation::papers());
+    let mut signals = Signals::new();
+    group.throughput(Throughput::Elements(RELAX_FLOPS_PER_ITERATION * 100));
+    group.bench_function("relaxation-only-T100 (elements = flops)", |b| {
+        b.iter(|| black_box(signals.compute(&net, &cache, &top, &algorithm)))
+    });
+
+    // The same multiplications as a bare GEMM loop, for the loop's share of GEMM speed.
+    let e300 = be.zeros(&[BATCH, 300]);
+    let e100 = be.zeros(&[BATCH, 100]);
+    let w300 = be.from_host(&vec![0.01; 300 * 300], &[300, 300]);
+    let w100 = be.from_host(&vec![0.01; 100 * 300], &[100, 300]);
+    let (mut v1, mut v2) = (be.zeros(&[BATCH, 300]), be.zeros(&[BATCH, 300]));
+    group.bench_function("plain-gemm-same-shapes-x100 (elements = flops)", |b| {
+        b.iter(|| {
+            for _ in 0..100 {
+                be.gemm(0.1, &e300, false, &w300, false, 0.9, &mut v1);
+                be.gemm(0.1, &e100, false, &w100, false, 0.9, &mut v2);
+            }
+            black_box(&v1);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, steps);
+criterion_main!(benches);
