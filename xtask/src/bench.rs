@@ -169,7 +169,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Times bench/peer_pytorch.py, which prints one JSON object per algorithm.
 fn peer(args: &Args) -> anyhow::Result<Vec<Measurement>> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peer_pytorch.py");
-    let threads = args.peer_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads = args
+        .peer_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let out = Command::new(&args.python)
         .arg(&script)
         .args(["--batches", &args.batches.to_string(), "--steps", &args.steps.to_string()])

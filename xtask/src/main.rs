@@ -1,5 +1,6 @@
 //! The workspace's command line: `cargo xtask verify-gradients`, `train`, `eval`, `data`.
 
+mod backend;
 mod bench;
 mod config;
 mod data;

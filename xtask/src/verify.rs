@@ -1,7 +1,9 @@
 //! `cargo xtask verify-gradients`: runs the gradient-equivalence suite and prints its tables.
 
+use crate::backend::{dispatch, BackendName, Job, PrecisionName};
 use anyhow::Context;
-use ar_ndarray::NdArray;
+use ar_backend::Backend;
+use ar_verify::{Report, Row};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -12,12 +14,32 @@ pub struct Args {
     /// Also write every row (model, check, layer, value, tolerance, pass) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Backends to check (comma-separated). Each runs the full suite in f64 (finite
+    /// differences, identities, convergence, variants, candle's autograd) and its f32 agreement
+    /// with the autograd oracle.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ndarray,candle")]
+    backend: Vec<BackendName>,
 }
 
-/// Runs the suite in f64 on the ndarray backend.
+struct Suite;
+
+impl Job for Suite {
+    type Output = (String, Vec<Row>);
+    fn run<B: Backend>(self, be: B) -> anyhow::Result<(String, Vec<Row>)> {
+        Ok((be.name(), ar_verify::cases::check_suite(&be)))
+    }
+}
+
+/// Runs the suite on every requested backend, in f64 and f32.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let report = ar_verify::cases::run_suite(&NdArray::<f64>::new());
+    let mut report = Report::default();
+    for &backend in &args.backend {
+        for precision in [PrecisionName::F64, PrecisionName::F32] {
+            let (name, rows) = dispatch(backend, precision, Suite)?;
+            report.extend(&name, rows);
+        }
+    }
     print!("{}", report.render());
     println!("finished in {:.1} s", start.elapsed().as_secs_f64());
     if let Some(path) = args.json {

@@ -19,7 +19,7 @@ pub enum CandleError {
     /// CUDA was asked for in a build without the `cuda` feature.
     #[error(
         "CUDA support was not compiled in (asked for cuda:{ordinal}); rebuild with the `cuda` \
-         feature (`cargo xtask --features cuda ...`, which enables ar-candle/cuda and needs the \
+         feature (`cargo xtask-cuda ...`, which enables ar-candle/cuda and needs the \
          CUDA toolkit with nvcc: scripts/build-cuda.sh sets one up from PyPI and builds)"
     )]
     CudaNotCompiled {

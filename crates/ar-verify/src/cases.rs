@@ -2,8 +2,11 @@
 //! losses, batch 1 and larger, width 1) and the suite itself.
 
 use crate::checks::{compare, finite_differences, forward_agreement, update, Batch, HostGrads};
+use crate::reference::HostMlp;
 use crate::report::{Report, Row};
-use ar_backend::{Activation, Backend};
+use ar_backend::{Activation, Backend, Precision};
+use ar_candle::oracle::{mlp_gradients, HostLayer, OracleLoss};
+use ar_candle::Candle;
 use ar_core::{
     Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
     Schedule, Solver, Variant,
@@ -272,11 +275,74 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
     rows
 }
 
-/// Runs the whole suite on one backend (f64 for the tolerances above).
-pub fn run_suite<B: Backend>(be: &B) -> Report {
-    let mut report = Report { backend: be.name(), rows: Vec::new() };
-    for case in all_cases(be) {
-        report.rows.extend(check_case(&case));
+/// Agreement with candle's autograd oracle in f64 (independent of our VJPs), f64 backends.
+pub const ORACLE_TOLERANCE_F64: f64 = 1e-10;
+/// Agreement of an f32 computation with the f64 oracle.
+pub const ORACLE_TOLERANCE_F32: f64 = 1e-4;
+
+/// The batch-mean loss gradient by candle's own autograd, in f64 on the CPU, for the case's
+/// network and batch.
+pub fn autograd_gradients<B: Backend>(case: &Case<B>) -> HostGrads {
+    let layers: Vec<HostLayer> = HostMlp::from_network(&case.net)
+        .layers
+        .into_iter()
+        .map(|l| HostLayer {
+            weight: l.weight,
+            bias: l.bias,
+            inputs: l.inputs,
+            outputs: l.outputs,
+            activation: l.activation,
+        })
+        .collect();
+    let loss = match case.loss {
+        Loss::Mse => OracleLoss::Mse,
+        Loss::CrossEntropy => OracleLoss::CrossEntropy,
+    };
+    let oracle = Candle::cpu(Precision::F64);
+    mlp_gradients(&oracle, &layers, &case.batch.x, &case.batch.targets, case.batch.size, loss)
+        .expect("the suite's cases are consistent")
+}
+
+/// Our backprop, AR with eta = 1 and AR run to convergence, each against candle's autograd.
+pub fn oracle_rows<B: Backend>(case: &Case<B>, tolerance: f64) -> Vec<Row> {
+    let (name, net, batch, loss) = (case.name.as_str(), &case.net, &case.batch, case.loss);
+    let oracle = autograd_gradients(case);
+    let mut converged = relaxation(0.1, CONVERGENCE_MAX_STEPS, Schedule::Parallel);
+    converged.tolerance = Some(CONVERGENCE_RESIDUAL);
+    let mut rows = Vec::new();
+    for (label, algorithm) in [
+        ("candle autograd = our bp", Algorithm::backprop()),
+        (
+            "candle autograd = ar eta=1 sweep",
+            ar(relaxation(1.0, 1, Schedule::Sweep), Variant::exact()),
+        ),
+        ("candle autograd = ar converged", ar(converged, Variant::exact())),
+    ] {
+        let (g, _) = update(net, batch, loss, &algorithm);
+        rows.extend(compare(name, label, &g, &oracle, Some(tolerance)));
     }
+    rows
+}
+
+/// Every check for one backend: the full suite in f64; in f32 the oracle rows (finite
+/// differences and 1e-12 identities need f64).
+pub fn check_suite<B: Backend>(be: &B) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for case in all_cases(be) {
+        match be.precision() {
+            Precision::F64 => {
+                rows.extend(check_case(&case));
+                rows.extend(oracle_rows(&case, ORACLE_TOLERANCE_F64));
+            }
+            Precision::F32 => rows.extend(oracle_rows(&case, ORACLE_TOLERANCE_F32)),
+        }
+    }
+    rows
+}
+
+/// Runs the whole suite on one backend.
+pub fn run_suite<B: Backend>(be: &B) -> Report {
+    let mut report = Report::default();
+    report.extend(&be.name(), check_suite(be));
     report
 }

@@ -7,6 +7,8 @@ use std::fmt::Write;
 /// One measured quantity.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// The backend the checked computation ran on.
+    pub backend: String,
     /// The model checked.
     pub model: String,
     /// The check, such as `finite differences` or `ar eta=1 sweep T=1`.
@@ -39,6 +41,7 @@ impl Row {
             None => true,
         };
         Row {
+            backend: String::new(),
             model: model.into(),
             check: check.into(),
             layer,
@@ -66,8 +69,6 @@ impl Row {
 /// All rows of a run of the suite.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
-    /// The backend the checks ran on.
-    pub backend: String,
     /// Every row, in the order measured.
     pub rows: Vec<Row>,
 }
@@ -83,19 +84,28 @@ impl Report {
         self.rows.iter().filter(|r| !r.passed).collect()
     }
 
-    /// One table per model: a line per check, a column per layer. Checked cells show the relative
+    /// Adds rows measured on `backend`.
+    pub fn extend(&mut self, backend: &str, rows: Vec<Row>) {
+        self.rows.extend(rows.into_iter().map(|mut r| {
+            r.backend = backend.to_string();
+            r
+        }));
+    }
+
+    /// One table per backend and model: a line per check, a column per layer. Checked cells show the relative
     /// error and `ok`/`FAIL` against the tolerance; informational cells show the angle in degrees
     /// after the relative error.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut models: Vec<&str> = Vec::new();
+        let mut groups: Vec<(&str, &str)> = Vec::new();
         for r in &self.rows {
-            if !models.contains(&r.model.as_str()) {
-                models.push(&r.model);
+            if !groups.contains(&(r.backend.as_str(), r.model.as_str())) {
+                groups.push((&r.backend, &r.model));
             }
         }
-        for model in models {
-            let rows: Vec<&Row> = self.rows.iter().filter(|r| r.model == model).collect();
+        for (backend, model) in groups {
+            let rows: Vec<&Row> =
+                self.rows.iter().filter(|r| r.model == model && r.backend == backend).collect();
             let layers: BTreeSet<usize> = rows.iter().filter_map(|r| r.layer).collect();
             let mut checks: Vec<&str> = Vec::new();
             for r in &rows {
@@ -103,7 +113,7 @@ impl Report {
                     checks.push(&r.check);
                 }
             }
-            let _ = writeln!(out, "\n{model}  [{}]", self.backend);
+            let _ = writeln!(out, "\n{model}  [{backend}]");
             let width = checks.iter().map(|c| c.len()).max().unwrap_or(5).max(5) + 2;
             let _ = write!(out, "  {:<width$}{:>10}", "check", "tolerance");
             for l in &layers {
@@ -148,7 +158,8 @@ impl Report {
             let layer = f.layer.map_or("model".into(), |l| format!("layer {l}"));
             let _ = writeln!(
                 out,
-                "  FAIL {} / {} / {layer}: {:.3e} > {:.0e} ({})",
+                "  FAIL {} / {} / {} / {layer}: {:.3e} > {:.0e} ({})",
+                f.backend,
                 f.model,
                 f.check,
                 f.value,

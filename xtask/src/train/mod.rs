@@ -3,6 +3,7 @@
 
 pub(crate) mod session;
 
+use crate::backend::{BackendName, PrecisionName};
 use crate::UsageError;
 use anyhow::Context;
 use ar_backend::{Activation, Backend};
@@ -96,16 +97,6 @@ pub enum InitName {
     Normal,
     /// PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     Pytorch,
-}
-
-/// Numeric precision of the ndarray backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Precision {
-    /// 32-bit floats (fast).
-    F32,
-    /// 64-bit floats.
-    F64,
 }
 
 /// Flags of `train`.
@@ -209,9 +200,12 @@ pub struct Args {
     /// Seed of the weights, the split and the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Precision of the CPU backend.
+    /// Tensor backend: ndarray (CPU), candle (CPU) or candle-cuda (GPU; needs a CUDA build).
+    #[arg(long, value_enum, default_value = "ndarray")]
+    backend: BackendName,
+    /// Numeric precision.
     #[arg(long, value_enum, default_value = "f32")]
-    precision: Precision,
+    precision: PrecisionName,
     /// Every this many training steps, measure each layer's angle and relative error between the
     /// update and the exact gradient on a fixed batch (and psi against W^T); 0 turns probes off.
     #[arg(long, default_value_t = 50)]

@@ -2,7 +2,8 @@
 //! directory (resolved config, metrics as JSON lines and CSV, gradient-alignment probes,
 //! checkpoints, plots), progress bars, Ctrl-C and divergence handling, and exact resume.
 
-use super::{describe, label_with_variant, Args, Precision};
+use super::{describe, label_with_variant, Args};
+use crate::backend::{dispatch, Job};
 use crate::plot::{line_chart, Series};
 use crate::UsageError;
 use anyhow::{bail, Context};
@@ -54,9 +55,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", toml::to_string(&args).context("serialising the configuration")?);
         return Ok(ExitCode::SUCCESS);
     }
-    match args.precision {
-        Precision::F32 => session(&args, NdArray::<f32>::new()),
-        Precision::F64 => session(&args, NdArray::<f64>::new()),
+    dispatch(args.backend, args.precision, Session(&args))
+}
+
+struct Session<'a>(&'a Args);
+
+impl Job for Session<'_> {
+    type Output = ExitCode;
+    fn run<B: Backend>(self, be: B) -> anyhow::Result<ExitCode> {
+        session(self.0, be)
     }
 }
 

@@ -364,3 +364,67 @@ fn every_experiment_config_parses_and_validates() {
     }
     assert!(checked >= 24, "{checked}");
 }
+
+/// The candle backend trains every algorithm from the same initial weights as ndarray: the
+/// first epoch's losses agree to 1e-5 relative and final accuracies within half a point.
+#[test]
+fn candle_and_ndarray_train_alike() {
+    let metrics = |backend: &str, extra: &[&str]| -> Vec<(String, f64, f64)> {
+        let dir = run_dir(&format!("agree-{backend}-{}", extra.len()));
+        let mut args = vec![
+            "train",
+            "--backend",
+            backend,
+            "--epochs",
+            "3",
+            "--quiet",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = xtask(&args);
+        assert!(out.status.success(), "{backend}: {}", text(&out));
+        let rows: Vec<(String, f64, f64)> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    format!("{}@{}", v["algorithm"], v["epoch"]),
+                    v["train_loss"].as_f64().unwrap(),
+                    v["test_accuracy"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        std::fs::remove_dir_all(&dir).ok();
+        rows
+    };
+    for extra in [
+        &["--algorithms", "ar,bp,fa"][..],
+        &["--algorithms", "ar", "--feedback", "learned", "--fderiv", "both"],
+    ] {
+        let (nd, ca) = (metrics("ndarray", extra), metrics("candle", extra));
+        assert_eq!(nd.len(), ca.len());
+        for (a, b) in nd.iter().zip(&ca) {
+            assert_eq!(a.0, b.0);
+            if a.0.ends_with("@1") {
+                assert!(
+                    (a.1 - b.1).abs() <= 1e-5 * a.1.abs(),
+                    "{extra:?} {}: loss {} vs {}",
+                    a.0,
+                    a.1,
+                    b.1
+                );
+            }
+            if a.0.ends_with("@3") {
+                assert!(
+                    (a.2 - b.2).abs() <= 0.005,
+                    "{extra:?} {}: accuracy {} vs {}",
+                    a.0,
+                    a.2,
+                    b.2
+                );
+            }
+        }
+    }
+}
