@@ -2,11 +2,11 @@
 //! MNIST-shaped data for backprop, AR with Euler steps and AR in closed form, timed side by side
 //! in one run, with optional PyTorch peer timings from `bench/peer_pytorch.py`.
 
+use crate::backend::{dispatch, BackendName, Job, PrecisionName};
 use anyhow::Context;
 use ar_backend::Backend;
 use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Solver, Trainer};
 use ar_models::MlpSpec;
-use ar_ndarray::NdArray;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -33,6 +33,9 @@ pub struct Args {
     /// Torch CPU threads for --peer (default: the machine's cores).
     #[arg(long)]
     peer_threads: Option<usize>,
+    /// Backends to time (comma-separated), each in f32.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ndarray,candle")]
+    backend: Vec<BackendName>,
     /// Write the table as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -124,6 +127,15 @@ fn measure<B: Backend>(be: B, args: &Args) -> anyhow::Result<Vec<Measurement>> {
     Ok(out)
 }
 
+struct Measure<'a>(&'a Args);
+
+impl Job for Measure<'_> {
+    type Output = Vec<Measurement>;
+    fn run<B: Backend>(self, be: B) -> anyhow::Result<Vec<Measurement>> {
+        measure(be, self.0)
+    }
+}
+
 /// Runs the measurements and prints the table.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.batches == 0 || args.steps == 0 {
@@ -133,7 +145,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "paper-1 MLP 784-300-300-100-10, batch {BATCH}, {} batches, AR eta 0.1 T {}",
         args.batches, args.steps
     );
-    let mut rows = measure(NdArray::<f32>::new(), &args)?;
+    let mut rows = Vec::new();
+    for &backend in &args.backend {
+        rows.extend(dispatch(backend, PrecisionName::F32, Measure(&args))?);
+    }
     if args.peer {
         rows.extend(peer(&args)?);
     }
@@ -154,7 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             |a: &str| rows.iter().find(|m| m.algorithm == a && m.backend.starts_with("pytorch"));
         for a in ["bp", "ar-euler"] {
             if let (Some(o), Some(t)) = (ours(a), theirs(a)) {
-                println!("ours / pytorch, {a}: {:.2}", o.seconds / t.seconds);
+                println!("ndarray / pytorch, {a}: {:.2}", o.seconds / t.seconds);
             }
         }
     }
