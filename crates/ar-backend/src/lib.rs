@@ -9,6 +9,7 @@
 //! that the relaxation loop can run without allocating.
 
 mod activation;
+pub mod pool;
 
 pub use activation::Activation;
 
@@ -129,6 +130,73 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
 
     /// The sum of the elementwise product of two tensors of one shape, accumulated in f64.
     fn dot(&self, a: &Self::Tensor, b: &Self::Tensor) -> f64;
+
+    /// `out <- conv2d(x, kernel) + bias`: `x` `[batch, c, h, w]`, `kernel` `[o, c, kh, kw]`,
+    /// `bias` `[o]`, `out` `[batch, o, oh, ow]` (cross-correlation, as in PyTorch).
+    fn conv2d_into(
+        &self,
+        x: &Self::Tensor,
+        kernel: &Self::Tensor,
+        bias: &Self::Tensor,
+        geometry: ConvGeometry,
+        out: &mut Self::Tensor,
+    );
+
+    /// `out <- alpha * conv2d^T(e, kernel) + beta * out`: the vector-Jacobian product of a
+    /// convolution with respect to its input (the transposed convolution), `e`
+    /// `[batch, o, oh, ow]`, `out` `[batch, c, h, w]`.
+    fn conv2d_input_vjp(
+        &self,
+        e: &Self::Tensor,
+        kernel: &Self::Tensor,
+        geometry: ConvGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Tensor,
+    );
+
+    /// `out <- scale * sum_b dconv/dkernel`: `out[o, c, i, j] = scale * sum_{b, y, x}
+    /// e[b, o, y, x] x[b, c, y s + i - p, x s + j - p]`.
+    fn conv2d_weight_grad_into(
+        &self,
+        e: &Self::Tensor,
+        x: &Self::Tensor,
+        geometry: ConvGeometry,
+        scale: f64,
+        out: &mut Self::Tensor,
+    );
+
+    /// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]` (a convolution's bias gradient).
+    fn sum_channels_into(&self, scale: f64, e: &Self::Tensor, out: &mut Self::Tensor);
+
+    /// Max pooling of `[batch, c, h, w]`: the window maxima and, for each, the flat index
+    /// `y * w + x` of the maximum in its input plane (as a float; exact below 2^24). Ties go to
+    /// the first maximum in row-major order within the window.
+    fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor);
+
+    /// `out <- alpha * unpool(e) + beta * out`: each gradient to its window's stored argmax,
+    /// summed where windows overlap.
+    fn max_pool2d_vjp(
+        &self,
+        e: &Self::Tensor,
+        argmax: &Self::Tensor,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Tensor,
+    );
+
+    /// Average pooling of `[batch, c, h, w]`.
+    fn avg_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> Self::Tensor;
+
+    /// `out <- alpha * spread(e) + beta * out`: each gradient spread evenly over its window.
+    fn avg_pool2d_vjp(
+        &self,
+        e: &Self::Tensor,
+        pool: PoolGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Tensor,
+    );
 
     /// A new tensor `op(a) op(b)` (see [`Backend::gemm`]).
     fn matmul(

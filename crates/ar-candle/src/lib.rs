@@ -10,7 +10,7 @@ pub mod oracle;
 
 pub use ar_backend::Precision;
 
-use ar_backend::{Activation, AdamStep, Backend};
+use ar_backend::{Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 
 /// The errors at this crate's edges: opening a device, and running the oracle.
@@ -157,6 +157,13 @@ fn ok<T>(result: candle_core::Result<T>, op: &str, shapes: &[&Tensor]) -> T {
         let shapes: Vec<_> = shapes.iter().map(|t| t.dims().to_vec()).collect();
         panic!("{op}: candle failed on shapes {shapes:?}: {e}")
     })
+}
+
+fn nchw(t: &Tensor, what: &str) -> [usize; 4] {
+    match *t.dims() {
+        [b, c, h, w] => [b, c, h, w],
+        ref d => panic!("{what} must be 4-D [batch, channels, height, width], got shape {d:?}"),
+    }
 }
 
 fn same_shape(a: &Tensor, b: &Tensor, op: &str) {
@@ -318,6 +325,157 @@ impl Backend for Candle {
             let by = self.scaled(beta, y, "axpby");
             ok(ax.add(&by), "axpby", &[x, y])
         };
+    }
+
+    fn conv2d_into(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        bias: &Tensor,
+        g: ConvGeometry,
+        out: &mut Tensor,
+    ) {
+        let op = "conv2d";
+        let y = ok(x.conv2d(kernel, g.padding, g.stride, 1, 1), op, &[x, kernel]);
+        let o = bias
+            .dims1()
+            .unwrap_or_else(|_| panic!("{op}: bias must be 1-D, got {:?}", bias.dims()));
+        let y = ok(
+            y.broadcast_add(&ok(bias.reshape((1, o, 1, 1)), op, &[bias])),
+            op,
+            &[x, kernel, bias],
+        );
+        assert_eq!(
+            y.dims(),
+            out.dims(),
+            "{op}: output buffer of shape {:?} for a result of {:?}",
+            out.dims(),
+            y.dims()
+        );
+        *out = y;
+    }
+
+    fn conv2d_input_vjp(
+        &self,
+        e: &Tensor,
+        kernel: &Tensor,
+        g: ConvGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut Tensor,
+    ) {
+        let op = "conv2d_input_vjp";
+        let (_, _, h, w) = ok(out.dims4(), op, &[out]);
+        let (_, _, oh, ow) = ok(e.dims4(), op, &[e]);
+        let (_, _, kh, kw) = ok(kernel.dims4(), op, &[kernel]);
+        // The transposed convolution yields (o - 1) s - 2p + k + output_padding pixels per axis;
+        // candle takes one output_padding for both axes, so take the larger need and cut the
+        // other axis back (the cut pixels lie outside the input).
+        let reach = |o: usize, k: usize| ((o - 1) * g.stride + k).saturating_sub(2 * g.padding);
+        let out_pad = h.saturating_sub(reach(oh, kh)).max(w.saturating_sub(reach(ow, kw)));
+        let dx = ok(e.conv_transpose2d(kernel, g.padding, out_pad, g.stride, 1), op, &[e, kernel]);
+        let dx = ok(
+            dx.narrow(2, 0, h).and_then(|t| t.narrow(3, 0, w)).and_then(|t| t.contiguous()),
+            op,
+            &[&dx],
+        );
+        assert_eq!(
+            dx.dims(),
+            out.dims(),
+            "{op}: gradient {:?} and kernel {:?} do not fit input {:?}",
+            e.dims(),
+            kernel.dims(),
+            out.dims()
+        );
+        let dx = self.scaled(alpha, &dx, op);
+        *out = if beta == 0.0 { dx } else { ok(dx.add(&self.scaled(beta, out, op)), op, &[out]) };
+    }
+
+    fn conv2d_weight_grad_into(
+        &self,
+        e: &Tensor,
+        x: &Tensor,
+        g: ConvGeometry,
+        scale: f64,
+        out: &mut Tensor,
+    ) {
+        let op = "conv2d_weight_grad";
+        let (_, _, kh, kw) = ok(out.dims4(), op, &[out]);
+        // As candle's own backprop: correlate the input with the output gradient, batch as the
+        // channel axis, the stride becoming a dilation.
+        let xt = ok(x.transpose(0, 1), op, &[x]);
+        let et = ok(e.transpose(0, 1), op, &[e]);
+        let gk = ok(
+            xt.conv2d(&et, g.padding, 1, g.stride, 1).and_then(|t| t.transpose(0, 1)),
+            op,
+            &[x, e],
+        );
+        let gk = ok(gk.narrow(2, 0, kh).and_then(|t| t.narrow(3, 0, kw)), op, &[&gk]);
+        assert_eq!(
+            gk.dims(),
+            out.dims(),
+            "{op}: gradient of shape {:?} for a kernel of {:?}",
+            gk.dims(),
+            out.dims()
+        );
+        *out = self.scaled(scale, &ok(gk.contiguous(), op, &[]), op);
+    }
+
+    fn sum_channels_into(&self, scale: f64, e: &Tensor, out: &mut Tensor) {
+        let op = "sum_channels";
+        let s = ok(e.sum((0, 2, 3)), op, &[e]);
+        assert_eq!(
+            s.dims(),
+            out.dims(),
+            "{op}: output of shape {:?} for {:?}",
+            out.dims(),
+            e.dims()
+        );
+        *out = self.scaled(scale, &s, op);
+    }
+
+    // Pooling uses the shared host kernels (ar_backend::pool): candle's max pooling keeps no
+    // argmax, and the routing must be frozen for the relaxation. On a GPU this costs a copy to
+    // the host and back per call.
+    fn max_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> (Tensor, Tensor) {
+        let dims = nchw(x, "max_pool2d input");
+        let (out, arg) = ar_backend::pool::max_pool2d(&self.to_host(x), dims, pool);
+        let shape = ar_backend::pool::output_dims(dims, pool);
+        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
+    }
+
+    fn max_pool2d_vjp(&self, e: &Tensor, argmax: &Tensor, alpha: f64, beta: f64, out: &mut Tensor) {
+        let dims = nchw(out, "max_pool2d input gradient");
+        let mut host = self.to_host(out);
+        ar_backend::pool::max_pool2d_vjp(
+            &self.to_host(e),
+            &self.to_host(argmax),
+            dims,
+            alpha,
+            beta,
+            &mut host,
+        );
+        *out = self.from_host(&host, &dims);
+    }
+
+    fn avg_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> Tensor {
+        let dims = nchw(x, "avg_pool2d input");
+        let out = ar_backend::pool::avg_pool2d(&self.to_host(x), dims, pool);
+        self.from_host(&out, &ar_backend::pool::output_dims(dims, pool))
+    }
+
+    fn avg_pool2d_vjp(
+        &self,
+        e: &Tensor,
+        pool: PoolGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut Tensor,
+    ) {
+        let dims = nchw(out, "avg_pool2d input gradient");
+        let mut host = self.to_host(out);
+        ar_backend::pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
+        *out = self.from_host(&host, &dims);
     }
 
     fn mul_into(&self, a: &Tensor, b: &Tensor, out: &mut Tensor) {

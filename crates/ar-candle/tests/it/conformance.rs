@@ -2,7 +2,7 @@
 //! reference on small random shapes (batch 1 and width 1 included). One generic body per
 //! operation, instantiated per backend pair and precision by `conformance!`.
 
-use ar_backend::{Activation, AdamStep, Backend};
+use ar_backend::{Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
 use ar_candle::{Candle, Precision};
 use ar_ndarray::NdArray;
 use proptest::prelude::*;
@@ -169,7 +169,152 @@ fn gemm_case() -> impl Strategy<Value = GemmCase> {
     )
 }
 
+/// A convolution: input `[b, c, h, w]`, kernel `[o, c, k, k]`, stride, padding, and data for
+/// the input, kernel, bias, an output gradient and a prior output (for alpha/beta).
+#[derive(Clone, Debug)]
+struct ConvCase {
+    dims: [usize; 4],
+    o: usize,
+    k: usize,
+    geometry: ConvGeometry,
+    x: Vec<f64>,
+    kernel: Vec<f64>,
+    bias: Vec<f64>,
+    e: Vec<f64>,
+    prior: Vec<f64>,
+    alpha: f64,
+    beta: f64,
+}
+
+impl ConvCase {
+    fn out_dims(&self) -> [usize; 4] {
+        let [b, _, h, w] = self.dims;
+        let len =
+            |n| self.geometry.output_len(n, self.k).expect("strategy keeps the kernel inside");
+        [b, self.o, len(h), len(w)]
+    }
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        1..=2usize,
+        1..=3usize,
+        1..=3usize,
+        1..=3usize,
+        1..=2usize,
+        0..=2usize,
+        0..=4usize,
+        0..=4usize,
+        scalar(),
+        scalar(),
+    )
+        .prop_flat_map(|(b, c, o, k, stride, padding, dh, dw, alpha, beta)| {
+            let (h, w) = (k + dh, k + dw);
+            let g = ConvGeometry { stride, padding };
+            let (oh, ow) = (g.output_len(h, k).unwrap(), g.output_len(w, k).unwrap());
+            (
+                data(b * c * h * w),
+                data(o * c * k * k),
+                data(o),
+                data(b * o * oh * ow),
+                data(b * c * h * w),
+            )
+                .prop_map(move |(x, kernel, bias, e, prior)| ConvCase {
+                    dims: [b, c, h, w],
+                    o,
+                    k,
+                    geometry: g,
+                    x,
+                    kernel,
+                    bias,
+                    e,
+                    prior,
+                    alpha,
+                    beta,
+                })
+        })
+}
+
+/// Pooling: input `[b, c, h, w]`, geometry, input data (distinct values, so that max pooling
+/// has no ties and its argmax is defined the same way everywhere), an output gradient and a
+/// prior input gradient.
+type PoolCase = ([usize; 4], PoolGeometry, Vec<f64>, Vec<f64>, Vec<f64>, f64, f64);
+
+fn pool_case() -> impl Strategy<Value = PoolCase> {
+    (1..=2usize, 1..=2usize, 1..=3usize, 1..=2usize, 0..=3usize, 0..=3usize, scalar(), scalar())
+        .prop_flat_map(|(b, c, k, stride, dh, dw, alpha, beta)| {
+            let (h, w) = (k + dh, k + dw);
+            let pool = PoolGeometry { kernel: k, stride };
+            let (oh, ow) = (pool.output_len(h).unwrap(), pool.output_len(w).unwrap());
+            let n = b * c * h * w;
+            (
+                Just(n).prop_perturb(|n, mut rng| {
+                    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.37 - 1.0).collect();
+                    for i in (1..n).rev() {
+                        v.swap(i, rng.random_range(0..=i));
+                    }
+                    v
+                }),
+                data(b * c * oh * ow),
+                data(n),
+            )
+                .prop_map(move |(x, e, prior)| ([b, c, h, w], pool, x, e, prior, alpha, beta))
+        })
+}
+
 // ---- one generic body per operation ------------------------------------------------------------
+
+fn conv2d<R: Backend, C: Backend>(p: &Pair<R, C>, case: ConvCase) -> Outcome {
+    let [b, c, h, w] = case.dims;
+    let (o, k, g) = (case.o, case.k, case.geometry);
+    let (xr, xc) = p.upload(&case.x, &[b, c, h, w]);
+    let (kr, kc) = p.upload(&case.kernel, &[o, c, k, k]);
+    let (br, bc) = p.upload(&case.bias, &[o]);
+    let od = case.out_dims();
+    let (mut yr, mut yc) = (p.reference.zeros(&od), p.candidate.zeros(&od));
+    p.reference.conv2d_into(&xr, &kr, &br, g, &mut yr);
+    p.candidate.conv2d_into(&xc, &kc, &bc, g, &mut yc);
+    let bound = 9.0 * (c * k * k) as f64 + 3.0;
+    p.compare("conv2d", &yr, &yc, bound)?;
+    let (er, ec) = p.upload(&case.e, &od);
+    let (mut dr, mut dc) = p.upload(&case.prior, &[b, c, h, w]);
+    p.reference.conv2d_input_vjp(&er, &kr, g, case.alpha, case.beta, &mut dr);
+    p.candidate.conv2d_input_vjp(&ec, &kc, g, case.alpha, case.beta, &mut dc);
+    p.compare("conv2d_input_vjp", &dr, &dc, 9.0 * (o * k * k) as f64 * 2.25 + 6.75)?;
+    let (mut gr, mut gc) = (p.reference.zeros(&[o, c, k, k]), p.candidate.zeros(&[o, c, k, k]));
+    p.reference.conv2d_weight_grad_into(&er, &xr, g, case.alpha, &mut gr);
+    p.candidate.conv2d_weight_grad_into(&ec, &xc, g, case.alpha, &mut gc);
+    p.compare("conv2d_weight_grad", &gr, &gc, 9.0 * (b * od[2] * od[3]) as f64 * 2.25)?;
+    let (mut sr, mut sc) = (p.reference.zeros(&[o]), p.candidate.zeros(&[o]));
+    p.reference.sum_channels_into(case.alpha, &er, &mut sr);
+    p.candidate.sum_channels_into(case.alpha, &ec, &mut sc);
+    p.compare("sum_channels", &sr, &sc, 3.0 * (b * od[2] * od[3]) as f64 * 2.25)
+}
+
+fn pooling<R: Backend, C: Backend>(p: &Pair<R, C>, case: PoolCase) -> Outcome {
+    let (dims, pool, x, e, prior, alpha, beta) = case;
+    let (xr, xc) = p.upload(&x, &dims);
+    let ((mr, ar), (mc, ac)) =
+        (p.reference.max_pool2d(&xr, pool), p.candidate.max_pool2d(&xc, pool));
+    p.compare("max_pool2d", &mr, &mc, 1.0)?;
+    p.compare("max_pool2d argmax", &ar, &ac, 0.0)?;
+    let od = p.reference.shape(&mr);
+    let (er, ec) = p.upload(&e, &od);
+    let (mut dr, mut dc) = p.upload(&prior, &dims);
+    p.reference.max_pool2d_vjp(&er, &ar, alpha, beta, &mut dr);
+    p.candidate.max_pool2d_vjp(&ec, &ac, alpha, beta, &mut dc);
+    p.compare("max_pool2d_vjp", &dr, &dc, 30.0)?;
+    p.compare(
+        "avg_pool2d",
+        &p.reference.avg_pool2d(&xr, pool),
+        &p.candidate.avg_pool2d(&xc, pool),
+        1.0,
+    )?;
+    let (mut dr, mut dc) = p.upload(&prior, &dims);
+    p.reference.avg_pool2d_vjp(&er, pool, alpha, beta, &mut dr);
+    p.candidate.avg_pool2d_vjp(&ec, pool, alpha, beta, &mut dc);
+    p.compare("avg_pool2d_vjp", &dr, &dc, 30.0)
+}
 
 fn name<R: Backend, C: Backend>(p: &Pair<R, C>, (): ()) -> Outcome {
     let (r, c) = (p.reference.name(), p.candidate.name());
@@ -511,4 +656,6 @@ conformance! {
     dot: two_tensors();
     precision: Just(());
     adam_step: (two_tensors(), data(2 * MAX_DIM * MAX_DIM * MAX_DIM), 1..6u64);
+    conv2d: conv_case();
+    pooling: pool_case();
 }

@@ -1,0 +1,228 @@
+//! Reference pooling kernels on host slices (`[batch, channels, height, width]`, row-major),
+//! shared by the backends: max pooling with its argmax routing, average pooling, and their VJPs.
+
+use crate::PoolGeometry;
+
+/// The output sizes of pooling `[batch, c, h, w]`; panics with the geometry when it does not fit.
+pub fn output_dims(dims: [usize; 4], pool: PoolGeometry) -> [usize; 4] {
+    let fit = |n: usize| {
+        pool.output_len(n).unwrap_or_else(|| panic!("pool: {pool:?} does not fit {dims:?}"))
+    };
+    [dims[0], dims[1], fit(dims[2]), fit(dims[3])]
+}
+
+/// Max pooling: the window maxima and each one's flat index `y * w + x` in its input plane.
+/// Ties go to the first maximum in row-major order within the window.
+pub fn max_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> (Vec<f64>, Vec<f64>) {
+    let [batch, c, h, w] = dims;
+    let [_, _, oh, ow] = output_dims(dims, pool);
+    assert_eq!(x.len(), batch * c * h * w, "max_pool2d: {} values for {dims:?}", x.len());
+    let (mut out, mut arg) = (vec![0.0; batch * c * oh * ow], vec![0.0; batch * c * oh * ow]);
+    for plane in 0..batch * c {
+        let src = &x[plane * h * w..][..h * w];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut best, mut at) =
+                    (f64::NEG_INFINITY, oy * pool.stride * w + ox * pool.stride);
+                for i in 0..pool.kernel {
+                    for j in 0..pool.kernel {
+                        let idx = (oy * pool.stride + i) * w + ox * pool.stride + j;
+                        if src[idx] > best {
+                            (best, at) = (src[idx], idx);
+                        }
+                    }
+                }
+                out[(plane * oh + oy) * ow + ox] = best;
+                arg[(plane * oh + oy) * ow + ox] = at as f64;
+            }
+        }
+    }
+    (out, arg)
+}
+
+/// `out <- alpha * unpool(e) + beta * out` for an input of `dims`: each output gradient goes to
+/// its window's stored argmax (summed where windows overlap).
+pub fn max_pool2d_vjp(
+    e: &[f64],
+    argmax: &[f64],
+    dims: [usize; 4],
+    alpha: f64,
+    beta: f64,
+    out: &mut [f64],
+) {
+    let [batch, c, h, w] = dims;
+    assert_eq!(e.len(), argmax.len(), "max_pool2d_vjp: gradient and argmax differ in size");
+    assert_eq!(
+        out.len(),
+        batch * c * h * w,
+        "max_pool2d_vjp: output of {} values for {dims:?}",
+        out.len()
+    );
+    scale(out, beta);
+    let per_plane = e.len() / (batch * c).max(1);
+    for plane in 0..batch * c {
+        for k in 0..per_plane {
+            let at = argmax[plane * per_plane + k] as usize;
+            out[plane * h * w + at] += alpha * e[plane * per_plane + k];
+        }
+    }
+}
+
+/// Average pooling over each window.
+pub fn avg_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> Vec<f64> {
+    let [batch, c, h, w] = dims;
+    let [_, _, oh, ow] = output_dims(dims, pool);
+    assert_eq!(x.len(), batch * c * h * w, "avg_pool2d: {} values for {dims:?}", x.len());
+    let norm = (pool.kernel * pool.kernel) as f64;
+    let mut out = vec![0.0; batch * c * oh * ow];
+    for plane in 0..batch * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = 0.0;
+                for i in 0..pool.kernel {
+                    for j in 0..pool.kernel {
+                        s += x[plane * h * w + (oy * pool.stride + i) * w + ox * pool.stride + j];
+                    }
+                }
+                out[(plane * oh + oy) * ow + ox] = s / norm;
+            }
+        }
+    }
+    out
+}
+
+/// `out <- alpha * spread(e) + beta * out`: each output gradient spread evenly over its window.
+pub fn avg_pool2d_vjp(
+    e: &[f64],
+    dims: [usize; 4],
+    pool: PoolGeometry,
+    alpha: f64,
+    beta: f64,
+    out: &mut [f64],
+) {
+    let [batch, c, h, w] = dims;
+    let [_, _, oh, ow] = output_dims(dims, pool);
+    assert_eq!(
+        e.len(),
+        batch * c * oh * ow,
+        "avg_pool2d_vjp: gradient of {} values for {dims:?}",
+        e.len()
+    );
+    assert_eq!(
+        out.len(),
+        batch * c * h * w,
+        "avg_pool2d_vjp: output of {} values for {dims:?}",
+        out.len()
+    );
+    scale(out, beta);
+    let share = alpha / (pool.kernel * pool.kernel) as f64;
+    for plane in 0..batch * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let v = share * e[(plane * oh + oy) * ow + ox];
+                for i in 0..pool.kernel {
+                    for j in 0..pool.kernel {
+                        out[plane * h * w + (oy * pool.stride + i) * w + ox * pool.stride + j] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn scale(out: &mut [f64], beta: f64) {
+    if beta == 0.0 {
+        out.iter_mut().for_each(|v| *v = 0.0);
+    } else if beta != 1.0 {
+        out.iter_mut().for_each(|v| *v *= beta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_pool_routes_to_the_first_maximum_on_ties() {
+        // One 4x4 plane, 2x2 windows: the top-left window is all 7s (tie: the first, index 0,
+        // wins); the top-right has its maximum 9 at (0, 3); the bottom-left ties two 5s at
+        // (2, 1) = index 9 and (3, 0) = index 12: the first in row-major order, 9, wins; the
+        // bottom-right is all 4s: index 10.
+        #[rustfmt::skip]
+        let x = [
+            7.0, 7.0, 1.0, 9.0,
+            7.0, 7.0, 2.0, 3.0,
+            0.0, 5.0, 4.0, 4.0,
+            5.0, 1.0, 4.0, 4.0,
+        ];
+        let pool = PoolGeometry { kernel: 2, stride: 2 };
+        let (out, arg) = max_pool2d(&x, [1, 1, 4, 4], pool);
+        assert_eq!(out, vec![7.0, 9.0, 5.0, 4.0]);
+        assert_eq!(arg, vec![0.0, 3.0, 9.0, 10.0]);
+        let mut dx = vec![0.0; 16];
+        max_pool2d_vjp(&[1.0, 2.0, 3.0, 4.0], &arg, [1, 1, 4, 4], 1.0, 0.0, &mut dx);
+        let mut want = vec![0.0; 16];
+        (want[0], want[3], want[9], want[10]) = (1.0, 2.0, 3.0, 4.0);
+        assert_eq!(dx, want);
+    }
+
+    fn filled(n: usize, salt: f64) -> Vec<f64> {
+        (0..n).map(|i| ((i as f64 + salt) * 0.7139).sin()).collect()
+    }
+
+    #[test]
+    fn pools_match_direct_definitions_with_overlapping_windows() {
+        let dims = [2, 3, 7, 6];
+        let x = filled(2 * 3 * 7 * 6, 0.5);
+        let idx = |b: usize, c: usize, y: usize, xx: usize| ((b * 3 + c) * 7 + y) * 6 + xx;
+        for pool in [
+            PoolGeometry { kernel: 2, stride: 2 },
+            PoolGeometry { kernel: 3, stride: 2 },
+            PoolGeometry { kernel: 3, stride: 1 },
+        ] {
+            let [_, _, oh, ow] = output_dims(dims, pool);
+            let (mx, arg) = max_pool2d(&x, dims, pool);
+            let avg = avg_pool2d(&x, dims, pool);
+            let e = filled(2 * 3 * oh * ow, 2.0);
+            let (mut want_dmax, mut want_davg) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            for b in 0..2 {
+                for c in 0..3 {
+                    for y in 0..oh {
+                        for xx in 0..ow {
+                            let o = ((b * 3 + c) * oh + y) * ow + xx;
+                            let window: Vec<usize> = (0..pool.kernel)
+                                .flat_map(|i| {
+                                    (0..pool.kernel).map(move |j| {
+                                        idx(b, c, y * pool.stride + i, xx * pool.stride + j)
+                                    })
+                                })
+                                .collect();
+                            let best = window.iter().copied().fold(window[0], |m, k| {
+                                if x[k] > x[m] {
+                                    k
+                                } else {
+                                    m
+                                }
+                            });
+                            assert_eq!(mx[o], x[best]);
+                            let mean =
+                                window.iter().map(|&k| x[k]).sum::<f64>() / window.len() as f64;
+                            assert!((avg[o] - mean).abs() < 1e-15);
+                            want_dmax[best] += e[o];
+                            for k in window {
+                                want_davg[k] += e[o] / (pool.kernel * pool.kernel) as f64;
+                            }
+                        }
+                    }
+                }
+            }
+            let (mut dmax, mut davg) = (vec![1.0; x.len()], vec![1.0; x.len()]);
+            max_pool2d_vjp(&e, &arg, dims, 1.0, 0.0, &mut dmax);
+            avg_pool2d_vjp(&e, dims, pool, 2.0, 0.5, &mut davg);
+            for k in 0..x.len() {
+                assert!((dmax[k] - want_dmax[k]).abs() < 1e-15, "{pool:?}");
+                assert!((davg[k] - (2.0 * want_davg[k] + 0.5)).abs() < 1e-15, "{pool:?}");
+            }
+        }
+    }
+}
