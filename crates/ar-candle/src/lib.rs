@@ -702,7 +702,7 @@ mod tests {
         }
         let err = Candle::cuda(0, Precision::F32).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("not compiled in") && msg.contains("--features cuda"), "{msg}");
+        assert!(msg.contains("not compiled in") && msg.contains("cargo xtask-cuda"), "{msg}");
         assert!(msg.contains("scripts/build-cuda.sh"), "{msg}");
     }
 

@@ -1,34 +1,39 @@
 //! The weight update formed from the learning signals:
-//! `dW_k = mean_b (f_k'(a_k) * v_k) h_{k-1}^T`, `db_k = mean_b f_k'(a_k) * v_k`, with the variants.
+//! `dW_k = mean_b (f_k'(a_k) * v_k) h_{k-1}^T`, `db_k = mean_b f_k'(a_k) * v_k` (for a
+//! convolution, the same sums over positions), with the variants.
 
 use crate::algorithm::{Feedback, Variant};
+use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
+use crate::signals::state_input;
 use ar_backend::Backend;
 
-/// The update direction of one dense layer (a batch mean, like a loss gradient).
+/// The update direction of one weighted layer (a batch mean, like a loss gradient).
 #[derive(Clone, Debug)]
-pub struct DenseGrads<B: Backend> {
-    /// `dW`, `[outputs, inputs]`.
+pub struct LayerGrads<B: Backend> {
+    /// `dW` (`[outputs, inputs]`) or `dK` (`[out_c, in_c, kh, kw]`).
     pub weight: B::Tensor,
-    /// `db`, `[outputs]`.
+    /// `db`.
     pub bias: B::Tensor,
-    /// `dW^T`, `[inputs, outputs]`: the learned feedback matrix's update (learned variant only).
+    /// The learned backward weights' update (learned variant only): `dW^T` for a dense layer,
+    /// `dK` for a convolution (whose backward kernel has `K`'s layout).
     pub feedback: Option<B::Tensor>,
 }
 
-/// One [`DenseGrads`] per layer, input layer first.
+/// One entry per layer, `None` for parameter-free layers, input layer first.
 #[derive(Clone, Debug)]
 pub struct Gradients<B: Backend> {
     /// Per layer.
-    pub layers: Vec<DenseGrads<B>>,
+    pub layers: Vec<Option<LayerGrads<B>>>,
 }
 
 impl<B: Backend> Gradients<B> {
-    /// The update from signals `v_1 .. v_L` (see [`crate::Signals`]). For layer `k`:
-    /// `e_k = f_k' * v_k` (f' stored, re-evaluated at `W_k v_{k-1}(T) + b_k` under fderiv-update,
-    /// or dropped), presynaptic term `h_{k-1}` (or `v_{k-1}(T)` under current-input),
-    /// `dW_k = e_k^T h_{k-1} / batch`, `db_k = sum_b e_k / batch`, and for learned feedback
-    /// `dpsi_k = h_{k-1}^T e_k / batch = dW_k^T`.
+    /// The update from signals `v_1 .. v_L` (see [`crate::Signals`]). For weighted layer `k`:
+    /// `e_k = f_k' * v_k` (f' stored, re-evaluated at layer `k`'s input computed from the relaxed
+    /// state under fderiv-update, or dropped), presynaptic term `h_{k-1}` (or that input computed
+    /// from the relaxed state under current-input), `dW_k = e_k^T h_{k-1} / batch`,
+    /// `db_k = sum_b e_k / batch`, and for learned feedback the same update for `psi_k`
+    /// (transposed for dense layers).
     pub fn compute(
         net: &Network<B>,
         cache: &ForwardCache<B>,
@@ -36,43 +41,68 @@ impl<B: Backend> Gradients<B> {
         variant: &Variant,
     ) -> Self {
         let be = net.backend();
-        let batch = cache.batch_size(be) as f64;
-        let mut layers = Vec::with_capacity(net.depth());
-        for (i, layer) in net.layers.iter().enumerate() {
-            let d = layer.as_dense();
-            let k = i + 1;
-            let relaxed_below = (k >= 2).then(|| &signals[k - 2]);
-            let e = if !variant.fprime_in_update {
-                signals[i].clone()
-            } else if let (true, Some(v_below)) = (variant.fprime_at_state_in_update, relaxed_below)
-            {
-                let mut pre = be.zeros(&be.shape(&signals[i]));
-                d.pre_activation_into(be, v_below, &mut pre);
-                be.mul(&be.activate_derivative(d.activation, &pre), &signals[i])
-            } else {
-                be.mul(&cache.fprime[i], &signals[i])
-            };
-            let presynaptic = match (variant.current_input, relaxed_below) {
-                (true, Some(v_below)) => v_below,
-                _ => &cache.inputs[i],
-            };
-            let shape = d.shape(be);
-            let mut weight = be.zeros(&[shape.outputs, shape.inputs]);
-            be.gemm(1.0 / batch, &e, true, presynaptic, false, 0.0, &mut weight);
-            let bias = be.sum_rows(1.0 / batch, &e);
-            let feedback =
-                (variant.feedback == Feedback::Learned && d.feedback.is_some()).then(|| {
-                    let mut g = be.zeros(&[shape.inputs, shape.outputs]);
-                    be.gemm(1.0 / batch, presynaptic, true, &e, false, 0.0, &mut g);
-                    g
-                });
-            layers.push(DenseGrads { weight, bias, feedback });
-        }
+        let scale = 1.0 / cache.batch_size(be) as f64;
+        let layers = net
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let w = layer.weights()?;
+                let k = i + 1;
+                let needs_state = variant.current_input
+                    || (variant.fprime_in_update && variant.fprime_at_state_in_update);
+                let relaxed_input = if needs_state { state_input(net, signals, k) } else { None };
+                let e = if !variant.fprime_in_update {
+                    signals[i].clone()
+                } else if let (true, Some(x)) =
+                    (variant.fprime_at_state_in_update, relaxed_input.as_ref())
+                {
+                    let mut a = be.zeros(&be.shape(&signals[i]));
+                    layer.pre_activation_into(be, x, &mut a);
+                    be.mul(&be.activate_derivative(w.activation, &a), &signals[i])
+                } else {
+                    be.mul(cache.fprime[i].as_ref().expect("weighted layers store f'"), &signals[i])
+                };
+                let presynaptic = match (variant.current_input, relaxed_input.as_ref()) {
+                    (true, Some(x)) => x,
+                    _ => &cache.inputs[i],
+                };
+                let learned = variant.feedback == Feedback::Learned && w.feedback.is_some();
+                let mut weight = be.zeros(&be.shape(w.weight));
+                let mut bias = be.zeros(&be.shape(w.bias));
+                let feedback = match layer {
+                    Layer::Dense(_) => {
+                        be.gemm(scale, &e, true, presynaptic, false, 0.0, &mut weight);
+                        be.sum_rows_into(scale, &e, &mut bias);
+                        learned.then(|| {
+                            let s = be.shape(w.weight);
+                            let mut g = be.zeros(&[s[1], s[0]]);
+                            be.gemm(scale, presynaptic, true, &e, false, 0.0, &mut g);
+                            g
+                        })
+                    }
+                    Layer::Conv2d(c) => {
+                        be.conv2d_weight_grad_into(&e, presynaptic, c.geometry, scale, &mut weight);
+                        be.sum_channels_into(scale, &e, &mut bias);
+                        learned.then(|| weight.clone())
+                    }
+                    _ => unreachable!("weights() is Some only for weighted layers"),
+                };
+                Some(LayerGrads { weight, bias, feedback })
+            })
+            .collect();
         Gradients { layers }
     }
 
-    /// Host copies `(dW, db)` per layer, for metrics and tests.
+    /// Host copies `(dW, db)` per layer, empty for parameter-free layers (metrics and tests).
     pub fn to_host(&self, be: &B) -> Vec<(Vec<f64>, Vec<f64>)> {
-        self.layers.iter().map(|g| (be.to_host(&g.weight), be.to_host(&g.bias))).collect()
+        self.layers
+            .iter()
+            .map(|g| {
+                g.as_ref().map_or((Vec::new(), Vec::new()), |g| {
+                    (be.to_host(&g.weight), be.to_host(&g.bias))
+                })
+            })
+            .collect()
     }
 }

@@ -22,13 +22,15 @@ mod train;
 pub use algorithm::{
     Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
 };
-pub use ar_backend::{Activation, Backend};
+pub use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
 pub use error::CoreError;
-pub use grads::{DenseGrads, Gradients};
+pub use grads::{Gradients, LayerGrads};
 pub use init::Init;
-pub use layer::{Dense, DenseShape, Layer};
+pub use layer::{Conv2d, Dense, DenseShape, Layer, Weights, WeightsMut};
 pub use loss::Loss;
-pub use network::{ForwardCache, Network};
+pub use network::{ForwardCache, LayerSpec, Network};
 pub use optim::{Optimizer, OptimizerKind};
-pub use signals::{closed_form_coefficients, learning_signals, RelaxStats, Signals};
+pub use signals::{
+    closed_form_coefficients, learning_signals, state_input, stateful_layers, RelaxStats, Signals,
+};
 pub use train::{StepOutcome, Trainer};

@@ -1,9 +1,9 @@
 //! A sequential network, its feedforward pass and the frozen cache the backward phase reads.
 
 use crate::init::{self, Init};
-use crate::layer::{Dense, DenseShape, Layer};
+use crate::layer::{Conv2d, Dense, DenseShape, Layer};
 use crate::CoreError;
-use ar_backend::Backend;
+use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
 
 /// A sequential network of layers on backend `B`.
 #[derive(Clone, Debug)]
@@ -11,18 +11,51 @@ pub struct Network<B: Backend> {
     backend: B,
     /// The layers, input first.
     pub layers: Vec<Layer<B>>,
+    input_shape: Vec<usize>,
+    shapes: Vec<Vec<usize>>,
 }
 
-/// Everything the forward pass freezes for the backward phase, for a batch of size `B`.
-/// Index `k - 1` belongs to layer `k` (1-based as in the papers).
+/// A layer to build, before its weights are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerSpec {
+    /// A fully connected layer with this many outputs.
+    Dense {
+        /// Output features.
+        outputs: usize,
+        /// Nonlinearity.
+        activation: Activation,
+    },
+    /// A convolution with square kernels.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride and padding.
+        geometry: ConvGeometry,
+        /// Nonlinearity.
+        activation: Activation,
+    },
+    /// Max pooling.
+    MaxPool2d(PoolGeometry),
+    /// Average pooling.
+    AvgPool2d(PoolGeometry),
+    /// Flattening `[c, h, w]` to `[c h w]`.
+    Flatten,
+}
+
+/// Everything the forward pass freezes for the backward phase, for one batch. Index `k - 1`
+/// belongs to layer `k` (1-based as in the papers).
 #[derive(Clone, Debug)]
 pub struct ForwardCache<B: Backend> {
     /// `h_{k-1}`, each layer's input (`inputs[0]` is the data batch).
     pub inputs: Vec<B::Tensor>,
-    /// `a_k`, each layer's pre-activation.
-    pub pre: Vec<B::Tensor>,
-    /// `f_k'(a_k)`, computed once per batch.
-    pub fprime: Vec<B::Tensor>,
+    /// `a_k`, the pre-activation of each weighted layer.
+    pub pre: Vec<Option<B::Tensor>>,
+    /// `f_k'(a_k)` of each weighted layer, computed once per batch.
+    pub fprime: Vec<Option<B::Tensor>>,
+    /// The argmax routing of each max-pooling layer.
+    pub argmax: Vec<Option<B::Tensor>>,
     /// `h_L`, the network's output.
     pub output: B::Tensor,
 }
@@ -44,26 +77,30 @@ impl<B: Backend> ForwardCache<B> {
 }
 
 impl<B: Backend> Network<B> {
-    /// A network from layers already on the backend.
-    pub fn from_layers(backend: B, layers: Vec<Layer<B>>) -> Result<Self, CoreError> {
+    /// A network from layers already on the backend, taking inputs of the per-sample shape
+    /// `input_shape` (`[features]` or `[channels, height, width]`).
+    pub fn from_layers(
+        backend: B,
+        input_shape: &[usize],
+        layers: Vec<Layer<B>>,
+    ) -> Result<Self, CoreError> {
         if layers.is_empty() {
             return Err(CoreError::InvalidConfig("a network needs at least one layer".into()));
         }
-        let net = Network { backend, layers };
-        for (k, pair) in net.layers.windows(2).enumerate() {
-            let (lower, upper) =
-                (pair[0].as_dense().shape(&net.backend), pair[1].as_dense().shape(&net.backend));
-            if lower.outputs != upper.inputs {
-                return Err(CoreError::Shape(format!(
-                    "layer {} has {} outputs but layer {} takes {} inputs",
-                    k + 1,
-                    lower.outputs,
-                    k + 2,
-                    upper.inputs
-                )));
-            }
+        let mut shapes = Vec::with_capacity(layers.len());
+        let mut shape = input_shape.to_vec();
+        for (k, layer) in layers.iter().enumerate() {
+            shape = layer.output_shape(&backend, &shape).map_err(|e| {
+                CoreError::Shape(format!("layer {} ({}): {e}", k + 1, layer.kind()))
+            })?;
+            shapes.push(shape.clone());
         }
-        Ok(net)
+        if shape.len() != 1 {
+            return Err(CoreError::Shape(format!(
+                "the last layer must output a vector, not {shape:?} (add flatten)"
+            )));
+        }
+        Ok(Network { backend, layers, input_shape: input_shape.to_vec(), shapes })
     }
 
     /// A stack of dense layers with weights drawn on the host from `init` with a generator
@@ -74,58 +111,148 @@ impl<B: Backend> Network<B> {
         init: Init,
         seed: u64,
     ) -> Result<Self, CoreError> {
-        let mut rng = init::rng(seed, init::Stream::Forward);
-        let mut layers = Vec::with_capacity(shapes.len());
-        for s in shapes {
-            if s.inputs == 0 || s.outputs == 0 {
-                return Err(CoreError::Shape(format!("dense layer with zero width: {s:?}")));
+        let Some(first) = shapes.first() else {
+            return Err(CoreError::InvalidConfig("a network needs at least one layer".into()));
+        };
+        for (k, pair) in shapes.windows(2).enumerate() {
+            if pair[0].outputs != pair[1].inputs {
+                return Err(CoreError::Shape(format!(
+                    "layer {} has {} outputs but layer {} takes {} inputs",
+                    k + 1,
+                    pair[0].outputs,
+                    k + 2,
+                    pair[1].inputs
+                )));
             }
-            let (w, b) = init.dense(&mut rng, s.inputs, s.outputs);
-            layers.push(Layer::Dense(Dense {
-                weight: backend.from_host(&w, &[s.outputs, s.inputs]),
-                bias: backend.from_host(&b, &[s.outputs]),
-                activation: s.activation,
-                feedback: None,
-            }));
         }
-        Network::from_layers(backend, layers)
+        let specs: Vec<LayerSpec> = shapes
+            .iter()
+            .map(|s| LayerSpec::Dense { outputs: s.outputs, activation: s.activation })
+            .collect();
+        Self::build(backend, &[first.inputs], &specs, init, seed)
     }
 
-    /// Gives every layer above the first a backward matrix `psi_k` of shape `[inputs, outputs]`,
-    /// drawn from `init` (like a forward weight of the same fan-in) with its own stream of
-    /// `seed`. The first layer gets none: the input never relaxes, so nothing is sent below it.
+    /// Builds layers from specs for inputs of the per-sample shape `input_shape`, drawing every
+    /// weight on the host from `init` (fan-in `inputs` or `in_channels kh kw`) with a generator
+    /// seeded by `seed`, layer by layer, then uploading.
+    pub fn build(
+        backend: B,
+        input_shape: &[usize],
+        specs: &[LayerSpec],
+        init: Init,
+        seed: u64,
+    ) -> Result<Self, CoreError> {
+        let mut rng = init::rng(seed, init::Stream::Forward);
+        let mut layers = Vec::with_capacity(specs.len());
+        let mut shape = input_shape.to_vec();
+        for (k, spec) in specs.iter().enumerate() {
+            let layer = match *spec {
+                LayerSpec::Dense { outputs, activation } => {
+                    let [inputs] = shape[..] else {
+                        return Err(CoreError::Shape(format!(
+                            "layer {}: a dense layer needs vector input, got {shape:?} (add flatten)",
+                            k + 1
+                        )));
+                    };
+                    if inputs == 0 || outputs == 0 {
+                        return Err(CoreError::Shape(format!(
+                            "layer {}: dense layer with zero width",
+                            k + 1
+                        )));
+                    }
+                    let (w, b) = init.dense(&mut rng, inputs, outputs);
+                    Layer::Dense(Dense {
+                        weight: backend.from_host(&w, &[outputs, inputs]),
+                        bias: backend.from_host(&b, &[outputs]),
+                        activation,
+                        feedback: None,
+                    })
+                }
+                LayerSpec::Conv2d { out_channels, kernel, geometry, activation } => {
+                    let [channels, _, _] = shape[..] else {
+                        return Err(CoreError::Shape(format!(
+                            "layer {}: a convolution needs [channels, height, width] input, got {shape:?}",
+                            k + 1
+                        )));
+                    };
+                    if out_channels == 0 || kernel == 0 || geometry.stride == 0 {
+                        return Err(CoreError::Shape(format!(
+                            "layer {}: empty convolution {spec:?}",
+                            k + 1
+                        )));
+                    }
+                    let (w, b) = init.dense(&mut rng, channels * kernel * kernel, out_channels);
+                    Layer::Conv2d(Conv2d {
+                        weight: backend.from_host(&w, &[out_channels, channels, kernel, kernel]),
+                        bias: backend.from_host(&b, &[out_channels]),
+                        activation,
+                        geometry,
+                        feedback: None,
+                    })
+                }
+                LayerSpec::MaxPool2d(p) => Layer::MaxPool2d(p),
+                LayerSpec::AvgPool2d(p) => Layer::AvgPool2d(p),
+                LayerSpec::Flatten => Layer::Flatten,
+            };
+            shape = layer.output_shape(&backend, &shape).map_err(|e| {
+                CoreError::Shape(format!("layer {} ({}): {e}", k + 1, layer.kind()))
+            })?;
+            layers.push(layer);
+        }
+        Network::from_layers(backend, input_shape, layers)
+    }
+
+    /// Whether layer `i` (0-based) needs a backward matrix or kernel: every weighted layer above
+    /// the first weighted one (nothing is sent below the first: the input does not relax).
+    pub fn needs_feedback(&self, i: usize) -> bool {
+        self.layers[i].is_parametric() && self.layers[..i].iter().any(Layer::is_parametric)
+    }
+
+    /// Draws every needed backward matrix or kernel from `init` (like a forward weight of the
+    /// same fan-in) with its own stream of `seed`. Dense layers get `psi` of `W^T`'s shape,
+    /// convolutions a kernel of `K`'s layout.
     pub fn init_feedback(&mut self, init: Init, seed: u64) {
         let mut rng = init::rng(seed, init::Stream::Feedback);
         let be = self.backend.clone();
-        for layer in self.layers.iter_mut().skip(1) {
-            let d = layer.as_dense_mut();
-            let s = d.shape(&be);
-            let (w, _) = init.dense(&mut rng, s.inputs, s.outputs);
-            // Drawn as a [outputs, inputs] matrix, stored transposed: psi has W^T's shape.
-            let mut psi = vec![0.0; w.len()];
-            for o in 0..s.outputs {
-                for i in 0..s.inputs {
-                    psi[i * s.outputs + o] = w[o * s.inputs + i];
-                }
+        for i in 0..self.layers.len() {
+            if !self.needs_feedback(i) {
+                continue;
             }
-            d.feedback = Some(be.from_host(&psi, &[s.inputs, s.outputs]));
+            match &mut self.layers[i] {
+                Layer::Dense(d) => {
+                    let s = d.shape(&be);
+                    let (w, _) = init.dense(&mut rng, s.inputs, s.outputs);
+                    d.feedback = Some(
+                        be.from_host(&transpose(&w, s.outputs, s.inputs), &[s.inputs, s.outputs]),
+                    );
+                }
+                Layer::Conv2d(c) => {
+                    let k = be.shape(&c.weight);
+                    let (w, _) = init.dense(&mut rng, k[1] * k[2] * k[3], k[0]);
+                    c.feedback = Some(be.from_host(&w, &k));
+                }
+                _ => {}
+            }
         }
     }
 
-    /// Sets every backward matrix to exactly `W_k^T` (for tests of the variants' special cases).
+    /// Sets every needed backward matrix to exactly `W^T` (kernel: exactly `K`), for tests of
+    /// the variants' special cases.
     pub fn set_feedback_to_transpose(&mut self) {
         let be = self.backend.clone();
-        for layer in self.layers.iter_mut().skip(1) {
-            let d = layer.as_dense_mut();
-            let s = d.shape(&be);
-            let w = be.to_host(&d.weight);
-            let mut psi = vec![0.0; w.len()];
-            for o in 0..s.outputs {
-                for i in 0..s.inputs {
-                    psi[i * s.outputs + o] = w[o * s.inputs + i];
-                }
+        for i in 0..self.layers.len() {
+            if !self.needs_feedback(i) {
+                continue;
             }
-            d.feedback = Some(be.from_host(&psi, &[s.inputs, s.outputs]));
+            match &mut self.layers[i] {
+                Layer::Dense(d) => {
+                    let s = d.shape(&be);
+                    let t = transpose(&be.to_host(&d.weight), s.outputs, s.inputs);
+                    d.feedback = Some(be.from_host(&t, &[s.inputs, s.outputs]));
+                }
+                Layer::Conv2d(c) => c.feedback = Some(c.weight.clone()),
+                _ => {}
+            }
         }
     }
 
@@ -139,52 +266,89 @@ impl<B: Backend> Network<B> {
         self.layers.len()
     }
 
-    /// Input features of the first layer.
+    /// The per-sample input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Values per input sample.
     pub fn input_width(&self) -> usize {
-        self.layers[0].as_dense().shape(&self.backend).inputs
+        self.input_shape.iter().product()
     }
 
     /// Output features of the last layer.
     pub fn output_width(&self) -> usize {
-        self.layers[self.layers.len() - 1].as_dense().shape(&self.backend).outputs
+        self.shapes[self.shapes.len() - 1].iter().product()
     }
 
-    /// Output width of every layer (`n_1 .. n_L`).
+    /// The per-sample output shape of every layer.
+    pub fn output_shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    /// Values per sample at every layer's output (`n_1 .. n_L` for an MLP).
     pub fn widths(&self) -> Vec<usize> {
-        self.layers.iter().map(|l| l.as_dense().shape(&self.backend).outputs).collect()
+        self.shapes.iter().map(|s| s.iter().product()).collect()
     }
 
-    /// Uploads a host batch `[batch, input_width]`, checking its size.
+    /// Uploads a host batch of `batch` samples, checking its size.
     pub fn upload_batch(&self, data: &[f64], batch: usize) -> Result<B::Tensor, CoreError> {
         let n = self.input_width();
         if batch == 0 || data.len() != batch * n {
             return Err(CoreError::Shape(format!(
-                "a batch of {batch} inputs of width {n} needs {} values, got {}",
+                "a batch of {batch} inputs of shape {:?} needs {} values, got {}",
+                self.input_shape,
                 batch * n,
                 data.len()
             )));
         }
-        Ok(self.backend.from_host(data, &[batch, n]))
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&self.input_shape);
+        Ok(self.backend.from_host(data, &shape))
     }
 
-    /// The feedforward pass, freezing `h_{k-1}`, `a_k` and `f_k'(a_k)` for every layer.
+    /// The shape of layer `k`'s output (1-based) for a batch.
+    pub fn batch_shape(&self, k: usize, batch: usize) -> Vec<usize> {
+        let mut s = vec![batch];
+        s.extend_from_slice(&self.shapes[k - 1]);
+        s
+    }
+
+    /// The feedforward pass, freezing each layer's input, and for weighted layers `a_k` and
+    /// `f_k'(a_k)`, for max pooling the argmax.
     pub fn forward(&self, x: &B::Tensor) -> ForwardCache<B> {
         let be = &self.backend;
         let batch = be.shape(x)[0];
-        let mut inputs = Vec::with_capacity(self.depth());
-        let mut pre = Vec::with_capacity(self.depth());
-        let mut fprime = Vec::with_capacity(self.depth());
+        let depth = self.depth();
+        let (mut inputs, mut pre, mut fprime, mut argmax) = (
+            Vec::with_capacity(depth),
+            Vec::with_capacity(depth),
+            Vec::with_capacity(depth),
+            Vec::with_capacity(depth),
+        );
         let mut h = x.clone();
-        for layer in &self.layers {
-            let d = layer.as_dense();
-            let mut a = be.zeros(&[batch, d.shape(be).outputs]);
-            d.pre_activation_into(be, &h, &mut a);
-            let next = be.activate(d.activation, &a);
-            fprime.push(be.activate_derivative(d.activation, &a));
+        for (i, layer) in self.layers.iter().enumerate() {
+            let next = match layer.weights() {
+                Some(w) => {
+                    let mut a = be.zeros(&self.batch_shape(i + 1, batch));
+                    layer.pre_activation_into(be, &h, &mut a);
+                    let next = be.activate(w.activation, &a);
+                    fprime.push(Some(be.activate_derivative(w.activation, &a)));
+                    pre.push(Some(a));
+                    argmax.push(None);
+                    next
+                }
+                None => {
+                    let (next, arg) = layer.forward_parameter_free(be, &h);
+                    pre.push(None);
+                    fprime.push(None);
+                    argmax.push(arg);
+                    next
+                }
+            };
             inputs.push(std::mem::replace(&mut h, next));
-            pre.push(a);
         }
-        ForwardCache { inputs, pre, fprime, output: h }
+        ForwardCache { inputs, pre, fprime, argmax, output: h }
     }
 
     /// The network's output for a batch, keeping nothing else.
@@ -192,12 +356,27 @@ impl<B: Backend> Network<B> {
         let be = &self.backend;
         let batch = be.shape(x)[0];
         let mut h = x.clone();
-        for layer in &self.layers {
-            let d = layer.as_dense();
-            let mut a = be.zeros(&[batch, d.shape(be).outputs]);
-            d.pre_activation_into(be, &h, &mut a);
-            h = be.activate(d.activation, &a);
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = match layer.weights() {
+                Some(w) => {
+                    let mut a = be.zeros(&self.batch_shape(i + 1, batch));
+                    layer.pre_activation_into(be, &h, &mut a);
+                    be.activate(w.activation, &a)
+                }
+                None => layer.forward_parameter_free(be, &h).0,
+            };
         }
         h
     }
+}
+
+/// The row-major transpose of a `rows x cols` matrix.
+fn transpose(m: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
 }

@@ -95,10 +95,12 @@ impl<B: Backend> Optimizer<B> {
         }
         self.steps += 1;
         for (i, (layer, g)) in net.layers.iter_mut().zip(&grads.layers).enumerate() {
-            let d = layer.as_dense_mut();
-            self.apply(&be, SLOTS_PER_LAYER * i, &mut d.weight, &g.weight);
-            self.apply(&be, SLOTS_PER_LAYER * i + 1, &mut d.bias, &g.bias);
-            if let (Some(psi), Some(gpsi)) = (d.feedback.as_mut(), g.feedback.as_ref()) {
+            let (Some(w), Some(g)) = (layer.weights_mut(), g.as_ref()) else {
+                continue;
+            };
+            self.apply(&be, SLOTS_PER_LAYER * i, w.weight, &g.weight);
+            self.apply(&be, SLOTS_PER_LAYER * i + 1, w.bias, &g.bias);
+            if let (Some(psi), Some(gpsi)) = (w.feedback.as_mut(), g.feedback.as_ref()) {
                 self.apply(&be, SLOTS_PER_LAYER * i + 2, psi, gpsi);
             }
         }

@@ -19,20 +19,23 @@ pub struct RelaxStats {
 
 /// One learning signal per layer output, `v_1 .. v_L` with `v_L = g_L` clamped, and the scratch
 /// buffers that compute them. Keep one `Signals` per training run: after the first batch of a
-/// given size, computing signals allocates nothing (not once per relaxation iteration either).
+/// given size, the default relaxation allocates nothing in its loop.
+///
+/// Only weighted layers below the top hold relaxing state. The outputs of parameter-free layers
+/// (pooling, flatten) are scratch: their signal is the VJP of the signal above, passed through
+/// at once.
 #[derive(Clone, Debug)]
 pub struct Signals<B: Backend> {
     /// `v[k - 1]` is the signal at layer `k`'s output; the last one is the top gradient.
     v: Vec<B::Tensor>,
-    /// `e[k - 1] = f_k' * v_k`, the signal entering layer `k`'s backward map.
+    /// `e[k - 1] = f_k' * v_k`, the signal entering weighted layer `k`'s backward map.
     e: Vec<B::Tensor>,
-    /// `J_L^T v_L`, constant during a relaxation with a frozen forward pass.
+    /// The top stateful layer's drive, constant during a relaxation with a frozen forward pass.
     top_drive: Option<B::Tensor>,
     /// Previous iterate, for the tolerance stop.
     prev: Vec<B::Tensor>,
-    /// Pre-activation and `f'` re-evaluated at the relaxing state (fderiv variants).
-    state_pre: Vec<B::Tensor>,
-    state_fprime: Vec<B::Tensor>,
+    /// `f'` re-evaluated at the relaxing state (fderiv-relax).
+    state_fprime: Vec<Option<B::Tensor>>,
     shapes: Vec<Vec<usize>>,
 }
 
@@ -43,11 +46,38 @@ impl<B: Backend> Default for Signals<B> {
             e: Vec::new(),
             top_drive: None,
             prev: Vec::new(),
-            state_pre: Vec::new(),
             state_fprime: Vec::new(),
             shapes: Vec::new(),
         }
     }
+}
+
+/// The 1-based indices of the layers whose outputs relax: weighted layers below the top.
+pub fn stateful_layers<B: Backend>(net: &Network<B>) -> Vec<usize> {
+    (1..net.depth()).filter(|&k| net.layers[k - 1].is_parametric()).collect()
+}
+
+/// The layer from which the drive of stateful layer `j` starts: the next weighted layer above
+/// it, or the top.
+fn drive_source<B: Backend>(net: &Network<B>, j: usize) -> usize {
+    (j + 1..=net.depth()).find(|&u| net.layers[u - 1].is_parametric()).unwrap_or(net.depth())
+}
+
+/// The input of layer `k` (1-based) computed from the relaxing state: the state of the nearest
+/// weighted layer below `k`, through the forward maps of the parameter-free layers in between.
+/// `None` when no weighted layer lies below (the input is the data, which does not relax).
+pub fn state_input<B: Backend>(
+    net: &Network<B>,
+    signals: &[B::Tensor],
+    k: usize,
+) -> Option<B::Tensor> {
+    let j = (1..k).rev().find(|&i| net.layers[i - 1].is_parametric())?;
+    let be = net.backend();
+    let mut x = signals[j - 1].clone();
+    for m in j + 1..k {
+        x = net.layers[m - 1].forward_parameter_free(be, &x).0;
+    }
+    Some(x)
 }
 
 impl<B: Backend> Signals<B> {
@@ -62,9 +92,9 @@ impl<B: Backend> Signals<B> {
     }
 
     /// Computes every layer's learning signal for one batch: `v_L = top` (the loss gradient
-    /// `g_L`), then either backprop `v_{k-1} = J_k^T v_k` or the relaxation of `v_1 .. v_{L-1}`.
-    /// Returns the relaxation's statistics (`None` for backprop). The algorithm must have been
-    /// validated and the network must carry feedback weights where the variant needs them.
+    /// `g_L`), then either backprop `v_{k-1} = J_k^T v_k` or the relaxation of the stateful
+    /// layers. Returns the relaxation's statistics (`None` for backprop). The algorithm must have
+    /// been validated and the network must carry feedback weights where the variant needs them.
     pub fn compute(
         &mut self,
         net: &Network<B>,
@@ -88,7 +118,8 @@ impl<B: Backend> Signals<B> {
     }
 
     fn ensure_buffers(&mut self, be: &B, net: &Network<B>, batch: usize) {
-        let shapes: Vec<Vec<usize>> = net.widths().iter().map(|&n| vec![batch, n]).collect();
+        let shapes: Vec<Vec<usize>> =
+            (1..=net.depth()).map(|k| net.batch_shape(k, batch)).collect();
         if shapes == self.shapes {
             return;
         }
@@ -96,13 +127,13 @@ impl<B: Backend> Signals<B> {
         self.e = shapes.iter().map(|s| be.zeros(s)).collect();
         self.top_drive = None;
         self.prev.clear();
-        self.state_pre.clear();
         self.state_fprime.clear();
         self.shapes = shapes;
     }
 
-    /// `v_{k-1} <- alpha * B_k (f_k' * v_k) + beta * v_{k-1}`, with `B_k` = `W_k^T` or `psi_k`
-    /// and `f_k'` the stored one, the one re-evaluated at the state, or none, by variant.
+    /// `v_{k-1} <- alpha * J_k^T(v_k) + beta * v_{k-1}`: through `W_k^T` or the backward
+    /// weights after multiplying by `f_k'` (stored, re-evaluated at the state, or dropped, by
+    /// variant) for weighted layers; through the routing for parameter-free ones.
     fn send_down(
         &mut self,
         net: &Network<B>,
@@ -113,30 +144,66 @@ impl<B: Backend> Signals<B> {
         beta: f64,
     ) {
         let be = net.backend();
-        let layer = net.layers[k - 1].as_dense();
-        let use_feedback = variant.feedback != Feedback::Transpose;
+        let layer = &net.layers[k - 1];
+        let at_state = layer.is_parametric()
+            && variant.fprime_in_backward
+            && variant.fprime_at_state_in_relaxation;
+        if at_state {
+            // f_k' at the pre-activation of layer k's input computed from the state being
+            // relaxed (not yet updated in this iteration).
+            let activation = layer.weights().expect("weighted").activation;
+            let fprime = match state_input(net, &self.v, k) {
+                Some(x) => {
+                    let mut a = be.zeros(&self.shapes[k - 1]);
+                    layer.pre_activation_into(be, &x, &mut a);
+                    be.activate_derivative(activation, &a)
+                }
+                None => cache.fprime[k - 1].clone().expect("weighted layers store f'"),
+            };
+            self.state_fprime[k - 1] = Some(fprime);
+        }
         let (below, above) = self.v.split_at_mut(k - 1);
         let target = &mut below[k - 2];
         let signal = &above[0];
-        if !variant.fprime_in_backward {
-            layer.backward_into(be, signal, use_feedback, alpha, beta, target);
+        let argmax = cache.argmax[k - 1].as_ref();
+        if !layer.is_parametric() {
+            layer.backward_into(be, signal, false, argmax, alpha, beta, target);
             return;
         }
-        let fprime = if variant.fprime_at_state_in_relaxation {
-            // f_k' at W_k v_{k-1}(t) + b_k, the state being relaxed (not yet updated).
-            let pre = &mut self.state_pre[k - 1];
-            layer.pre_activation_into(be, target, pre);
-            be.activate_derivative_into(layer.activation, pre, &mut self.state_fprime[k - 1]);
-            &self.state_fprime[k - 1]
+        let use_feedback = variant.feedback != Feedback::Transpose;
+        if !variant.fprime_in_backward {
+            layer.backward_into(be, signal, use_feedback, None, alpha, beta, target);
+            return;
+        }
+        let fprime = if at_state {
+            self.state_fprime[k - 1].as_ref().expect("computed above")
         } else {
-            &cache.fprime[k - 1]
+            cache.fprime[k - 1].as_ref().expect("weighted layers store f'")
         };
         let e = &mut self.e[k - 1];
         be.mul_into(fprime, signal, e);
-        layer.backward_into(be, e, use_feedback, alpha, beta, target);
+        layer.backward_into(be, e, use_feedback, None, alpha, beta, target);
     }
 
-    /// Euler relaxation `v_k <- (1 - eta) v_k + eta J_{k+1}^T v_{k+1}` of the hidden layers.
+    /// The drive of stateful layer `j` blended into its state:
+    /// `v_j <- alpha * N_j(v) + beta * v_j`, passing through the parameter-free layers between.
+    fn drive(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        variant: &Variant,
+        j: usize,
+        alpha: f64,
+        beta: f64,
+    ) {
+        let source = drive_source(net, j);
+        for m in ((j + 2)..=source).rev() {
+            self.send_down(net, cache, variant, m, 1.0, 0.0);
+        }
+        self.send_down(net, cache, variant, j + 1, alpha, beta);
+    }
+
+    /// Euler relaxation `v_j <- (1 - eta) v_j + eta J^T v_above` of the stateful layers.
     fn relax(
         &mut self,
         net: &Network<B>,
@@ -145,69 +212,68 @@ impl<B: Backend> Signals<B> {
         r: &Relaxation,
     ) -> RelaxStats {
         let be = net.backend();
-        let depth = net.depth();
-        let hidden = depth - 1;
-        if hidden == 0 {
+        let stateful = stateful_layers(net);
+        let Some(&top_state) = stateful.last() else {
             return RelaxStats { iterations: 0, residual: None };
+        };
+        if variant.fprime_in_backward
+            && variant.fprime_at_state_in_relaxation
+            && self.state_fprime.is_empty()
+        {
+            self.state_fprime = vec![None; net.depth()];
         }
-        for k in 1..=hidden {
+        // With the forward pass frozen, the drive of the top stateful layer never changes.
+        let frozen_top = !(variant.fprime_in_backward && variant.fprime_at_state_in_relaxation);
+        if frozen_top {
+            self.drive(net, cache, variant, top_state, 1.0, 0.0);
+            let drive = self.top_drive.get_or_insert_with(|| be.zeros(&self.shapes[top_state - 1]));
+            be.axpby(1.0, &self.v[top_state - 1], 0.0, drive);
+        }
+        for &j in &stateful {
             match r.init {
                 InitialState::Feedforward => {
-                    be.axpby(1.0, cache.activity(k), 0.0, &mut self.v[k - 1])
+                    be.axpby(1.0, cache.activity(j), 0.0, &mut self.v[j - 1])
                 }
-                InitialState::Zero => be.axpby(0.0, cache.activity(k), 0.0, &mut self.v[k - 1]),
+                InitialState::Zero => be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j - 1]),
             }
         }
-        let at_state = variant.fprime_in_backward && variant.fprime_at_state_in_relaxation;
-        if at_state && self.state_pre.is_empty() {
-            self.state_pre = self.shapes.iter().map(|s| be.zeros(s)).collect();
-            self.state_fprime = self.shapes.iter().map(|s| be.zeros(s)).collect();
-        }
-        // With the forward pass frozen, the drive of the top hidden layer never changes.
-        let frozen_top = !at_state;
-        if frozen_top {
-            let saved =
-                std::mem::replace(&mut self.v[hidden - 1], be.zeros(&self.shapes[hidden - 1]));
-            self.send_down(net, cache, variant, depth, 1.0, 0.0);
-            self.top_drive = Some(std::mem::replace(&mut self.v[hidden - 1], saved));
-        }
         if r.solver == Solver::ClosedForm {
-            self.closed_form(net, cache, variant, r);
+            self.closed_form(net, cache, variant, r, &stateful);
             return RelaxStats { iterations: r.steps, residual: None };
         }
-        if r.tolerance.is_some() && self.prev.len() != hidden {
-            self.prev = self.shapes[..hidden].iter().map(|s| be.zeros(s)).collect();
+        if r.tolerance.is_some() && self.prev.len() != net.depth() {
+            self.prev = self.shapes.iter().map(|s| be.zeros(s)).collect();
         }
         let (eta, keep) = (r.eta, 1.0 - r.eta);
         let mut residual = None;
         let mut iterations = 0;
+        // Parallel: bottom-up, so each layer still reads the old iterate of the layer above.
+        // Sweep: top-down, so each layer reads the layer above's new value.
+        let order: Vec<usize> = match r.schedule {
+            Schedule::Parallel => stateful.clone(),
+            Schedule::Sweep => stateful.iter().rev().copied().collect(),
+        };
         for _ in 0..r.steps {
             if r.tolerance.is_some() {
-                for k in 0..hidden {
-                    be.axpby(1.0, &self.v[k], 0.0, &mut self.prev[k]);
+                for &j in &stateful {
+                    be.axpby(1.0, &self.v[j - 1], 0.0, &mut self.prev[j - 1]);
                 }
             }
-            // Parallel: bottom-up, so each layer still reads the old iterate of the layer above.
-            // Sweep: top-down, so each layer reads the layer above's new value.
-            for step in 0..hidden {
-                let k = match r.schedule {
-                    Schedule::Parallel => step + 1,
-                    Schedule::Sweep => hidden - step,
-                };
-                if k == hidden && frozen_top {
+            for &j in &order {
+                if j == top_state && frozen_top {
                     let drive = self.top_drive.as_ref().expect("computed above");
-                    be.axpby(eta, drive, keep, &mut self.v[k - 1]);
+                    be.axpby(eta, drive, keep, &mut self.v[j - 1]);
                 } else {
-                    self.send_down(net, cache, variant, k + 1, eta, keep);
+                    self.drive(net, cache, variant, j, eta, keep);
                 }
             }
             iterations += 1;
             if let Some(tol) = r.tolerance {
                 let mut worst: f64 = 0.0;
-                for k in 0..hidden {
-                    be.axpby(1.0, &self.v[k], -1.0, &mut self.prev[k]);
-                    let change = be.dot(&self.prev[k], &self.prev[k]).sqrt();
-                    let size = be.dot(&self.v[k], &self.v[k]).sqrt();
+                for &j in &stateful {
+                    be.axpby(1.0, &self.v[j - 1], -1.0, &mut self.prev[j - 1]);
+                    let change = be.dot(&self.prev[j - 1], &self.prev[j - 1]).sqrt();
+                    let size = be.dot(&self.v[j - 1], &self.v[j - 1]).sqrt();
                     let rel = if change == 0.0 { 0.0 } else { change / (eta * size) };
                     worst = worst.max(rel);
                 }
@@ -219,43 +285,40 @@ impl<B: Backend> Signals<B> {
         }
         RelaxStats { iterations, residual }
     }
-}
 
-impl<B: Backend> Signals<B> {
     /// The state after `T` Euler steps in closed form (see [`Solver::ClosedForm`]): with
-    /// `V(T) = sum_{j=0}^{L-2} N^j (p_j V(0) + q_j c)`, Horner's rule from `j = L - 2` down,
-    /// where `(N V)_k = J_{k+1}^T V_{k+1}` and `c` is the top drive at layer `L - 1`. Each
-    /// Horner step updates layers bottom-up in place, so every layer still reads the previous
-    /// step's value of the layer above. The top drive must already be in `top_drive`.
+    /// `V(T) = sum_{j=0}^{S-1} N^j (p_j V(0) + q_j d)` over the `S` stateful layers, Horner's
+    /// rule from the highest power down, where `N` maps each stateful layer's state to the drive
+    /// of the one below and `d` is the top drive. Each Horner step updates the stateful layers
+    /// bottom-up in place, so every layer still reads the previous step's value above it. The
+    /// states start at `V(0)` and the top drive is already in `top_drive`.
     fn closed_form(
         &mut self,
         net: &Network<B>,
         cache: &ForwardCache<B>,
         variant: &Variant,
         r: &Relaxation,
+        stateful: &[usize],
     ) {
         let be = net.backend();
-        let hidden = net.depth() - 1;
-        let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, hidden - 1);
+        let levels = stateful.len();
+        let top_state = stateful[levels - 1];
+        let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, levels - 1);
         let feedforward = r.init == InitialState::Feedforward;
-        for j in (0..hidden).rev() {
-            for k in 1..=hidden {
-                let top = k == hidden;
-                let beta = if top || j == hidden - 1 {
-                    // N V is zero at the top hidden layer, and V starts from zero.
+        for power in (0..levels).rev() {
+            for &j in stateful {
+                let beta = if j == top_state || power == levels - 1 {
+                    // N V is zero at the top stateful layer, and V starts from zero.
                     0.0
                 } else {
-                    self.send_down(net, cache, variant, k + 1, 1.0, 0.0);
+                    self.drive(net, cache, variant, j, 1.0, 0.0);
                     1.0
                 };
-                if feedforward {
-                    be.axpby(p[j], cache.activity(k), beta, &mut self.v[k - 1]);
-                } else {
-                    be.axpby(0.0, cache.activity(k), beta, &mut self.v[k - 1]);
-                }
-                if top {
+                let start = if feedforward { p[power] } else { 0.0 };
+                be.axpby(start, cache.activity(j), beta, &mut self.v[j - 1]);
+                if j == top_state {
                     let drive = self.top_drive.as_ref().expect("computed before the solver");
-                    be.axpby(q[j], drive, 1.0, &mut self.v[k - 1]);
+                    be.axpby(q[power], drive, 1.0, &mut self.v[j - 1]);
                 }
             }
         }

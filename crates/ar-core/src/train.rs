@@ -40,12 +40,15 @@ impl<B: Backend> Trainer<B> {
         algorithm.validate()?;
         optimizer.validate()?;
         if algorithm.needs_feedback_weights() {
-            if let Some(k) = net.layers.iter().skip(1).position(|l| l.as_dense().feedback.is_none())
-            {
+            let missing = (0..net.depth()).find(|&i| {
+                net.needs_feedback(i)
+                    && net.layers[i].weights().is_some_and(|w| w.feedback.is_none())
+            });
+            if let Some(i) = missing {
                 return Err(CoreError::InvalidConfig(format!(
                     "{:?} feedback needs backward weights, but layer {} has none (call init_feedback)",
                     algorithm.variant.feedback,
-                    k + 2
+                    i + 1
                 )));
             }
         }
@@ -107,13 +110,15 @@ impl<B: Backend> Trainer<B> {
         let variant = self.algorithm.variant;
         let be = net.backend().clone();
         for (g, layer) in grads.layers.iter_mut().zip(&net.layers) {
-            let d = layer.as_dense();
+            let (Some(g), Some(w)) = (g.as_mut(), layer.weights()) else {
+                continue;
+            };
             if variant.feedback != Feedback::Learned {
                 g.feedback = None;
             }
             if variant.feedback_decay > 0.0 {
-                be.axpby(variant.feedback_decay, &d.weight, 1.0, &mut g.weight);
-                if let (Some(gpsi), Some(psi)) = (g.feedback.as_mut(), d.feedback.as_ref()) {
+                be.axpby(variant.feedback_decay, w.weight, 1.0, &mut g.weight);
+                if let (Some(gpsi), Some(psi)) = (g.feedback.as_mut(), w.feedback) {
                     be.axpby(variant.feedback_decay, psi, 1.0, gpsi);
                 }
             }

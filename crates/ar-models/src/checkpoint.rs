@@ -5,8 +5,8 @@
 //! atomically: a temporary file, fsync, rename.
 
 use crate::ModelError;
-use ar_backend::{Activation, Backend, Precision};
-use ar_core::{Dense, DenseShape, Layer, Network, Optimizer};
+use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry, Precision};
+use ar_core::{Conv2d, Dense, Layer, Network, Optimizer};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -41,12 +41,65 @@ pub struct Checkpoint<B: Backend> {
     pub metadata: BTreeMap<String, String>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One layer in the header's `model` list. Dense: inputs, outputs, activation; conv2d:
+/// in/out channels, kernel, stride, padding, activation; pools: kernel, stride; flatten: none.
+#[derive(Serialize, Deserialize, Default)]
 struct LayerRecord {
     kind: String,
-    inputs: usize,
-    outputs: usize,
-    activation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outputs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    in_channels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    out_channels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kernel: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stride: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    padding: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activation: Option<String>,
+}
+
+impl LayerRecord {
+    fn of<B: Backend>(be: &B, layer: &Layer<B>) -> Self {
+        let kind = layer.kind().to_string();
+        match layer {
+            Layer::Dense(d) => {
+                let s = d.shape(be);
+                LayerRecord {
+                    kind,
+                    inputs: Some(s.inputs),
+                    outputs: Some(s.outputs),
+                    activation: Some(s.activation.name().into()),
+                    ..Default::default()
+                }
+            }
+            Layer::Conv2d(c) => {
+                let k = be.shape(&c.weight);
+                LayerRecord {
+                    kind,
+                    in_channels: Some(k[1]),
+                    out_channels: Some(k[0]),
+                    kernel: Some(k[2]),
+                    stride: Some(c.geometry.stride),
+                    padding: Some(c.geometry.padding),
+                    activation: Some(c.activation.name().into()),
+                    ..Default::default()
+                }
+            }
+            Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => LayerRecord {
+                kind,
+                kernel: Some(p.kernel),
+                stride: Some(p.stride),
+                ..Default::default()
+            },
+            Layer::Flatten => LayerRecord { kind, ..Default::default() },
+        }
+    }
 }
 
 fn err(path: &Path, message: impl Into<String>) -> ModelError {
@@ -79,20 +132,14 @@ pub fn save_checkpoint<B: Backend>(
     let mut push = |name: String, t: &B::Tensor| {
         tensors.push((name, be.shape(t), to_bytes(&be.to_host(t), precision)))
     };
-    let mut records = Vec::new();
+    let records: Vec<LayerRecord> = net.layers.iter().map(|l| LayerRecord::of(be, l)).collect();
     for (i, layer) in net.layers.iter().enumerate() {
-        let d = layer.as_dense();
-        let s = d.shape(be);
-        records.push(LayerRecord {
-            kind: "dense".into(),
-            inputs: s.inputs,
-            outputs: s.outputs,
-            activation: s.activation.name().into(),
-        });
-        push(format!("layers.{i}.weight"), &d.weight);
-        push(format!("layers.{i}.bias"), &d.bias);
-        if let Some(psi) = &d.feedback {
-            push(format!("layers.{i}.feedback"), psi);
+        if let Some(w) = layer.weights() {
+            push(format!("layers.{i}.weight"), w.weight);
+            push(format!("layers.{i}.bias"), w.bias);
+            if let Some(psi) = w.feedback {
+                push(format!("layers.{i}.feedback"), psi);
+            }
         }
     }
     for (name, t) in optimizer.state() {
@@ -110,6 +157,10 @@ pub fn save_checkpoint<B: Backend>(
         metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     header.insert("format".into(), FORMAT.into());
     header.insert("model".into(), serde_json::to_string(&records).expect("records serialise"));
+    header.insert(
+        "input_shape".into(),
+        serde_json::to_string(net.input_shape()).expect("shape serialises"),
+    );
     header
         .insert("training_state".into(), serde_json::to_string(&state).expect("state serialises"));
     header.insert("optimizer_steps".into(), optimizer.steps().to_string());
@@ -163,27 +214,73 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         let view = st.tensor(name).map_err(|_| err(path, format!("missing tensor '{name}'")))?;
         tensor_from_view(path, name, &view, Some(shape), be)
     };
+    let input_shape: Vec<usize> = serde_json::from_str(field("input_shape")?)
+        .map_err(|e| err(path, format!("bad 'input_shape': {e}")))?;
     let mut layers = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        if r.kind != "dense" {
-            return Err(err(path, format!("layer {i}: unknown kind '{}'", r.kind)));
-        }
-        let activation: Activation =
-            r.activation.parse().map_err(|e: String| err(path, format!("layer {i}: {e}")))?;
-        let shape = DenseShape { inputs: r.inputs, outputs: r.outputs, activation };
-        let feedback_name = format!("layers.{i}.feedback");
-        let feedback = match st.tensor(&feedback_name) {
-            Ok(_) => Some(read(&feedback_name, &[shape.inputs, shape.outputs])?),
-            Err(_) => None,
+        let need = |v: Option<usize>, what: &str| {
+            v.ok_or_else(|| err(path, format!("layer {i} ({}): no {what}", r.kind)))
         };
-        layers.push(Layer::Dense(Dense {
-            weight: read(&format!("layers.{i}.weight"), &[shape.outputs, shape.inputs])?,
-            bias: read(&format!("layers.{i}.bias"), &[shape.outputs])?,
-            activation,
-            feedback,
-        }));
+        let activation = || -> Result<Activation, ModelError> {
+            let name = r
+                .activation
+                .as_deref()
+                .ok_or_else(|| err(path, format!("layer {i}: no activation")))?;
+            name.parse().map_err(|e: String| err(path, format!("layer {i}: {e}")))
+        };
+        let feedback_name = format!("layers.{i}.feedback");
+        let layer = match r.kind.as_str() {
+            "dense" => {
+                let (inputs, outputs) = (need(r.inputs, "inputs")?, need(r.outputs, "outputs")?);
+                Layer::Dense(Dense {
+                    weight: read(&format!("layers.{i}.weight"), &[outputs, inputs])?,
+                    bias: read(&format!("layers.{i}.bias"), &[outputs])?,
+                    activation: activation()?,
+                    feedback: match st.tensor(&feedback_name) {
+                        Ok(_) => Some(read(&feedback_name, &[inputs, outputs])?),
+                        Err(_) => None,
+                    },
+                })
+            }
+            "conv2d" => {
+                let (c, o, k) = (
+                    need(r.in_channels, "in_channels")?,
+                    need(r.out_channels, "out_channels")?,
+                    need(r.kernel, "kernel")?,
+                );
+                let shape = [o, c, k, k];
+                Layer::Conv2d(Conv2d {
+                    weight: read(&format!("layers.{i}.weight"), &shape)?,
+                    bias: read(&format!("layers.{i}.bias"), &[o])?,
+                    activation: activation()?,
+                    geometry: ConvGeometry {
+                        stride: need(r.stride, "stride")?,
+                        padding: need(r.padding, "padding")?,
+                    },
+                    feedback: match st.tensor(&feedback_name) {
+                        Ok(_) => Some(read(&feedback_name, &shape)?),
+                        Err(_) => None,
+                    },
+                })
+            }
+            "maxpool2d" | "avgpool2d" => {
+                let p = PoolGeometry {
+                    kernel: need(r.kernel, "kernel")?,
+                    stride: need(r.stride, "stride")?,
+                };
+                if r.kind == "maxpool2d" {
+                    Layer::MaxPool2d(p)
+                } else {
+                    Layer::AvgPool2d(p)
+                }
+            }
+            "flatten" => Layer::Flatten,
+            other => return Err(err(path, format!("layer {i}: unknown kind '{other}'"))),
+        };
+        layers.push(layer);
     }
-    let net = Network::from_layers(be.clone(), layers).map_err(|e| err(path, e.to_string()))?;
+    let net = Network::from_layers(be.clone(), &input_shape, layers)
+        .map_err(|e| err(path, e.to_string()))?;
     let mut optimizer_state = Vec::new();
     for (name, view) in st.tensors() {
         if name.starts_with("optimizer.") {
@@ -191,7 +288,7 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         }
     }
     optimizer_state.sort_by(|a, b| a.0.cmp(&b.0));
-    let reserved = ["format", "model", "training_state", "optimizer_steps"];
+    let reserved = ["format", "model", "input_shape", "training_state", "optimizer_steps"];
     let metadata = header.into_iter().filter(|(k, _)| !reserved.contains(&k.as_str())).collect();
     Ok(Checkpoint { net, optimizer_state, optimizer_steps, state, metadata })
 }
@@ -264,7 +361,7 @@ mod tests {
         net.layers
             .iter()
             .flat_map(|l| {
-                let d = l.as_dense();
+                let d = l.as_dense().expect("an MLP layer");
                 let mut v = vec![be.to_host(&d.weight), be.to_host(&d.bias)];
                 v.extend(d.feedback.as_ref().map(|p| be.to_host(p)));
                 v
@@ -290,8 +387,8 @@ mod tests {
         assert_eq!((c.state, c.optimizer_steps), (state, 3));
         assert_eq!(c.metadata.get("config").map(String::as_str), Some("lr = 0.01"));
         assert!(
-            c.net.layers[1].as_dense().feedback.is_some()
-                && c.net.layers[0].as_dense().feedback.is_none()
+            c.net.layers[1].as_dense().expect("an MLP layer").feedback.is_some()
+                && c.net.layers[0].as_dense().expect("an MLP layer").feedback.is_none()
         );
     }
 

@@ -2,7 +2,7 @@
 //! losses, batch 1 and larger, width 1) and the suite itself.
 
 use crate::checks::{compare, finite_differences, forward_agreement, update, Batch, HostGrads};
-use crate::reference::HostMlp;
+use crate::reference::{self, HostMlp};
 use crate::report::{Report, Row};
 use ar_backend::{Activation, Backend, Precision};
 use ar_candle::oracle::{mlp_gradients, HostLayer, OracleLoss};
@@ -58,10 +58,11 @@ fn random_batch(
 fn randomize_biases<B: Backend>(net: &mut Network<B>, rng: &mut ChaCha8Rng, scale: f64) {
     let be = net.backend().clone();
     for layer in &mut net.layers {
-        let d = layer.as_dense_mut();
-        let n = be.shape(&d.bias)[0];
-        let b: Vec<f64> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
-        d.bias = be.from_host(&b, &[n]);
+        if let Some(w) = layer.weights_mut() {
+            let n = be.shape(w.bias)[0];
+            let b: Vec<f64> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+            *w.bias = be.from_host(&b, &[n]);
+        }
     }
 }
 
@@ -281,32 +282,36 @@ pub const ORACLE_TOLERANCE_F64: f64 = 1e-10;
 pub const ORACLE_TOLERANCE_F32: f64 = 1e-4;
 
 /// The batch-mean loss gradient by candle's own autograd, in f64 on the CPU, for the case's
-/// network and batch.
-pub fn autograd_gradients<B: Backend>(case: &Case<B>) -> HostGrads {
+/// network and batch; `None` for networks with layers other than dense ones (the oracle builds
+/// MLPs only).
+pub fn autograd_gradients<B: Backend>(case: &Case<B>) -> Option<HostGrads> {
     let layers: Vec<HostLayer> = HostMlp::from_network(&case.net)
         .layers
         .into_iter()
-        .map(|l| HostLayer {
-            weight: l.weight,
-            bias: l.bias,
-            inputs: l.inputs,
-            outputs: l.outputs,
-            activation: l.activation,
+        .map(|l| match l {
+            reference::HostLayer::Dense { weight, bias, inputs, outputs, activation } => {
+                Some(HostLayer { weight, bias, inputs, outputs, activation })
+            }
+            _ => None,
         })
-        .collect();
+        .collect::<Option<_>>()?;
     let loss = match case.loss {
         Loss::Mse => OracleLoss::Mse,
         Loss::CrossEntropy => OracleLoss::CrossEntropy,
     };
     let oracle = Candle::cpu(Precision::F64);
-    mlp_gradients(&oracle, &layers, &case.batch.x, &case.batch.targets, case.batch.size, loss)
-        .expect("the suite's cases are consistent")
+    Some(
+        mlp_gradients(&oracle, &layers, &case.batch.x, &case.batch.targets, case.batch.size, loss)
+            .expect("the suite's cases are consistent"),
+    )
 }
 
 /// Our backprop, AR with eta = 1 and AR run to convergence, each against candle's autograd.
 pub fn oracle_rows<B: Backend>(case: &Case<B>, tolerance: f64) -> Vec<Row> {
     let (name, net, batch, loss) = (case.name.as_str(), &case.net, &case.batch, case.loss);
-    let oracle = autograd_gradients(case);
+    let Some(oracle) = autograd_gradients(case) else {
+        return Vec::new();
+    };
     let mut converged = relaxation(0.1, CONVERGENCE_MAX_STEPS, Schedule::Parallel);
     converged.tolerance = Some(CONVERGENCE_RESIDUAL);
     let mut rows = Vec::new();

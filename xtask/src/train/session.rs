@@ -518,6 +518,7 @@ fn probe<B: Backend>(
     let g_ours = Gradients::compute(net, &cache, ours.as_slice(), &algorithm.variant).to_host(be);
     let depth = net.depth();
     (0..depth)
+        .filter(|&i| net.layers[i].is_parametric())
         .map(|i| {
             let flat = |g: &(Vec<f64>, Vec<f64>)| -> Vec<f64> {
                 g.0.iter().chain(&g.1).copied().collect()
@@ -526,22 +527,30 @@ fn probe<B: Backend>(
             let signal_error = (i + 1 < depth).then(|| {
                 relative_error(&be.to_host(&ours.as_slice()[i]), &be.to_host(&exact.as_slice()[i]))
             });
-            let d = net.layers[i].as_dense();
-            let (feedback_angle_deg, feedback_norm_ratio) = match &d.feedback {
-                Some(psi) => {
-                    let s = d.shape(be);
-                    let (w, p) = (be.to_host(&d.weight), be.to_host(psi));
-                    let mut wt = vec![0.0; w.len()];
-                    for o in 0..s.outputs {
-                        for k in 0..s.inputs {
-                            wt[k * s.outputs + o] = w[o * s.inputs + k];
-                        }
+            // psi against W^T for dense layers; a convolution's backward kernel against K.
+            let (feedback_angle_deg, feedback_norm_ratio) =
+                match (&net.layers[i], net.layers[i].weights()) {
+                    (layer, Some(w)) if w.feedback.is_some() => {
+                        let (wh, p) =
+                            (be.to_host(w.weight), be.to_host(w.feedback.expect("checked")));
+                        let reference = match layer {
+                            ar_core::Layer::Dense(d) => {
+                                let s = d.shape(be);
+                                let mut wt = vec![0.0; wh.len()];
+                                for o in 0..s.outputs {
+                                    for k in 0..s.inputs {
+                                        wt[k * s.outputs + o] = wh[o * s.inputs + k];
+                                    }
+                                }
+                                wt
+                            }
+                            _ => wh,
+                        };
+                        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                        (Some(angle_degrees(&p, &reference)), Some(norm(&p) / norm(&reference)))
                     }
-                    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-                    (Some(angle_degrees(&p, &wt)), Some(norm(&p) / norm(&wt)))
-                }
-                None => (None, None),
-            };
+                    _ => (None, None),
+                };
             ProbeRow {
                 algorithm: label.to_string(),
                 step,

@@ -16,7 +16,7 @@ fn cuda_in_a_build_without_it_is_a_clear_error() {
         for needle in [
             "CUDA support was not compiled in",
             "cuda:1",
-            "--features cuda",
+            "cargo xtask-cuda",
             "scripts/build-cuda.sh",
         ] {
             assert!(msg.contains(needle), "'{needle}' missing from: {msg}");

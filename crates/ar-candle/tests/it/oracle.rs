@@ -55,7 +55,7 @@ fn host_layers<B: Backend>(net: &Network<B>) -> Vec<HostLayer> {
     net.layers
         .iter()
         .map(|l| {
-            let d = l.as_dense();
+            let d = l.as_dense().expect("an MLP layer");
             let s = d.shape(be);
             HostLayer {
                 weight: be.to_host(&d.weight),

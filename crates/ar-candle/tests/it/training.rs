@@ -31,7 +31,7 @@ fn weights<B: Backend>(net: &Network<B>) -> Vec<f64> {
     net.layers
         .iter()
         .flat_map(|l| {
-            let d = l.as_dense();
+            let d = l.as_dense().expect("an MLP layer");
             let mut v = be.to_host(&d.weight);
             v.extend(be.to_host(&d.bias));
             v

@@ -31,7 +31,7 @@ fn batch(be: &Be, size: usize, salt: f64) -> (<Be as Backend>::Tensor, <Be as Ba
 fn feedback_gap(be: &Be, net: &Network<Be>) -> Vec<f64> {
     let mut gap = Vec::new();
     for layer in net.layers.iter().skip(1) {
-        let d = layer.as_dense();
+        let d = layer.as_dense().expect("an MLP layer");
         let s = d.shape(be);
         let (w, psi) = (be.to_host(&d.weight), be.to_host(d.feedback.as_ref().unwrap()));
         for i in 0..s.inputs {
@@ -97,9 +97,11 @@ fn random_feedback_never_changes_while_weights_do() {
     let be = Be::new();
     let mut n = net(&be);
     n.init_feedback(Init::papers(), 1);
-    let psi_before: Vec<Vec<f64>> =
-        n.layers[1..].iter().map(|l| be.to_host(l.as_dense().feedback.as_ref().unwrap())).collect();
-    let w_before = be.to_host(&n.layers[1].as_dense().weight);
+    let psi_before: Vec<Vec<f64>> = n.layers[1..]
+        .iter()
+        .map(|l| be.to_host(l.as_dense().expect("an MLP layer").feedback.as_ref().unwrap()))
+        .collect();
+    let w_before = be.to_host(&n.layers[1].as_dense().expect("an MLP layer").weight);
     for algorithm in [Algorithm::feedback_alignment(), {
         let mut a = Algorithm::relaxation(Relaxation::papers());
         a.variant.feedback = Feedback::Random;
@@ -112,10 +114,12 @@ fn random_feedback_never_changes_while_weights_do() {
             trainer.step(&mut n, &x, &t);
         }
     }
-    let psi_after: Vec<Vec<f64>> =
-        n.layers[1..].iter().map(|l| be.to_host(l.as_dense().feedback.as_ref().unwrap())).collect();
+    let psi_after: Vec<Vec<f64>> = n.layers[1..]
+        .iter()
+        .map(|l| be.to_host(l.as_dense().expect("an MLP layer").feedback.as_ref().unwrap()))
+        .collect();
     assert_eq!(psi_before, psi_after);
-    assert_ne!(w_before, be.to_host(&n.layers[1].as_dense().weight));
+    assert_ne!(w_before, be.to_host(&n.layers[1].as_dense().expect("an MLP layer").weight));
 }
 
 #[test]
