@@ -2,10 +2,12 @@
 //! safetensors checkpoints.
 
 mod checkpoint;
+mod cnn;
 
 pub use checkpoint::{
     load_checkpoint, save_checkpoint, write_atomically, Checkpoint, TrainingState,
 };
+pub use cnn::ModelSpec;
 
 use ar_backend::{Activation, Backend};
 use ar_core::{DenseShape, Init, Network};

@@ -11,7 +11,7 @@ use ar_core::{
     Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
     Schedule, Solver, Variant,
 };
-use ar_models::MlpSpec;
+use ar_models::{MlpSpec, ModelSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -134,10 +134,70 @@ pub fn random_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
         .collect()
 }
 
+/// Small CNNs on 1x8x8 and 3x12x12 inputs covering strides, padding, both poolings and every
+/// activation, PyTorch initialisation (nonzero biases), both losses, batch 1 and larger.
+pub fn cnn_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
+    let plans: [(&str, &[usize], &str, Loss, usize); 3] = [
+        (
+            "cnn-a",
+            &[1, 8, 8],
+            "conv4x3/p1:tanh,maxpool2,conv6x3:sigmoid,flatten,fc10",
+            Loss::Mse,
+            3,
+        ),
+        (
+            "cnn-b",
+            &[3, 12, 12],
+            "conv5x5/s2/p2:relu,avgpool2,conv4x3/p1:softplus,maxpool2/s1,flatten,fc7:tanh,fc5",
+            Loss::CrossEntropy,
+            1,
+        ),
+        ("cnn-c", &[1, 8, 8], "conv3x3/s2:leaky-relu,flatten,fc6:sigmoid,fc4", Loss::Mse, 2),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(404);
+    plans
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, shape, spec, loss, batch))| {
+            let net = ModelSpec::parse(spec)
+                .and_then(|m| m.build(be.clone(), shape, Init::PyTorch, 300 + i as u64))
+                .expect("the suite's CNNs are valid");
+            let inputs: usize = shape.iter().product();
+            Case {
+                name: format!("{name} {spec} on {shape:?}, {loss}, batch {batch}"),
+                batch: random_batch(&mut rng, batch, inputs, net.output_width(), -1.0),
+                net,
+                loss,
+            }
+        })
+        .collect()
+}
+
+/// Paper 2's CNN at full size on 3x32x32 inputs in [-1, 1], batch 4, MSE, the papers'
+/// initialisation with nonzero biases.
+pub fn paper2_case<B: Backend>(be: &B) -> Case<B> {
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    let mut net = ModelSpec::paper2(10)
+        .build(be.clone(), &[3, 32, 32], Init::papers(), 2)
+        .expect("the preset builds");
+    randomize_biases(&mut net, &mut rng, 0.05);
+    let batch = random_batch(&mut rng, 4, 3 * 32 * 32, 10, -1.0);
+    Case {
+        name:
+            "paper-2 cnn 3x32x32 (conv6x5, pool, conv16x5, fc120, fc120, fc10) tanh, mse, batch 4"
+                .into(),
+        net,
+        batch,
+        loss: Loss::Mse,
+    }
+}
+
 /// Every case of the suite.
 pub fn all_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
     let mut cases = vec![paper1_case(be)];
     cases.extend(random_cases(be));
+    cases.extend(cnn_cases(be));
+    cases.push(paper2_case(be));
     cases
 }
 
