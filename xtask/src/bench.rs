@@ -1,12 +1,13 @@
 //! `cargo xtask bench`: one epoch-equivalent (937 batches of 64) of the paper-1 MLP on
-//! MNIST-shaped data for backprop, AR with Euler steps and AR in closed form, timed side by side
-//! in one run, with optional PyTorch peer timings from `bench/peer_pytorch.py`.
+//! MNIST-shaped data and a fixed number of batches of paper 2's CNN on CIFAR-shaped data, for
+//! backprop, AR with Euler steps and AR in closed form, timed side by side in one run, with
+//! optional PyTorch peer timings (MLP) from `bench/peer_pytorch.py`.
 
 use crate::backend::{dispatch, BackendName, Job, PrecisionName};
 use anyhow::Context;
 use ar_backend::Backend;
 use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Solver, Trainer};
-use ar_models::MlpSpec;
+use ar_models::{MlpSpec, ModelSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub struct Args {
     /// Batches per measurement (937 of 64 is one MNIST epoch).
     #[arg(long, default_value_t = 937)]
     batches: usize,
+    /// Batches of the paper-2 CNN (3x32x32 inputs) per measurement; 0 skips the CNN.
+    #[arg(long, default_value_t = 20)]
+    cnn_batches: usize,
     /// Relaxation steps T of the Euler measurement.
     #[arg(long, default_value_t = 100)]
     steps: usize,
@@ -44,6 +48,8 @@ pub struct Args {
 /// One measured configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
+    /// `paper1-mlp` or `paper2-cnn`.
+    pub model: String,
     /// Implementation and precision.
     pub backend: String,
     /// `bp`, `ar-euler` or `ar-closed-form`.
@@ -52,7 +58,7 @@ pub struct Measurement {
     pub seconds: f64,
     /// Training samples per second.
     pub samples_per_second: f64,
-    /// Useful floating-point operations per second (multiply-adds counted as two).
+    /// Useful floating-point operations per second (multiply-adds counted as two; MLP only).
     pub gflops: f64,
     /// Seconds relative to backprop on the same backend in the same run.
     pub ratio_to_bp: f64,
@@ -79,19 +85,39 @@ fn step_flops(algorithm: &str, steps: usize) -> f64 {
     2.0 * forward + backward
 }
 
-fn measure<B: Backend>(be: B, args: &Args) -> anyhow::Result<Vec<Measurement>> {
+/// Which network a measurement trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    /// The paper-1 MLP on MNIST-shaped inputs.
+    Mlp,
+    /// Paper 2's CNN on CIFAR-shaped inputs.
+    Cnn,
+}
+
+fn measure<B: Backend>(be: B, args: &Args, workload: Workload) -> anyhow::Result<Vec<Measurement>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pool = 16;
+    let shape: Vec<usize> = match workload {
+        Workload::Mlp => vec![784],
+        Workload::Cnn => vec![3, 32, 32],
+    };
+    let inputs: usize = shape.iter().product();
+    let mut batch_shape = vec![BATCH];
+    batch_shape.extend(&shape);
     let batches: Vec<(B::Tensor, B::Tensor)> = (0..pool)
         .map(|_| {
-            let x: Vec<f64> = (0..BATCH * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+            let x: Vec<f64> = (0..BATCH * inputs).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mut t = vec![0.0; BATCH * 10];
             for b in 0..BATCH {
                 t[b * 10 + rng.random_range(0..10)] = 1.0;
             }
-            (be.from_host(&x, &[BATCH, 784]), be.from_host(&t, &[BATCH, 10]))
+            (be.from_host(&x, &batch_shape), be.from_host(&t, &[BATCH, 10]))
         })
         .collect();
+    let count = match workload {
+        Workload::Mlp => args.batches,
+        Workload::Cnn => args.cnn_batches,
+    };
     let euler = Relaxation { steps: args.steps, ..Relaxation::papers() };
     let algorithms = [
         ("bp", Algorithm::backprop()),
@@ -103,22 +129,32 @@ fn measure<B: Backend>(be: B, args: &Args) -> anyhow::Result<Vec<Measurement>> {
     ];
     let mut out: Vec<Measurement> = Vec::new();
     for (name, algorithm) in algorithms {
-        let mut net = MlpSpec::paper1().build(be.clone(), Init::papers(), 0)?;
+        let mut net = match workload {
+            Workload::Mlp => MlpSpec::paper1().build(be.clone(), Init::papers(), 0)?,
+            Workload::Cnn => ModelSpec::paper2(10).build(be.clone(), &shape, Init::papers(), 0)?,
+        };
         let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.064, 0.0), &net)?;
         let (x, t) = &batches[0];
         trainer.step(&mut net, x, t); // warm-up: buffers sized, caches hot
         let start = Instant::now();
-        for i in 0..args.batches {
+        for i in 0..count {
             let (x, t) = &batches[i % pool];
             trainer.step(&mut net, x, t);
         }
         let seconds = start.elapsed().as_secs_f64();
         out.push(Measurement {
+            model: match workload {
+                Workload::Mlp => "paper1-mlp".into(),
+                Workload::Cnn => "paper2-cnn".into(),
+            },
             backend: be.name(),
             algorithm: name.into(),
             seconds,
-            samples_per_second: (args.batches * BATCH) as f64 / seconds,
-            gflops: step_flops(name, args.steps) * args.batches as f64 / seconds / 1e9,
+            samples_per_second: (count * BATCH) as f64 / seconds,
+            gflops: match workload {
+                Workload::Mlp => step_flops(name, args.steps) * count as f64 / seconds / 1e9,
+                Workload::Cnn => f64::NAN,
+            },
             ratio_to_bp: f64::NAN,
         });
     }
@@ -132,7 +168,11 @@ struct Measure<'a>(&'a Args);
 impl Job for Measure<'_> {
     type Output = Vec<Measurement>;
     fn run<B: Backend>(self, be: B) -> anyhow::Result<Vec<Measurement>> {
-        measure(be, self.0)
+        let mut rows = measure(be.clone(), self.0, Workload::Mlp)?;
+        if self.0.cnn_batches > 0 {
+            rows.extend(measure(be, self.0, Workload::Cnn)?);
+        }
+        Ok(rows)
     }
 }
 
@@ -153,13 +193,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rows.extend(peer(&args)?);
     }
     println!(
-        "{:<36} {:<16} {:>9} {:>12} {:>9} {:>8}",
-        "backend", "algorithm", "seconds", "samples/s", "GFLOP/s", "vs bp"
+        "{:<11} {:<36} {:<16} {:>9} {:>12} {:>9} {:>8}",
+        "model", "backend", "algorithm", "seconds", "samples/s", "GFLOP/s", "vs bp"
     );
     for m in &rows {
+        let gflops = if m.gflops.is_finite() { format!("{:.1}", m.gflops) } else { "-".into() };
         println!(
-            "{:<36} {:<16} {:>9.3} {:>12.0} {:>9.1} {:>8.2}",
-            m.backend, m.algorithm, m.seconds, m.samples_per_second, m.gflops, m.ratio_to_bp
+            "{:<11} {:<36} {:<16} {:>9.3} {:>12.0} {:>9} {:>8.2}",
+            m.model, m.backend, m.algorithm, m.seconds, m.samples_per_second, gflops, m.ratio_to_bp
         );
     }
     if args.peer {
@@ -205,6 +246,7 @@ fn peer(args: &Args) -> anyhow::Result<Vec<Measurement>> {
         let algorithm = v["algorithm"].as_str().unwrap_or("?").to_string();
         let seconds = v["seconds"].as_f64().unwrap_or(f64::NAN);
         rows.push(Measurement {
+            model: "paper1-mlp".into(),
             backend: v["backend"].as_str().unwrap_or("pytorch").to_string(),
             gflops: step_flops(&algorithm, args.steps) * args.batches as f64 / seconds / 1e9,
             samples_per_second: (args.batches * BATCH) as f64 / seconds,

@@ -12,7 +12,7 @@ use ar_core::{
     Variant,
 };
 use ar_data::{Dataset, Normalization, Split};
-use ar_models::MlpSpec;
+use ar_models::{MlpSpec, ModelSpec};
 use clap::ValueEnum;
 use serde::{Serialize, Serializer};
 use std::fmt::Display;
@@ -117,7 +117,11 @@ pub struct Args {
     test_fraction: f64,
     /// Model: `auto` (digits-mlp for digits, otherwise paper-1's hidden widths 300-300-100
     /// between the data's input size and class count), `digits-mlp` (64-64-32-10 tanh),
-    /// `paper1-mlp` (784-300-300-100-10 relu) or widths joined by '-', such as 64-128-10.
+    /// `paper1-mlp` (784-300-300-100-10 relu), MLP widths joined by '-' (64-128-10);
+    /// `cnn-paper` (paper 2's CNN, adapting to the input), `cnn-deep` (128-256-512-512 3x3
+    /// convolutions with 2x2 max-pooling), `cnn-digits` (a small CNN for the 8x8 digits), or a
+    /// layer spec such as `conv6x5:tanh,maxpool2,conv16x5:tanh,flatten,fc120:tanh,fc10`
+    /// (docs/models.md).
     #[arg(long, default_value = "auto")]
     model: String,
     /// Hidden-layer activation for a custom width spec (identity, relu, leaky-relu, tanh, sigmoid,
@@ -236,6 +240,39 @@ pub struct Args {
     dry_run: bool,
 }
 
+/// The model to train: an MLP on flattened inputs or a layer spec on `[c, h, w]` inputs.
+#[derive(Clone, Debug)]
+pub enum Model {
+    /// A multilayer perceptron.
+    Mlp(MlpSpec),
+    /// A convolutional (or any layer-spec) network and its input shape.
+    Cnn(ModelSpec, Vec<usize>),
+}
+
+impl Model {
+    /// The network with weights from `init` seeded by `seed`.
+    pub fn build<B: Backend>(
+        &self,
+        be: B,
+        init: Init,
+        seed: u64,
+    ) -> anyhow::Result<ar_core::Network<B>> {
+        Ok(match self {
+            Model::Mlp(m) => m.build(be, init, seed)?,
+            Model::Cnn(m, shape) => m.build(be, shape, init, seed)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Model::Mlp(m) => write!(f, "{m}"),
+            Model::Cnn(m, shape) => write!(f, "{m} on {shape:?}"),
+        }
+    }
+}
+
 /// The optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -316,24 +353,37 @@ impl Args {
         }
     }
 
-    fn model(&self, data: &Dataset) -> anyhow::Result<MlpSpec> {
+    pub(crate) fn model(&self, data: &Dataset) -> anyhow::Result<Model> {
+        let classes = data.num_classes;
+        let cnn = |spec: ModelSpec| Ok(Model::Cnn(spec, data.shape.to_vec()));
         let mut spec = match self.model.as_str() {
             "auto" if self.dataset == "digits" => MlpSpec::digits(),
             "auto" => MlpSpec {
-                widths: vec![data.sample_len(), 300, 300, 100, data.num_classes],
+                widths: vec![data.sample_len(), 300, 300, 100, classes],
                 ..MlpSpec::paper1()
             },
             "digits-mlp" => MlpSpec::digits(),
             "paper1-mlp" => MlpSpec::paper1(),
+            "cnn-paper" => return cnn(ModelSpec::paper2(classes)),
+            "cnn-deep" => return cnn(ModelSpec::deep(classes)),
+            "cnn-digits" => return cnn(ModelSpec::digits(classes)),
+            custom
+                if custom.contains(',')
+                    || custom.starts_with("conv")
+                    || custom.starts_with("fc") =>
+            {
+                return cnn(ModelSpec::parse(custom)?);
+            }
             custom => MlpSpec::parse(custom, Activation::Tanh, self.output_activation).context(
-                "--model takes auto, digits-mlp, paper1-mlp or widths such as 64-128-10",
+                "--model takes auto, a preset, MLP widths such as 64-128-10, or a layer spec",
             )?,
         };
         if let Some(h) = self.hidden_activation {
             spec.hidden = h;
         }
         spec.output = self.output_activation;
-        Ok(spec)
+        spec.check_fits(data.sample_len(), classes)?;
+        Ok(Model::Mlp(spec))
     }
 
     fn optimizer<B: Backend>(&self) -> Optimizer<B> {

@@ -202,7 +202,6 @@ fn default_out(args: &Args) -> PathBuf {
 fn session<B: Backend>(args: &Args, be: B) -> anyhow::Result<ExitCode> {
     let (train_set, test_set, norm) = args.data()?;
     let spec = args.model(&train_set)?;
-    spec.check_fits(train_set.sample_len(), train_set.num_classes)?;
     let init = args.init()?;
     let epochs = args.epochs();
     let resuming = args.resume.is_some();

@@ -362,7 +362,7 @@ fn every_experiment_config_parses_and_validates() {
             checked += 1;
         }
     }
-    assert!(checked >= 24, "{checked}");
+    assert!(checked >= 51, "{checked}");
 }
 
 /// The candle backend trains every algorithm from the same initial weights as ndarray: the
@@ -427,4 +427,33 @@ fn candle_and_ndarray_train_alike() {
             }
         }
     }
+}
+
+/// The small digits CNN trains on the bundled data with no data option, and its checkpoint
+/// evaluates to the accuracy the run reported.
+#[test]
+fn the_digits_cnn_trains_on_the_bundled_data() {
+    let dir = run_dir("cnn-digits");
+    let out = xtask(&[
+        "train",
+        "--model",
+        "cnn-digits",
+        "--epochs",
+        "4",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let final_line = all
+        .lines()
+        .find(|l| l.trim_start().starts_with("ar ") && l.contains('%'))
+        .expect("a summary");
+    let acc: f64 =
+        final_line.split_whitespace().nth(1).unwrap().trim_end_matches('%').parse().unwrap();
+    assert!(acc > 90.0, "the digits CNN reached only {acc}%");
+    let eval = xtask(&["eval", dir.join("checkpoints/ar.safetensors").to_str().unwrap()]);
+    assert!(text(&eval).contains(&format!("{acc:.2}%")), "eval: {} vs {acc}", text(&eval));
+    std::fs::remove_dir_all(&dir).ok();
 }
