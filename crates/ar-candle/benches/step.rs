@@ -5,7 +5,7 @@
 use ar_backend::Backend;
 use ar_candle::{Candle, Precision};
 use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
-use ar_models::MlpSpec;
+use ar_models::{MlpSpec, ModelSpec};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -73,5 +73,33 @@ fn steps(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, steps);
+/// One training step of paper 2's CNN on 3x32x32 inputs, batch 64: backprop, AR with 100
+/// Euler steps, AR in closed form.
+fn cnn_steps(c: &mut Criterion) {
+    let be = Candle::cpu(Precision::F32);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let x: Vec<f64> = (0..BATCH * 3 * 32 * 32).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut t = vec![0.0; BATCH * 10];
+    for b in 0..BATCH {
+        t[b * 10 + rng.random_range(0..10)] = 1.0;
+    }
+    let (x, t) = (be.from_host(&x, &[BATCH, 3, 32, 32]), be.from_host(&t, &[BATCH, 10]));
+    let mut group = c.benchmark_group("candle-cpu-f32/paper2-cnn-batch64");
+    group.sample_size(10);
+    let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
+    for (name, algorithm) in [
+        ("bp-step", Algorithm::backprop()),
+        ("ar-step-T100-euler", Algorithm::relaxation(Relaxation::papers())),
+        ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
+    ] {
+        let mut net =
+            ModelSpec::paper2(10).build(be.clone(), &[3, 32, 32], Init::papers(), 0).unwrap();
+        let mut trainer =
+            Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
+        group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, steps, cnn_steps);
 criterion_main!(benches);
