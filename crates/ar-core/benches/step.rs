@@ -93,8 +93,7 @@ fn cnn_steps(c: &mut Criterion) {
         ("ar-step-T100-euler", Algorithm::relaxation(Relaxation::papers())),
         ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
     ] {
-        let mut net =
-            ModelSpec::paper2(10).build(be.clone(), &[3, 32, 32], Init::papers(), 0).unwrap();
+        let mut net = ModelSpec::paper2(10).build(be, &[3, 32, 32], Init::papers(), 0).unwrap();
         let mut trainer =
             Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
         group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));
