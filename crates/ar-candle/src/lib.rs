@@ -10,7 +10,7 @@ pub mod oracle;
 
 pub use ar_backend::Precision;
 
-use ar_backend::{Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
+use ar_backend::{Activation, AdamStep, Backend, ConvGeometry};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 
 /// The errors at this crate's edges: opening a device, and running the oracle.
@@ -157,13 +157,6 @@ fn ok<T>(result: candle_core::Result<T>, op: &str, shapes: &[&Tensor]) -> T {
         let shapes: Vec<_> = shapes.iter().map(|t| t.dims().to_vec()).collect();
         panic!("{op}: candle failed on shapes {shapes:?}: {e}")
     })
-}
-
-fn nchw(t: &Tensor, what: &str) -> [usize; 4] {
-    match *t.dims() {
-        [b, c, h, w] => [b, c, h, w],
-        ref d => panic!("{what} must be 4-D [batch, channels, height, width], got shape {d:?}"),
-    }
 }
 
 fn same_shape(a: &Tensor, b: &Tensor, op: &str) {
@@ -432,50 +425,6 @@ impl Backend for Candle {
             e.dims()
         );
         *out = self.scaled(scale, &s, op);
-    }
-
-    // Pooling uses the shared host kernels (ar_backend::pool): candle's max pooling keeps no
-    // argmax, and the routing must be frozen for the relaxation. On a GPU this costs a copy to
-    // the host and back per call.
-    fn max_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> (Tensor, Tensor) {
-        let dims = nchw(x, "max_pool2d input");
-        let (out, arg) = ar_backend::pool::max_pool2d(&self.to_host(x), dims, pool);
-        let shape = ar_backend::pool::output_dims(dims, pool);
-        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
-    }
-
-    fn max_pool2d_vjp(&self, e: &Tensor, argmax: &Tensor, alpha: f64, beta: f64, out: &mut Tensor) {
-        let dims = nchw(out, "max_pool2d input gradient");
-        let mut host = self.to_host(out);
-        ar_backend::pool::max_pool2d_vjp(
-            &self.to_host(e),
-            &self.to_host(argmax),
-            dims,
-            alpha,
-            beta,
-            &mut host,
-        );
-        *out = self.from_host(&host, &dims);
-    }
-
-    fn avg_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> Tensor {
-        let dims = nchw(x, "avg_pool2d input");
-        let out = ar_backend::pool::avg_pool2d(&self.to_host(x), dims, pool);
-        self.from_host(&out, &ar_backend::pool::output_dims(dims, pool))
-    }
-
-    fn avg_pool2d_vjp(
-        &self,
-        e: &Tensor,
-        pool: PoolGeometry,
-        alpha: f64,
-        beta: f64,
-        out: &mut Tensor,
-    ) {
-        let dims = nchw(out, "avg_pool2d input gradient");
-        let mut host = self.to_host(out);
-        ar_backend::pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
     }
 
     fn mul_into(&self, a: &Tensor, b: &Tensor, out: &mut Tensor) {

@@ -6,7 +6,7 @@
 
 mod conv;
 
-use ar_backend::{Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
+use ar_backend::{Activation, AdamStep, Backend, ConvGeometry};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -58,10 +58,6 @@ fn matrix_mut<'a, F: Scalar>(t: &'a mut ArrayD<F>, what: &str) -> ArrayViewMut2<
     t.view_mut()
         .into_dimensionality::<Ix2>()
         .unwrap_or_else(|_| panic!("{what} must be 2-D, got shape {shape:?}"))
-}
-
-fn nchw<F>(t: &ArrayD<F>, what: &str) -> [usize; 4] {
-    conv::dims4(&t.view(), what)
 }
 
 fn same_shape<F>(a: &ArrayD<F>, b: &ArrayD<F>, op: &str) {
@@ -250,56 +246,6 @@ impl<F: Scalar> Backend for NdArray<F> {
 
     fn sum_channels_into(&self, scale: f64, e: &ArrayD<F>, out: &mut ArrayD<F>) {
         conv::sum_channels(e, cast(scale), out);
-    }
-
-    // Pooling runs the shared host kernels of ar-backend (in f64, rounded back): pooling moves
-    // no more data than one pass over the activations, so converting costs as much as pooling.
-    fn max_pool2d(&self, x: &ArrayD<F>, pool: PoolGeometry) -> (ArrayD<F>, ArrayD<F>) {
-        let dims = nchw(x, "max_pool2d input");
-        let (out, arg) = ar_backend::pool::max_pool2d(&self.to_host(x), dims, pool);
-        let shape = ar_backend::pool::output_dims(dims, pool);
-        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
-    }
-
-    fn max_pool2d_vjp(
-        &self,
-        e: &ArrayD<F>,
-        argmax: &ArrayD<F>,
-        alpha: f64,
-        beta: f64,
-        out: &mut ArrayD<F>,
-    ) {
-        let dims = nchw(out, "max_pool2d input gradient");
-        let mut host = self.to_host(out);
-        ar_backend::pool::max_pool2d_vjp(
-            &self.to_host(e),
-            &self.to_host(argmax),
-            dims,
-            alpha,
-            beta,
-            &mut host,
-        );
-        *out = self.from_host(&host, &dims);
-    }
-
-    fn avg_pool2d(&self, x: &ArrayD<F>, pool: PoolGeometry) -> ArrayD<F> {
-        let dims = nchw(x, "avg_pool2d input");
-        let out = ar_backend::pool::avg_pool2d(&self.to_host(x), dims, pool);
-        self.from_host(&out, &ar_backend::pool::output_dims(dims, pool))
-    }
-
-    fn avg_pool2d_vjp(
-        &self,
-        e: &ArrayD<F>,
-        pool: PoolGeometry,
-        alpha: f64,
-        beta: f64,
-        out: &mut ArrayD<F>,
-    ) {
-        let dims = nchw(out, "avg_pool2d input gradient");
-        let mut host = self.to_host(out);
-        ar_backend::pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
     }
 
     fn adam_step(
