@@ -38,6 +38,50 @@ pub enum OracleLoss {
 /// Per-layer gradients on the host: `(dl/dW` row-major `[out, in]`, `dl/db)`, input layer first.
 pub type HostGradients = Vec<(Vec<f64>, Vec<f64>)>;
 
+/// One layer of a network for [`network_loss_and_gradients`]: dense layers as [`HostLayer`],
+/// convolutions (PyTorch's `[out, in, k, k]` kernels), pooling and flatten.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OracleLayer {
+    /// A fully connected layer.
+    Dense(HostLayer),
+    /// `h = f(conv(x, K) + b)`.
+    Conv {
+        /// `[out_channels * in_channels * kernel * kernel]`, row-major.
+        weight: Vec<f64>,
+        /// `[out_channels]`.
+        bias: Vec<f64>,
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding.
+        padding: usize,
+        /// Nonlinearity.
+        activation: Activation,
+    },
+    /// Max pooling with its stride equal to its window, built as a max reduction over windows
+    /// (tied maxima would all receive the gradient: keep ties out of the inputs).
+    MaxPool {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// Average pooling.
+    AvgPool {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// `[batch, c, h, w]` to `[batch, c h w]`.
+    Flatten,
+}
+
 /// The batch-mean loss of the MLP on `x` (`[batch, inputs]`, row-major) against `targets`
 /// (`[batch, outputs]`), and its gradient with respect to every weight and bias, computed by
 /// candle's autograd on `be`'s device and precision.
@@ -50,25 +94,97 @@ pub fn mlp_loss_and_gradients(
     loss: OracleLoss,
 ) -> Result<(f64, HostGradients), CandleError> {
     check_inputs(layers, x, targets, batch)?;
+    let general: Vec<OracleLayer> = layers.iter().cloned().map(OracleLayer::Dense).collect();
+    network_loss_and_gradients(be, &general, &[layers[0].inputs], x, targets, batch, loss)
+}
+
+/// The batch-mean loss of any sequential network on `x` (`[batch, input_shape..]`, row-major)
+/// and its gradient with respect to every weight and bias (empty vectors for parameter-free
+/// layers), by candle's autograd on `be`'s device and precision.
+pub fn network_loss_and_gradients(
+    be: &Candle,
+    layers: &[OracleLayer],
+    input_shape: &[usize],
+    x: &[f64],
+    targets: &[f64],
+    batch: usize,
+    loss: OracleLoss,
+) -> Result<(f64, HostGradients), CandleError> {
     let upload = |data: &[f64], shape: &[usize]| -> Result<Tensor, CandleError> {
         Ok(Tensor::from_vec(data.to_vec(), shape, be.device())?.to_dtype(be.dtype())?)
     };
     let params = layers
         .iter()
-        .map(|l| {
-            let w = Var::from_tensor(&upload(&l.weight, &[l.outputs, l.inputs])?)?;
-            let b = Var::from_tensor(&upload(&l.bias, &[l.outputs])?)?;
-            Ok((w, b))
+        .map(|l| match l {
+            OracleLayer::Dense(l) => Ok(Some((
+                Var::from_tensor(&upload(&l.weight, &[l.outputs, l.inputs])?)?,
+                Var::from_tensor(&upload(&l.bias, &[l.outputs])?)?,
+            ))),
+            OracleLayer::Conv { weight, bias, in_channels, out_channels, kernel, .. } => {
+                Ok(Some((
+                    Var::from_tensor(&upload(
+                        weight,
+                        &[*out_channels, *in_channels, *kernel, *kernel],
+                    )?)?,
+                    Var::from_tensor(&upload(bias, &[*out_channels])?)?,
+                )))
+            }
+            _ => Ok(None),
         })
         .collect::<Result<Vec<_>, CandleError>>()?;
 
-    let inputs = layers[0].inputs;
-    let mut h = upload(x, &[batch, inputs])?;
-    for (l, (w, b)) in layers.iter().zip(&params) {
-        let a = h.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
-        h = activation(l.activation, &a)?;
+    let mut shape = vec![batch];
+    shape.extend_from_slice(input_shape);
+    if x.len() != shape.iter().product::<usize>() {
+        return Err(CandleError::InvalidInput(format!(
+            "{} inputs for a batch of shape {shape:?}",
+            x.len()
+        )));
     }
-    let t = upload(targets, &[batch, layers[layers.len() - 1].outputs])?;
+    let mut h = upload(x, &shape)?;
+    for (l, p) in layers.iter().zip(&params) {
+        h = match (l, p) {
+            (OracleLayer::Dense(l), Some((w, b))) => {
+                let a = h.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+                activation(l.activation, &a)?
+            }
+            (
+                OracleLayer::Conv { out_channels, stride, padding, activation: f, .. },
+                Some((w, b)),
+            ) => {
+                let a = h.conv2d(w.as_tensor(), *padding, *stride, 1, 1)?;
+                let a = a.broadcast_add(&b.as_tensor().reshape((1, *out_channels, 1, 1))?)?;
+                activation(*f, &a)?
+            }
+            (OracleLayer::MaxPool { kernel, stride }, None) if kernel == stride => {
+                // As window maxima of a reshaped tensor: candle's max_pool2d backward scales a
+                // unique maximum's gradient by 1 / kernel^2, while the backward of a max
+                // reduction routes it whole.
+                let (b, c, hh, ww) = h.dims4()?;
+                let (oh, ow) = (hh / kernel, ww / kernel);
+                let windows = h.narrow(2, 0, oh * kernel)?.narrow(3, 0, ow * kernel)?;
+                windows.reshape((b, c, oh, *kernel, ow, *kernel))?.max(5)?.max(3)?
+            }
+            (OracleLayer::MaxPool { .. }, None) => {
+                return Err(CandleError::InvalidInput(
+                    "the oracle takes max pooling only with its stride equal to its window".into(),
+                ));
+            }
+            (OracleLayer::AvgPool { kernel, stride }, None) => {
+                h.avg_pool2d_with_stride(*kernel, *stride)?
+            }
+            (OracleLayer::Flatten, None) => h.flatten_from(1)?,
+            _ => unreachable!("parameters are made per layer kind above"),
+        };
+    }
+    let classes = h.dims()[1];
+    if targets.len() != batch * classes {
+        return Err(CandleError::InvalidInput(format!(
+            "{} targets for {batch} x {classes} outputs",
+            targets.len()
+        )));
+    }
+    let t = upload(targets, &[batch, classes])?;
     let per_batch = match loss {
         OracleLoss::Mse => (h.sub(&t)?.sqr()?.sum_all()? * 0.5)?,
         OracleLoss::CrossEntropy => {
@@ -92,7 +208,10 @@ pub fn mlp_loss_and_gradients(
     };
     let grads = params
         .iter()
-        .map(|(w, b)| Ok((download(w)?, download(b)?)))
+        .map(|p| match p {
+            Some((w, b)) => Ok((download(w)?, download(b)?)),
+            None => Ok((Vec::new(), Vec::new())),
+        })
         .collect::<Result<Vec<_>, CandleError>>()?;
     Ok((value, grads))
 }

@@ -5,7 +5,7 @@ use crate::checks::{compare, finite_differences, forward_agreement, update, Batc
 use crate::reference::{self, HostMlp};
 use crate::report::{Report, Row};
 use ar_backend::{Activation, Backend, Precision};
-use ar_candle::oracle::{mlp_gradients, HostLayer, OracleLoss};
+use ar_candle::oracle::{network_loss_and_gradients, HostLayer, OracleLayer, OracleLoss};
 use ar_candle::Candle;
 use ar_core::{
     Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
@@ -342,28 +342,58 @@ pub const ORACLE_TOLERANCE_F64: f64 = 1e-10;
 pub const ORACLE_TOLERANCE_F32: f64 = 1e-4;
 
 /// The batch-mean loss gradient by candle's own autograd, in f64 on the CPU, for the case's
-/// network and batch; `None` for networks with layers other than dense ones (the oracle builds
-/// MLPs only).
+/// network and batch (empty entries for parameter-free layers); `None` where candle cannot
+/// differentiate the network (max pooling with a stride other than its window).
 pub fn autograd_gradients<B: Backend>(case: &Case<B>) -> Option<HostGrads> {
-    let layers: Vec<HostLayer> = HostMlp::from_network(&case.net)
+    let host = HostMlp::from_network(&case.net);
+    let layers: Vec<OracleLayer> = host
         .layers
         .into_iter()
         .map(|l| match l {
             reference::HostLayer::Dense { weight, bias, inputs, outputs, activation } => {
-                Some(HostLayer { weight, bias, inputs, outputs, activation })
+                OracleLayer::Dense(HostLayer { weight, bias, inputs, outputs, activation })
             }
-            _ => None,
+            reference::HostLayer::Conv {
+                weight,
+                bias,
+                out_channels,
+                kernel,
+                geometry,
+                activation,
+            } => OracleLayer::Conv {
+                in_channels: weight.len() / (out_channels * kernel * kernel),
+                weight,
+                bias,
+                out_channels,
+                kernel,
+                stride: geometry.stride,
+                padding: geometry.padding,
+                activation,
+            },
+            reference::HostLayer::MaxPool(p) => {
+                OracleLayer::MaxPool { kernel: p.kernel, stride: p.stride }
+            }
+            reference::HostLayer::AvgPool(p) => {
+                OracleLayer::AvgPool { kernel: p.kernel, stride: p.stride }
+            }
+            reference::HostLayer::Flatten => OracleLayer::Flatten,
         })
-        .collect::<Option<_>>()?;
+        .collect();
     let loss = match case.loss {
         Loss::Mse => OracleLoss::Mse,
         Loss::CrossEntropy => OracleLoss::CrossEntropy,
     };
+    if layers
+        .iter()
+        .any(|l| matches!(l, OracleLayer::MaxPool { kernel, stride } if kernel != stride))
+    {
+        return None;
+    }
     let oracle = Candle::cpu(Precision::F64);
-    Some(
-        mlp_gradients(&oracle, &layers, &case.batch.x, &case.batch.targets, case.batch.size, loss)
-            .expect("the suite's cases are consistent"),
-    )
+    let (x, t, b) = (&case.batch.x, &case.batch.targets, case.batch.size);
+    let (_, grads) = network_loss_and_gradients(&oracle, &layers, &host.input_shape, x, t, b, loss)
+        .expect("the suite's cases are consistent");
+    Some(grads)
 }
 
 /// Our backprop, AR with eta = 1 and AR run to convergence, each against candle's autograd.

@@ -210,6 +210,11 @@ pub struct Args {
     /// Numeric precision.
     #[arg(long, value_enum, default_value = "f32")]
     precision: PrecisionName,
+    /// CPU threads for candle's kernels (default: all cores). The ndarray backend computes on
+    /// one thread: at AR's matrix sizes a second thread measured slower (docs/performance.md).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
     /// Every this many training steps, measure each layer's angle and relative error between the
     /// update and the exact gradient on a fixed batch (and psi against W^T); 0 turns probes off.
     #[arg(long, default_value_t = 50)]
@@ -432,6 +437,13 @@ impl Args {
 
 /// Trains every requested algorithm side by side and writes the run directory.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err(crate::UsageError("--threads must be at least 1".into()).into());
+        }
+        // Read by candle's thread pool when it starts, which is after this point.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
     session::run(args)
 }
 
