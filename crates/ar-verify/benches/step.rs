@@ -1,11 +1,12 @@
-//! Criterion benches of one training step of the paper-1 MLP (batch 64) with AR (T = 100,
-//! eta = 0.1; Euler and closed form) and with backprop, the relaxation loop alone, and a plain GEMM of the relaxation's
-//! shapes, on candle CPU f32 (the twin of ar-core's ndarray bench, for comparison).
+//! Criterion benches, per backend (ndarray and candle CPU, f32): one training step of the
+//! paper-1 MLP and of paper 2's CNN (batch 64) with backprop and AR (T = 100, eta = 0.1; Euler and
+//! closed form), the MLP's relaxation loop alone, and a plain GEMM of the relaxation's shapes.
+//! Ids start with the backend's name.
 
-use ar_backend::Backend;
 use ar_candle::{Candle, Precision};
-use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
+use ar_core::{Algorithm, Backend, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
 use ar_models::{MlpSpec, ModelSpec};
+use ar_ndarray::NdArray;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,7 +14,7 @@ use std::hint::black_box;
 
 const BATCH: usize = 64;
 
-fn data(be: &Candle) -> (<Candle as Backend>::Tensor, <Candle as Backend>::Tensor) {
+fn data<B: Backend>(be: &B) -> (B::Tensor, B::Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let x: Vec<f64> = (0..BATCH * 784).map(|_| rng.random_range(0.0..1.0)).collect();
     let mut t = vec![0.0; BATCH * 10];
@@ -28,8 +29,7 @@ fn data(be: &Candle) -> (<Candle as Backend>::Tensor, <Candle as Backend>::Tenso
 /// [64, 100] x [100, 300].
 const RELAX_FLOPS_PER_ITERATION: u64 = 2 * (BATCH as u64) * (300 * 300 + 100 * 300);
 
-fn steps(c: &mut Criterion) {
-    let be = Candle::cpu(Precision::F32);
+fn steps<B: Backend>(c: &mut Criterion, be: B) {
     let (x, t) = data(&be);
     let mut group = c.benchmark_group(format!("{}/paper1-mlp-batch64", be.name()));
     group.sample_size(20);
@@ -75,8 +75,7 @@ fn steps(c: &mut Criterion) {
 
 /// One training step of paper 2's CNN on 3x32x32 inputs, batch 64: backprop, AR with 100
 /// Euler steps, AR in closed form.
-fn cnn_steps(c: &mut Criterion) {
-    let be = Candle::cpu(Precision::F32);
+fn cnn_steps<B: Backend>(c: &mut Criterion, be: B) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let x: Vec<f64> = (0..BATCH * 3 * 32 * 32).map(|_| rng.random_range(-1.0..1.0)).collect();
     let mut t = vec![0.0; BATCH * 10];
@@ -84,7 +83,7 @@ fn cnn_steps(c: &mut Criterion) {
         t[b * 10 + rng.random_range(0..10)] = 1.0;
     }
     let (x, t) = (be.from_host(&x, &[BATCH, 3, 32, 32]), be.from_host(&t, &[BATCH, 10]));
-    let mut group = c.benchmark_group("candle-cpu-f32/paper2-cnn-batch64");
+    let mut group = c.benchmark_group(format!("{}/paper2-cnn-batch64", be.name()));
     group.sample_size(10);
     let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
     for (name, algorithm) in [
@@ -101,5 +100,12 @@ fn cnn_steps(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, steps, cnn_steps);
+fn all(c: &mut Criterion) {
+    steps(c, NdArray::<f32>::new());
+    steps(c, Candle::cpu(Precision::F32));
+    cnn_steps(c, NdArray::<f32>::new());
+    cnn_steps(c, Candle::cpu(Precision::F32));
+}
+
+criterion_group!(benches, all);
 criterion_main!(benches);
