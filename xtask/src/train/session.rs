@@ -188,8 +188,8 @@ fn default_out(args: &Args) -> PathBuf {
         args.dataset,
         algs.join("-")
     );
-    let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("runs");
-    let runs = runs.canonicalize().unwrap_or(runs);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let runs = repo.canonicalize().unwrap_or(repo).join("runs");
     let mut dir = runs.join(&name);
     let mut n = 2;
     while dir.exists() {
