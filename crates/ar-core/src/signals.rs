@@ -314,8 +314,12 @@ impl<B: Backend> Signals<B> {
                     self.drive(net, cache, variant, j, 1.0, 0.0);
                     1.0
                 };
-                let start = if feedforward { p[power] } else { 0.0 };
-                be.axpby(start, cache.activity(j), beta, &mut self.v[j - 1]);
+                if feedforward {
+                    be.axpby(p[power], cache.activity(j), beta, &mut self.v[j - 1]);
+                } else if beta == 0.0 {
+                    // V(0) = 0 contributes nothing: only clear what the previous batch left.
+                    be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j - 1]);
+                }
                 if j == top_state {
                     let drive = self.top_drive.as_ref().expect("computed before the solver");
                     be.axpby(q[power], drive, 1.0, &mut self.v[j - 1]);
