@@ -19,22 +19,10 @@ pub enum BackendName {
     CandleCuda,
 }
 
-/// Numeric precision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrecisionName {
-    /// 32-bit floats (fast).
-    F32,
-    /// 64-bit floats.
-    F64,
-}
-
-impl From<PrecisionName> for Precision {
-    fn from(p: PrecisionName) -> Self {
-        match p {
-            PrecisionName::F32 => Precision::F32,
-            PrecisionName::F64 => Precision::F64,
-        }
+impl std::fmt::Display for BackendName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.to_possible_value().expect("no variant is skipped");
+        f.write_str(v.get_name())
     }
 }
 
@@ -50,13 +38,13 @@ pub trait Job {
 /// it, or on a machine without a GPU, is an error of one line.
 pub fn dispatch<J: Job>(
     name: BackendName,
-    precision: PrecisionName,
+    precision: Precision,
     job: J,
 ) -> anyhow::Result<J::Output> {
     match (name, precision) {
-        (BackendName::Ndarray, PrecisionName::F32) => job.run(NdArray::<f32>::new()),
-        (BackendName::Ndarray, PrecisionName::F64) => job.run(NdArray::<f64>::new()),
-        (BackendName::Candle, p) => job.run(Candle::cpu(p.into())),
-        (BackendName::CandleCuda, p) => job.run(Candle::cuda(0, p.into())?),
+        (BackendName::Ndarray, Precision::F32) => job.run(NdArray::<f32>::new()),
+        (BackendName::Ndarray, Precision::F64) => job.run(NdArray::<f64>::new()),
+        (BackendName::Candle, p) => job.run(Candle::cpu(p)),
+        (BackendName::CandleCuda, p) => job.run(Candle::cuda(0, p)?),
     }
 }

@@ -3,17 +3,12 @@
 //! backprop, AR with Euler steps and AR in closed form, timed side by side in one run, with
 //! optional PyTorch peer timings (MLP) from `bench/peer_pytorch.py`.
 
-use crate::backend::{dispatch, BackendName, Job, PrecisionName};
+use crate::backend::{dispatch, BackendName, Job};
 use anyhow::Context;
-use ar_backend::Backend;
-use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Solver, Trainer};
-use ar_models::{MlpSpec, ModelSpec};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use ar_backend::{Backend, Precision};
+use ar_verify::timing::{step_flops, time_training, Measurement, Workload, BATCH};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::time::Instant;
 
 /// Flags of `bench`.
 #[derive(clap::Args, Debug)]
@@ -45,132 +40,15 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
-/// One measured configuration.
-#[derive(Clone, Debug, Serialize)]
-pub struct Measurement {
-    /// `paper1-mlp` or `paper2-cnn`.
-    pub model: String,
-    /// Implementation and precision.
-    pub backend: String,
-    /// `bp`, `ar-euler` or `ar-closed-form`.
-    pub algorithm: String,
-    /// Wall-clock seconds for all batches.
-    pub seconds: f64,
-    /// Training samples per second.
-    pub samples_per_second: f64,
-    /// Useful floating-point operations per second (multiply-adds counted as two; MLP only).
-    pub gflops: f64,
-    /// Seconds relative to backprop on the same backend in the same run.
-    pub ratio_to_bp: f64,
-}
-
-const BATCH: usize = 64;
-const WIDTHS: [usize; 5] = [784, 300, 300, 100, 10];
-
-/// Multiply-add flops of one training step (forward, weight gradients, and the backward
-/// products the method performs) of the paper-1 MLP at batch 64.
-fn step_flops(algorithm: &str, steps: usize) -> f64 {
-    let products: Vec<f64> =
-        WIDTHS.windows(2).map(|w| 2.0 * (BATCH * w[0] * w[1]) as f64).collect();
-    let forward: f64 = products.iter().sum();
-    let below_top: f64 = products[1..products.len() - 1].iter().sum();
-    let top = products[products.len() - 1];
-    let backward = match algorithm {
-        "bp" => below_top + top,
-        // The top drive is computed once; each iteration multiplies through the other layers.
-        "ar-euler" => top + steps as f64 * below_top,
-        // Horner's rule: L - 2 passes through the layers below the top.
-        _ => top + (WIDTHS.len() - 3) as f64 * below_top,
-    };
-    2.0 * forward + backward
-}
-
-/// Which network a measurement trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Workload {
-    /// The paper-1 MLP on MNIST-shaped inputs.
-    Mlp,
-    /// Paper 2's CNN on CIFAR-shaped inputs.
-    Cnn,
-}
-
-fn measure<B: Backend>(be: B, args: &Args, workload: Workload) -> anyhow::Result<Vec<Measurement>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let pool = 16;
-    let shape: Vec<usize> = match workload {
-        Workload::Mlp => vec![784],
-        Workload::Cnn => vec![3, 32, 32],
-    };
-    let inputs: usize = shape.iter().product();
-    let mut batch_shape = vec![BATCH];
-    batch_shape.extend(&shape);
-    let batches: Vec<(B::Tensor, B::Tensor)> = (0..pool)
-        .map(|_| {
-            let x: Vec<f64> = (0..BATCH * inputs).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let mut t = vec![0.0; BATCH * 10];
-            for b in 0..BATCH {
-                t[b * 10 + rng.random_range(0..10)] = 1.0;
-            }
-            (be.from_host(&x, &batch_shape), be.from_host(&t, &[BATCH, 10]))
-        })
-        .collect();
-    let count = match workload {
-        Workload::Mlp => args.batches,
-        Workload::Cnn => args.cnn_batches,
-    };
-    let euler = Relaxation { steps: args.steps, ..Relaxation::papers() };
-    let algorithms = [
-        ("bp", Algorithm::backprop()),
-        ("ar-euler", Algorithm::relaxation(euler)),
-        (
-            "ar-closed-form",
-            Algorithm::relaxation(Relaxation { solver: Solver::ClosedForm, ..euler }),
-        ),
-    ];
-    let mut out: Vec<Measurement> = Vec::new();
-    for (name, algorithm) in algorithms {
-        let mut net = match workload {
-            Workload::Mlp => MlpSpec::paper1().build(be.clone(), Init::papers(), 0)?,
-            Workload::Cnn => ModelSpec::paper2(10).build(be.clone(), &shape, Init::papers(), 0)?,
-        };
-        let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.064, 0.0), &net)?;
-        let (x, t) = &batches[0];
-        trainer.step(&mut net, x, t); // warm-up: buffers sized, caches hot
-        let start = Instant::now();
-        for i in 0..count {
-            let (x, t) = &batches[i % pool];
-            trainer.step(&mut net, x, t);
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        out.push(Measurement {
-            model: match workload {
-                Workload::Mlp => "paper1-mlp".into(),
-                Workload::Cnn => "paper2-cnn".into(),
-            },
-            backend: be.name(),
-            algorithm: name.into(),
-            seconds,
-            samples_per_second: (count * BATCH) as f64 / seconds,
-            gflops: match workload {
-                Workload::Mlp => step_flops(name, args.steps) * count as f64 / seconds / 1e9,
-                Workload::Cnn => f64::NAN,
-            },
-            ratio_to_bp: f64::NAN,
-        });
-    }
-    let bp = out[0].seconds;
-    out.iter_mut().for_each(|m| m.ratio_to_bp = m.seconds / bp);
-    Ok(out)
-}
-
 struct Measure<'a>(&'a Args);
 
 impl Job for Measure<'_> {
     type Output = Vec<Measurement>;
     fn run<B: Backend>(self, be: B) -> anyhow::Result<Vec<Measurement>> {
-        let mut rows = measure(be.clone(), self.0, Workload::Mlp)?;
-        if self.0.cnn_batches > 0 {
-            rows.extend(measure(be, self.0, Workload::Cnn)?);
+        let a = self.0;
+        let mut rows = time_training(be.clone(), Workload::Mlp, a.batches, a.steps)?;
+        if a.cnn_batches > 0 {
+            rows.extend(time_training(be, Workload::Cnn, a.cnn_batches, a.steps)?);
         }
         Ok(rows)
     }
@@ -187,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let mut rows = Vec::new();
     for &backend in &args.backend {
-        rows.extend(dispatch(backend, PrecisionName::F32, Measure(&args))?);
+        rows.extend(dispatch(backend, Precision::F32, Measure(&args))?);
     }
     if args.peer {
         rows.extend(peer(&args)?);

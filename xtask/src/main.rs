@@ -1,19 +1,19 @@
-//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `eval`, `data`.
+//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `eval`, `data`,
+//! `bench`. It parses, prints and calls the library crates.
 
 mod backend;
 mod bench;
 mod config;
 mod data;
 mod eval;
-mod plot;
 mod train;
 mod verify;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Activation relaxation: train MLPs with AR and its simplifications, and check that AR computes
-/// backprop's gradients.
+/// Activation relaxation: train MLPs and CNNs with AR and its simplifications, and check that AR
+/// computes backprop's gradients.
 #[derive(Parser, Debug)]
 #[command(name = "cargo xtask", version, about, long_about = None)]
 struct Cli {
@@ -38,7 +38,17 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// The repository this command line was built from.
+fn repo_root() -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    repo.canonicalize().unwrap_or(repo)
+}
+
 fn main() -> ExitCode {
+    // Data sets default to the repository's datasets/ folder.
+    if std::env::var_os(ar_data::DATA_DIR_ENV).is_none() {
+        std::env::set_var(ar_data::DATA_DIR_ENV, repo_root().join("datasets"));
+    }
     let mut command = Cli::command().args_override_self(true);
     let known: Vec<String> = command
         .find_subcommand("train")
@@ -99,5 +109,6 @@ fn is_usage_error(e: &anyhow::Error) -> bool {
                 c.downcast_ref::<ar_models::ModelError>(),
                 Some(ar_models::ModelError::Spec { .. } | ar_models::ModelError::Mismatch { .. })
             )
+            || c.downcast_ref::<ar_train::TrainError>().is_some_and(|e| e.is_usage())
     })
 }

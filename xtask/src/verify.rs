@@ -1,8 +1,9 @@
 //! `cargo xtask verify-gradients`: runs the gradient-equivalence suite and prints its tables.
 
-use crate::backend::{dispatch, BackendName, Job, PrecisionName};
+use crate::backend::{dispatch, BackendName, Job};
 use anyhow::Context;
 use ar_backend::Backend;
+use ar_backend::Precision;
 use ar_verify::{Report, Row};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let mut report = Report::default();
     for &backend in &args.backend {
-        for precision in [PrecisionName::F64, PrecisionName::F32] {
+        for precision in [Precision::F64, Precision::F32] {
             let (name, rows) = dispatch(backend, precision, Suite)?;
             report.extend(&name, rows);
         }

@@ -5,7 +5,7 @@
 
 use ar_core::metrics::{angle_degrees, relative_error};
 use ar_core::{Algorithm, Backend, Gradients, Init, Loss, Relaxation, Signals};
-use ar_models::MlpSpec;
+use ar_models::ModelSpec;
 use ar_ndarray::NdArray;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,7 +14,7 @@ fn main() {
     // f64 on the CPU; NdArray::<f32> is the training precision.
     let be = NdArray::<f64>::new();
     // 784-300-300-100-10, ReLU hidden, linear output, N(0, 0.05^2) weights, seed 0.
-    let net = MlpSpec::paper1().build(be, Init::papers(), 0).expect("the preset builds");
+    let net = ModelSpec::paper1().build(be, Init::papers(), 0).expect("the preset builds");
 
     // One batch of 64 MNIST-shaped inputs in [0, 1] with one-hot targets.
     let mut rng = ChaCha8Rng::seed_from_u64(1);

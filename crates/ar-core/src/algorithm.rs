@@ -1,7 +1,48 @@
-//! Which algorithm computes the learning signals, and every variant of ALGORITHM.md section 3,
-//! as plain data validated once.
+//! Which algorithm computes the learning signals, and every variant of docs/algorithm.md
+//! ("Variants"), as plain data validated once; with the names the command line and config
+//! files use for each choice.
 
 use crate::CoreError;
+use std::fmt;
+use std::str::FromStr;
+
+/// Implements `Display` and `FromStr` for a fieldless enum from one table of names.
+macro_rules! named {
+    ($ty:ident, $what:literal, $($variant:ident => $name:literal),+ $(,)?) => {
+        impl $ty {
+            /// Every accepted name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name used on the command line and in config files.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "unknown {} '{s}' (expected one of: {})",
+                        $what,
+                        Self::NAMES.join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
 
 /// What stands in for `W_k^T` when a signal is sent down through layer `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +77,9 @@ pub enum InitialState {
 /// How the relaxed state after `T` Euler steps is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Solver {
+    /// The closed form wherever the relaxation is linear (every variant but fderiv-relax) and
+    /// no tolerance stop is asked for, else Euler: the same state, chosen for speed.
+    Auto,
     /// `T` Euler iterations, as the papers describe.
     Euler,
     /// The same state in closed form: with the forward pass frozen the iteration is linear and
@@ -65,7 +109,8 @@ pub struct Relaxation {
 
 impl Relaxation {
     /// The papers' setting: eta 0.1, 100 iterations, feedforward start, and the reference code's
-    /// sweep schedule.
+    /// sweep schedule; the solver is [`Solver::Auto`] (the closed form computes the same state
+    /// as the papers' 100 Euler steps, to rounding, about ten times faster).
     pub fn papers() -> Self {
         Relaxation {
             eta: 0.1,
@@ -73,10 +118,30 @@ impl Relaxation {
             tolerance: None,
             schedule: Schedule::Sweep,
             init: InitialState::Feedforward,
-            solver: Solver::Euler,
+            solver: Solver::Auto,
+        }
+    }
+
+    /// The solver that runs for `variant`: [`Solver::Auto`] resolved, the others as given.
+    pub fn solver_for(&self, variant: &Variant) -> Solver {
+        match self.solver {
+            Solver::Auto => {
+                let nonlinear = variant.fprime_at_state_in_relaxation && variant.fprime_in_backward;
+                if nonlinear || self.tolerance.is_some() {
+                    Solver::Euler
+                } else {
+                    Solver::ClosedForm
+                }
+            }
+            explicit => explicit,
         }
     }
 }
+
+named!(Feedback, "feedback", Transpose => "transpose", Learned => "learned", Random => "random");
+named!(Schedule, "schedule", Parallel => "parallel", Sweep => "sweep");
+named!(InitialState, "start", Feedforward => "feedforward", Zero => "zero");
+named!(Solver, "solver", Auto => "auto", Euler => "euler", ClosedForm => "closed-form");
 
 /// How the learning signals are computed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -164,6 +229,31 @@ impl Algorithm {
         self.variant.feedback != Feedback::Transpose
     }
 
+    /// One line describing the method and its settings, for logs and run summaries.
+    pub fn describe(&self) -> String {
+        let v = &self.variant;
+        let feedback = match v.feedback {
+            Feedback::Transpose => "W^T".to_string(),
+            Feedback::Learned if v.feedback_decay > 0.0 => {
+                format!("learned psi, decay {}", v.feedback_decay)
+            }
+            Feedback::Learned => "learned psi".into(),
+            Feedback::Random => "fixed random psi".into(),
+        };
+        match self.method {
+            Method::Backprop => format!("one backward pass through {feedback}"),
+            Method::Relaxation(r) => format!(
+                "relaxation eta {}, T {}{}, {} schedule, {} start, {} solver, backward through {feedback}",
+                r.eta,
+                r.steps,
+                r.tolerance.map_or(String::new(), |t| format!(" (stop at residual {t:e})")),
+                r.schedule,
+                r.init,
+                r.solver_for(v),
+            ),
+        }
+    }
+
     /// Checks ranges and combinations; every error names the setting and its value.
     pub fn validate(&self) -> Result<(), CoreError> {
         let v = &self.variant;
@@ -233,6 +323,79 @@ impl Algorithm {
     }
 }
 
+/// The label of an algorithm: `bp`, `fa` or `ar`, followed by its simplifications joined with
+/// `+` (`ar+learned+no-f'-backward`); run directories name checkpoints and metrics rows by it.
+/// The relaxation's settings and the feedback decay are not part of the label.
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.variant;
+        let mut feedback = v.feedback;
+        f.write_str(match self.method {
+            Method::Relaxation(_) => "ar",
+            Method::Backprop if v.feedback == Feedback::Random => {
+                feedback = Feedback::Transpose;
+                "fa"
+            }
+            Method::Backprop => "bp",
+        })?;
+        if feedback != Feedback::Transpose {
+            write!(f, "+{feedback}")?;
+        }
+        for (on, name) in LABEL_FLAGS {
+            if on(v) {
+                write!(f, "+{name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+type FlagTest = fn(&Variant) -> bool;
+
+/// The label parts of the boolean simplifications, in label order.
+const LABEL_FLAGS: [(FlagTest, &str); 5] = [
+    (|v| !v.fprime_in_backward, "no-f'-backward"),
+    (|v| !v.fprime_in_update, "no-f'-update"),
+    (|v| v.fprime_at_state_in_relaxation, "fderiv-relax"),
+    (|v| v.fprime_at_state_in_update, "fderiv-update"),
+    (|v| v.current_input, "current-input"),
+];
+
+/// Parses a label written by `Display`: `ar` gets [`Relaxation::papers`], and each `+part`
+/// switches on one simplification.
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split('+');
+        let mut a = match parts.next().unwrap_or("") {
+            "ar" => Algorithm::relaxation(Relaxation::papers()),
+            "bp" => Algorithm::backprop(),
+            "fa" => Algorithm::feedback_alignment(),
+            other => return Err(format!("unknown algorithm '{other}' (expected ar, bp or fa)")),
+        };
+        for part in parts {
+            let v = &mut a.variant;
+            match part {
+                "learned" => v.feedback = Feedback::Learned,
+                "random" => v.feedback = Feedback::Random,
+                "no-f'-backward" => v.fprime_in_backward = false,
+                "no-f'-update" => v.fprime_in_update = false,
+                "fderiv-relax" => v.fprime_at_state_in_relaxation = true,
+                "fderiv-update" => v.fprime_at_state_in_update = true,
+                "current-input" => v.current_input = true,
+                other => {
+                    return Err(format!(
+                        "'{s}': unknown part '{other}' (expected learned, random, {})",
+                        LABEL_FLAGS.map(|(_, n)| n).join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +422,39 @@ mod tests {
         let mut a = Algorithm::backprop();
         a.variant.feedback_decay = 0.1;
         assert!(a.validate().unwrap_err().to_string().contains("learned"));
+    }
+
+    #[test]
+    fn names_and_labels_round_trip() {
+        for name in Solver::NAMES.iter().chain(Feedback::NAMES).chain(Schedule::NAMES) {
+            let shown = name
+                .parse::<Solver>()
+                .map(|x| x.to_string())
+                .or_else(|_| name.parse::<Feedback>().map(|x| x.to_string()))
+                .or_else(|_| name.parse::<Schedule>().map(|x| x.to_string()))
+                .unwrap();
+            assert_eq!(&shown, name);
+        }
+        assert!("bogus".parse::<InitialState>().unwrap_err().contains("feedforward, zero"));
+        for label in
+            ["bp", "fa", "ar", "ar+learned+no-f'-backward", "ar+fderiv-relax+current-input"]
+        {
+            let a: Algorithm = label.parse().unwrap();
+            assert_eq!(a.to_string(), label);
+        }
+        assert_eq!(Algorithm::feedback_alignment().to_string(), "fa");
+        assert!("ar+sideways".parse::<Algorithm>().unwrap_err().contains("sideways"));
+    }
+
+    #[test]
+    fn auto_solver_picks_the_closed_form_only_where_it_is_exact() {
+        let r = Relaxation::papers();
+        assert_eq!(r.solver_for(&Variant::exact()), Solver::ClosedForm);
+        let v = Variant { fprime_at_state_in_relaxation: true, ..Variant::exact() };
+        assert_eq!(r.solver_for(&v), Solver::Euler);
+        let tol = Relaxation { tolerance: Some(1e-6), ..r };
+        assert_eq!(tol.solver_for(&Variant::exact()), Solver::Euler);
+        let euler = Relaxation { solver: Solver::Euler, ..r };
+        assert_eq!(euler.solver_for(&Variant::exact()), Solver::Euler);
     }
 }

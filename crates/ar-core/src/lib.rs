@@ -33,4 +33,4 @@ pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
     closed_form_coefficients, learning_signals, state_input, stateful_layers, RelaxStats, Signals,
 };
-pub use train::{StepOutcome, Trainer};
+pub use train::{count_correct, StepOutcome, Trainer};

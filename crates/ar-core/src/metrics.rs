@@ -1,4 +1,4 @@
-//! Agreement between two gradients: relative error and angle (ALGORITHM.md section 6).
+//! Agreement between two gradients: relative error and angle (the papers' "gradient angle").
 
 /// `||a - b|| / ||b||`: the relative error of `a` against the reference `b`
 /// (0 when both are zero, infinite when only `b` is).

@@ -307,6 +307,41 @@ impl<B: Backend> Network<B> {
         Ok(self.backend.from_host(data, &shape))
     }
 
+    /// Uploads the targets of a batch (`batch` rows of [`Network::output_width`] values, such
+    /// as one-hot labels), checking their size.
+    pub fn upload_targets(&self, targets: &[f64], batch: usize) -> Result<B::Tensor, CoreError> {
+        let n = self.output_width();
+        if batch == 0 || targets.len() != batch * n {
+            return Err(CoreError::Shape(format!(
+                "the targets of a batch of {batch} need {} values ({n} per sample), got {}",
+                batch * n,
+                targets.len()
+            )));
+        }
+        Ok(self.backend.from_host(targets, &[batch, n]))
+    }
+
+    /// Every parameter tensor on the host with PyTorch's names and layouts, layer by layer:
+    /// `layers.{i}.weight` (`[out, in]` or `[out_c, in_c, kh, kw]`), `layers.{i}.bias`, and
+    /// `layers.{i}.feedback` for a learned or random backward matrix (`[in, out]`, or a kernel
+    /// of the weight's layout). `i` counts every layer from 0, parameter-free ones included.
+    pub fn parameters(&self) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+        let be = &self.backend;
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Some(w) = layer.weights() {
+                let named =
+                    [("weight", Some(w.weight)), ("bias", Some(w.bias)), ("feedback", w.feedback)];
+                for (name, t) in named {
+                    if let Some(t) = t {
+                        out.push((format!("layers.{i}.{name}"), be.shape(t), be.to_host(t)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The shape of layer `k`'s output (1-based) for a batch.
     pub fn batch_shape(&self, k: usize, batch: usize) -> Vec<usize> {
         let mut s = vec![batch];

@@ -25,6 +25,30 @@ pub enum OptimizerKind {
     },
 }
 
+impl OptimizerKind {
+    /// Adam with PyTorch's defaults (0.9, 0.999, 1e-8).
+    pub const ADAM: OptimizerKind = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+
+    /// Checks the hyperparameters with learning rate `lr`.
+    pub fn validate(self, lr: f64) -> Result<(), CoreError> {
+        let bad = |m: String| Err(CoreError::InvalidConfig(m));
+        if !(lr > 0.0 && lr.is_finite()) {
+            return bad(format!("learning rate must be finite and > 0, got {lr}"));
+        }
+        match self {
+            OptimizerKind::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
+                bad(format!("momentum must lie in [0, 1), got {momentum}"))
+            }
+            OptimizerKind::Adam { beta1, beta2, eps }
+                if !((0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0) =>
+            {
+                bad(format!("adam needs betas in [0, 1) and eps > 0, got {beta1}, {beta2}, {eps}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The parameters an optimiser updates, in order: per layer the weight, the bias and the
 /// learned feedback matrix.
 const SLOTS_PER_LAYER: usize = 3;
@@ -53,7 +77,7 @@ impl<B: Backend> Optimizer<B> {
 
     /// Adam with PyTorch's defaults (0.9, 0.999, 1e-8).
     pub fn adam(lr: f64) -> Self {
-        Self::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, lr)
+        Self::new(OptimizerKind::ADAM, lr)
     }
 
     /// An optimiser of the given kind.
@@ -63,21 +87,7 @@ impl<B: Backend> Optimizer<B> {
 
     /// Checks the hyperparameters.
     pub fn validate(&self) -> Result<(), CoreError> {
-        let bad = |m: String| Err(CoreError::InvalidConfig(m));
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad(format!("learning rate must be finite and > 0, got {}", self.lr));
-        }
-        match self.kind {
-            OptimizerKind::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
-                bad(format!("momentum must lie in [0, 1), got {momentum}"))
-            }
-            OptimizerKind::Adam { beta1, beta2, eps }
-                if !((0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0) =>
-            {
-                bad(format!("adam needs betas in [0, 1) and eps > 0, got {beta1}, {beta2}, {eps}"))
-            }
-            _ => Ok(()),
-        }
+        self.kind.validate(self.lr)
     }
 
     /// Updates applied so far.

@@ -1,5 +1,5 @@
 //! The learning signals `v_k`: exact backprop (one top-down pass of VJPs) or activation
-//! relaxation (ALGORITHM.md section 2), with every variant, in buffers reused across batches.
+//! relaxation (docs/algorithm.md, "Activation relaxation"), with every variant, in buffers reused across batches.
 
 use crate::algorithm::{
     Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
@@ -237,7 +237,7 @@ impl<B: Backend> Signals<B> {
                 InitialState::Zero => be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j - 1]),
             }
         }
-        if r.solver == Solver::ClosedForm {
+        if r.solver_for(variant) == Solver::ClosedForm {
             self.closed_form(net, cache, variant, r, &stateful);
             return RelaxStats { iterations: r.steps, residual: None };
         }

@@ -45,7 +45,7 @@ fn parse_records(
     if bytes.is_empty() {
         return Err(DataError::format(path, "empty file: no records"));
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         return Err(DataError::format(
             path,
             format!(

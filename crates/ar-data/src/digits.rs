@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// The bundled `digits.csv.gz` (UCI "Optical Recognition of Handwritten Digits", CC BY 4.0),
 /// the same file the scikit-learn wheel carries.
-pub const DIGITS_GZ: &[u8] = include_bytes!("../../../datasets/digits.csv.gz");
+pub const DIGITS_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
 
 /// Pixels per digits image.
 const PIXELS: usize = 64;

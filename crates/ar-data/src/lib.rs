@@ -27,5 +27,8 @@ pub use idx::{
     parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels, read_mnist_like,
     IdxImages, FASHION_MNIST_CLASSES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
 };
-pub use sets::{expected_files, load, locate, ExpectedFile, Split, NAMES};
+pub use sets::{
+    data_root, dataset_dir, default_normalization, expected_files, load, load_train_test, locate,
+    ExpectedFile, Split, DATA_DIR_ENV, NAMES,
+};
 pub use svhn::{parse_svhn, read_svhn, read_svhn_file, svhn_from_mat};

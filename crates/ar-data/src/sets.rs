@@ -4,7 +4,7 @@
 use crate::cifar::{read_cifar10, read_cifar100};
 use crate::idx::read_mnist_like;
 use crate::svhn::read_svhn;
-use crate::{digits_bundled, read_digits, DataError, Dataset};
+use crate::{digits_bundled, read_digits, DataError, Dataset, Normalization};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -180,4 +180,55 @@ pub fn load(name: &str, dir: &Path, split: Split) -> Result<Dataset, DataError> 
         "svhn" => read_svhn(dir, split),
         other => Err(unknown(other)),
     }
+}
+
+/// The environment variable that names the root data directory when none is given.
+pub const DATA_DIR_ENV: &str = "AR_DATA_DIR";
+
+/// The root data directory: `explicit` if given, else `$AR_DATA_DIR`, else `datasets` in the
+/// working directory. Each data set lives in a folder of its name below it ([`dataset_dir`]).
+pub fn data_root(explicit: Option<&Path>) -> PathBuf {
+    match (explicit, std::env::var_os(DATA_DIR_ENV)) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(dir)) => PathBuf::from(dir),
+        (None, None) => PathBuf::from("datasets"),
+    }
+}
+
+/// The folder of data set `name` under the root data directory `root` (digits lies at the root
+/// itself, the others in a folder of their name).
+pub fn dataset_dir(root: &Path, name: &str) -> PathBuf {
+    if name == "digits" {
+        root.to_path_buf()
+    } else {
+        root.join(name)
+    }
+}
+
+/// The normalisation the papers use for data set `name`: [0, 1] for digits, MNIST and
+/// Fashion-MNIST (paper 1), [-1, 1] for CIFAR-10, CIFAR-100 and SVHN (paper 2).
+pub fn default_normalization(name: &str) -> Result<Normalization, DataError> {
+    match name {
+        "digits" | "mnist" | "fashion-mnist" => Ok(Normalization::UnitInterval),
+        "cifar10" | "cifar100" | "svhn" => Ok(Normalization::Symmetric),
+        other => Err(unknown(other)),
+    }
+}
+
+/// The training and test sets of data set `name` from the root data directory `root`. Digits
+/// has no test split of its own: `test_fraction` of each class is held out by a stratified split
+/// seeded by `seed`; the other data sets ignore both and read their own test split.
+pub fn load_train_test(
+    name: &str,
+    root: &Path,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<(Dataset, Dataset), DataError> {
+    let dir = dataset_dir(root, name);
+    if name == "digits" {
+        return load(name, &dir, Split::Train)?.split_stratified(test_fraction, seed).map_err(
+            |e| DataError::Invalid(format!("digits' test fraction {test_fraction}: {e}")),
+        );
+    }
+    Ok((load(name, &dir, Split::Train)?, load(name, &dir, Split::Test)?))
 }

@@ -1,14 +1,17 @@
 //! Checkpoints in safetensors with PyTorch's names and layouts (`layers.{i}.weight` as
 //! `[out, in]`, `layers.{i}.bias`), backward matrices as `layers.{i}.feedback` (`[in, out]`),
 //! optimiser state as `optimizer.layers.{i}.{param}.{first|second}`, and the model, training
-//! state and any caller metadata (such as the run's configuration) in the header. Written
-//! atomically: a temporary file, fsync, rename.
+//! state and any caller metadata (such as the run's configuration) in the header, with a SHA-256
+//! checksum of every tensor's bytes so that a damaged file is refused rather than loaded.
+//! Written atomically: a temporary file, fsync, rename, fsync of the directory; a failed write
+//! leaves the earlier file and no temporary one.
 
 use crate::ModelError;
 use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry, Precision};
 use ar_core::{Conv2d, Dense, Layer, Network, Optimizer};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
@@ -39,6 +42,27 @@ pub struct Checkpoint<B: Backend> {
     pub state: TrainingState,
     /// The caller's metadata.
     pub metadata: BTreeMap<String, String>,
+    /// What the reader could not check, for the caller to show (a file written before
+    /// checksums were stored has none to verify).
+    pub warnings: Vec<String>,
+}
+
+impl<B: Backend> Checkpoint<B> {
+    /// Restores the optimiser's state and step count into `optimizer` (of the same kind the
+    /// checkpoint was written with) and returns the network.
+    pub fn restore_into(self, optimizer: &mut Optimizer<B>) -> Result<Network<B>, ModelError> {
+        optimizer
+            .restore(self.net.depth(), self.optimizer_steps, self.optimizer_state)
+            .map_err(ModelError::Core)?;
+        Ok(self.net)
+    }
+}
+
+/// The header key of the per-tensor checksums (a JSON object of name to SHA-256 hex).
+const CHECKSUMS: &str = "tensor_sha256";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One layer in the header's `model` list. Dense: inputs, outputs, activation; conv2d:
@@ -163,6 +187,9 @@ pub fn save_checkpoint<B: Backend>(
     );
     header
         .insert("training_state".into(), serde_json::to_string(&state).expect("state serialises"));
+    let sums: BTreeMap<&str, String> =
+        tensors.iter().map(|(n, _, bytes)| (n.as_str(), sha256_hex(bytes))).collect();
+    header.insert(CHECKSUMS.into(), serde_json::to_string(&sums).expect("checksums serialise"));
     header.insert("optimizer_steps".into(), optimizer.steps().to_string());
     let bytes =
         safetensors::serialize(views, Some(header)).map_err(|e| err(path, e.to_string()))?;
@@ -172,14 +199,17 @@ pub fn save_checkpoint<B: Backend>(
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, so a
 /// crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io = |e: std::io::Error| err(path, e.to_string());
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        std::fs::remove_file(&tmp).ok();
+        return Err(err(path, e.to_string()));
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::File::open(dir) {
             d.sync_all().ok();
@@ -216,6 +246,31 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
     };
     let input_shape: Vec<usize> = serde_json::from_str(field("input_shape")?)
         .map_err(|e| err(path, format!("bad 'input_shape': {e}")))?;
+    let mut warnings = Vec::new();
+    match header.get(CHECKSUMS) {
+        Some(text) => {
+            let sums: BTreeMap<String, String> = serde_json::from_str(text)
+                .map_err(|e| err(path, format!("bad '{CHECKSUMS}': {e}")))?;
+            for (name, view) in st.tensors() {
+                match sums.get(&name) {
+                    Some(sum) if *sum == sha256_hex(view.data()) => {}
+                    Some(_) => {
+                        return Err(err(
+                            path,
+                            format!(
+                                "tensor '{name}' does not match its checksum: the file is damaged"
+                            ),
+                        ))
+                    }
+                    None => return Err(err(path, format!("tensor '{name}' has no checksum"))),
+                }
+            }
+        }
+        None => warnings.push(format!(
+            "{}: written before checkpoints carried checksums; its tensors cannot be verified",
+            path.display()
+        )),
+    }
     let mut layers = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let need = |v: Option<usize>, what: &str| {
@@ -288,9 +343,10 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         }
     }
     optimizer_state.sort_by(|a, b| a.0.cmp(&b.0));
-    let reserved = ["format", "model", "input_shape", "training_state", "optimizer_steps"];
+    let reserved =
+        ["format", "model", "input_shape", "training_state", "optimizer_steps", CHECKSUMS];
     let metadata = header.into_iter().filter(|(k, _)| !reserved.contains(&k.as_str())).collect();
-    Ok(Checkpoint { net, optimizer_state, optimizer_steps, state, metadata })
+    Ok(Checkpoint { net, optimizer_state, optimizer_steps, state, metadata, warnings })
 }
 
 fn tensor_from_view<B: Backend>(
@@ -331,7 +387,7 @@ fn tensor_from_view<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MlpSpec;
+    use crate::ModelSpec;
     use ar_core::{Algorithm, Feedback, Init, Loss, Relaxation, Trainer};
     use ar_ndarray::NdArray;
 
@@ -342,7 +398,8 @@ mod tests {
     }
 
     fn trained<B: Backend>(be: B) -> (Network<B>, Trainer<B>) {
-        let spec = MlpSpec::parse("6-5-4-3", Activation::Tanh, Activation::Identity).unwrap();
+        let spec =
+            ModelSpec::parse_widths("6-5-4-3", Activation::Tanh, Activation::Identity).unwrap();
         let mut net = spec.build(be.clone(), Init::PyTorch, 1).unwrap();
         net.init_feedback(Init::papers(), 1);
         let mut algorithm = Algorithm::relaxation(Relaxation::papers());
@@ -429,6 +486,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing.safetensors"));
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn flipped_tensor_bytes_are_refused_naming_the_tensor() {
+        let d = dir("flipped");
+        let (net, trainer) = trained(NdArray::<f64>::new());
+        let path = d.join("f.safetensors");
+        let state = TrainingState { epochs_done: 1, batches_done: 0 };
+        save_checkpoint(&path, &net, trainer.optimizer(), state, &BTreeMap::new()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let c = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // The data section follows the 8-byte length and the JSON header.
+        let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        let mut bad = good.clone();
+        for b in &mut bad[8 + header_len + 16..8 + header_len + 216] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bad).unwrap();
+        let e = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("f.safetensors") && e.contains("tensor '") && e.contains("damaged"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn checkpoints_without_checksums_load_with_a_warning() {
+        let d = dir("legacy");
+        let (net, trainer) = trained(NdArray::<f64>::new());
+        let path = d.join("old.safetensors");
+        let state = TrainingState { epochs_done: 1, batches_done: 0 };
+        save_checkpoint(&path, &net, trainer.optimizer(), state, &BTreeMap::new()).unwrap();
+        // Rewrite the file as the format was before checksums: same tensors, header without them.
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut header = meta.metadata().clone().unwrap();
+        header.remove(CHECKSUMS);
+        let views: Vec<(String, TensorView<'_>)> = st.tensors();
+        let old = safetensors::serialize(views, Some(header)).unwrap();
+        std::fs::write(&path, old).unwrap();
+        let c = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap();
+        assert_eq!(host(&c.net), host(&net));
+        assert!(c.warnings.len() == 1 && c.warnings[0].contains("checksums"), "{:?}", c.warnings);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary() {
+        let d = dir("atomic");
+        let path = d.join("x.safetensors");
+        write_atomically(&path, b"first").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        // A rename onto a non-empty directory fails after the temporary file is written (this
+        // works for root too, unlike a read-only directory).
+        let blocked = d.join("blocked.safetensors");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        let e = write_atomically(&blocked, b"second").unwrap_err().to_string();
+        assert!(e.contains("blocked.safetensors"), "{e}");
+        assert!(!d.join("blocked.tmp").exists(), "the temporary file is removed");
+        // A missing directory: nothing is created, the error names the file.
+        let e = write_atomically(&d.join("no/such/dir/y.safetensors"), b"z").unwrap_err();
+        assert!(e.to_string().contains("y.safetensors"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
         std::fs::remove_dir_all(&d).ok();
     }
 }

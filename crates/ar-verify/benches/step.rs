@@ -5,7 +5,7 @@
 
 use ar_candle::{Candle, Precision};
 use ar_core::{Algorithm, Backend, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
-use ar_models::{MlpSpec, ModelSpec};
+use ar_models::ModelSpec;
 use ar_ndarray::NdArray;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -36,19 +36,23 @@ fn steps<B: Backend>(c: &mut Criterion, be: B) {
     let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
     for (name, algorithm) in [
         ("bp-step", Algorithm::backprop()),
-        ("ar-step-T100-euler", Algorithm::relaxation(Relaxation::papers())),
+        (
+            "ar-step-T100-euler",
+            Algorithm::relaxation(Relaxation { solver: Solver::Euler, ..Relaxation::papers() }),
+        ),
         ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
     ] {
-        let mut net = MlpSpec::paper1().build(be.clone(), Init::papers(), 0).unwrap();
+        let mut net = ModelSpec::paper1().build(be.clone(), Init::papers(), 0).unwrap();
         let mut trainer =
             Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
         group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));
     }
 
-    let net = MlpSpec::paper1().build(be.clone(), Init::papers(), 0).unwrap();
+    let net = ModelSpec::paper1().build(be.clone(), Init::papers(), 0).unwrap();
     let cache = net.forward(&x);
     let top = Loss::Mse.top_gradient(&be, &cache.output, &t);
-    let algorithm = Algorithm::relaxation(Relaxation::papers());
+    let algorithm =
+        Algorithm::relaxation(Relaxation { solver: Solver::Euler, ..Relaxation::papers() });
     let mut signals = Signals::new();
     group.throughput(Throughput::Elements(RELAX_FLOPS_PER_ITERATION * 100));
     group.bench_function("relaxation-only-T100 (elements = flops)", |b| {
@@ -88,11 +92,14 @@ fn cnn_steps<B: Backend>(c: &mut Criterion, be: B) {
     let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
     for (name, algorithm) in [
         ("bp-step", Algorithm::backprop()),
-        ("ar-step-T100-euler", Algorithm::relaxation(Relaxation::papers())),
+        (
+            "ar-step-T100-euler",
+            Algorithm::relaxation(Relaxation { solver: Solver::Euler, ..Relaxation::papers() }),
+        ),
         ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
     ] {
         let mut net =
-            ModelSpec::paper2(10).build(be.clone(), &[3, 32, 32], Init::papers(), 0).unwrap();
+            ModelSpec::paper2(&[3, 32, 32], 10).build(be.clone(), Init::papers(), 0).unwrap();
         let mut trainer =
             Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
         group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));

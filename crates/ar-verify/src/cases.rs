@@ -11,7 +11,7 @@ use ar_core::{
     Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
     Schedule, Solver, Variant,
 };
-use ar_models::{MlpSpec, ModelSpec};
+use ar_models::ModelSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -70,7 +70,7 @@ fn randomize_biases<B: Backend>(net: &mut Network<B>, rng: &mut ChaCha8Rng, scal
 /// biases, on a batch of 4 inputs in [0, 1].
 pub fn paper1_case<B: Backend>(be: &B) -> Case<B> {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let spec = MlpSpec::paper1();
+    let spec = ModelSpec::paper1();
     let mut net = spec.build(be.clone(), Init::papers(), 1).expect("the preset builds");
     randomize_biases(&mut net, &mut rng, 0.05);
     let batch = random_batch(&mut rng, 4, 784, 10, 0.0);
@@ -159,8 +159,8 @@ pub fn cnn_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
         .iter()
         .enumerate()
         .map(|(i, &(name, shape, spec, loss, batch))| {
-            let net = ModelSpec::parse(spec)
-                .and_then(|m| m.build(be.clone(), shape, Init::PyTorch, 300 + i as u64))
+            let net = ModelSpec::parse(spec, shape)
+                .and_then(|m| m.build(be.clone(), Init::PyTorch, 300 + i as u64))
                 .expect("the suite's CNNs are valid");
             let inputs: usize = shape.iter().product();
             Case {
@@ -177,8 +177,8 @@ pub fn cnn_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
 /// initialisation with nonzero biases.
 pub fn paper2_case<B: Backend>(be: &B) -> Case<B> {
     let mut rng = ChaCha8Rng::seed_from_u64(22);
-    let mut net = ModelSpec::paper2(10)
-        .build(be.clone(), &[3, 32, 32], Init::papers(), 2)
+    let mut net = ModelSpec::paper2(&[3, 32, 32], 10)
+        .build(be.clone(), Init::papers(), 2)
         .expect("the preset builds");
     randomize_biases(&mut net, &mut rng, 0.05);
     let batch = random_batch(&mut rng, 4, 3 * 32 * 32, 10, -1.0);
@@ -252,7 +252,7 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
     ));
     rows.extend(checked(
         "ar eta=0.1 T=100 sweep (papers)",
-        ar(Relaxation::papers(), exact),
+        ar(Relaxation { solver: Solver::Euler, ..Relaxation::papers() }, exact),
         net,
         None,
     ));
@@ -298,7 +298,7 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
     // The approximate variants, measured (angle to the gradient), not judged.
     let mut random_feedback = net.clone();
     random_feedback.init_feedback(Init::papers(), 5);
-    let papers = Relaxation::papers();
+    let papers = Relaxation { solver: Solver::Euler, ..Relaxation::papers() };
     let no_fprime = Variant { fprime_in_backward: false, ..exact };
     let variants: [(&str, Algorithm, &Network<B>); 9] = [
         ("fa", Algorithm::feedback_alignment(), &random_feedback),

@@ -9,7 +9,7 @@ use ar_candle::oracle::{
 use ar_candle::{Candle, Precision};
 use ar_core::{
     Algorithm, DenseShape, Gradients, Init, InitialState, Loss, Network, Relaxation, Schedule,
-    Signals,
+    Signals, Solver,
 };
 use ar_ndarray::NdArray;
 use rand::{Rng, SeedableRng};
@@ -128,7 +128,7 @@ fn oracle_agrees_with_backprop_and_ar_on_both_backends() {
         tolerance: None,
         schedule: Schedule::Sweep,
         init: InitialState::Feedforward,
-        ..Relaxation::papers()
+        solver: Solver::Euler,
     });
     let methods = [("backprop", Algorithm::backprop()), ("ar eta=1 sweep", ar_identity)];
     for case in cases() {

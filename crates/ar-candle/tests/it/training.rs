@@ -4,7 +4,7 @@
 use ar_backend::{Activation, Backend};
 use ar_candle::{Candle, Precision};
 use ar_core::{Algorithm, Init, Loss, Network, Optimizer, Relaxation, Solver, Trainer};
-use ar_models::MlpSpec;
+use ar_models::ModelSpec;
 use ar_ndarray::NdArray;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,8 +12,8 @@ use rand_chacha::ChaCha8Rng;
 const BATCH: usize = 8;
 const STEPS: usize = 4;
 
-fn spec() -> MlpSpec {
-    MlpSpec { widths: vec![12, 10, 9, 4], hidden: Activation::Tanh, output: Activation::Identity }
+fn spec() -> ModelSpec {
+    ModelSpec::mlp(&[12, 10, 9, 4], Activation::Tanh, Activation::Identity).unwrap()
 }
 
 fn batch(seed: u64, inputs: usize, classes: usize) -> (Vec<f64>, Vec<f64>) {
@@ -42,12 +42,12 @@ fn weights<B: Backend>(net: &Network<B>) -> Vec<f64> {
 /// The per-step losses and the final weights after `STEPS` steps on one batch.
 fn train<B: Backend>(
     be: B,
-    spec: &MlpSpec,
+    spec: &ModelSpec,
     algorithm: Algorithm,
     loss: Loss,
 ) -> (Vec<f64>, Vec<f64>) {
     let mut net = spec.build(be.clone(), Init::PyTorch, 7).unwrap();
-    let (inputs, classes) = (spec.widths[0], spec.widths[spec.widths.len() - 1]);
+    let (inputs, classes) = (net.input_width(), net.output_width());
     let (x, t) = batch(3, inputs, classes);
     let x = be.from_host(&x, &[BATCH, inputs]);
     let t = be.from_host(&t, &[BATCH, classes]);
@@ -68,7 +68,8 @@ fn max_relative(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn same_seed_gives_bit_identical_initial_weights() {
     for init in [Init::papers(), Init::PyTorch] {
-        let spec = MlpSpec::parse("20-7-1-3", Activation::Relu, Activation::Identity).unwrap();
+        let spec =
+            ModelSpec::parse_widths("20-7-1-3", Activation::Relu, Activation::Identity).unwrap();
         let nd64 = spec.build(NdArray::<f64>::new(), init, 42).unwrap();
         let c64 = spec.build(Candle::cpu(Precision::F64), init, 42).unwrap();
         assert_eq!(weights(&nd64), weights(&c64), "f64, {init:?}");
@@ -82,7 +83,10 @@ fn same_seed_gives_bit_identical_initial_weights() {
 fn training_steps_agree_with_ndarray() {
     let algorithms = [
         ("backprop", Algorithm::backprop()),
-        ("ar (papers' relaxation)", Algorithm::relaxation(Relaxation::papers())),
+        (
+            "ar (papers' relaxation)",
+            Algorithm::relaxation(Relaxation { solver: Solver::Euler, ..Relaxation::papers() }),
+        ),
         (
             "ar (closed form)",
             Algorithm::relaxation(Relaxation {
@@ -122,7 +126,7 @@ fn training_steps_agree_with_ndarray() {
 /// The paper-1 network (relu, so kinks are possible in principle) for one step of each method.
 #[test]
 fn paper1_step_agrees_with_ndarray() {
-    let spec = MlpSpec::paper1();
+    let spec = ModelSpec::paper1();
     for algorithm in [Algorithm::backprop(), Algorithm::relaxation(Relaxation::papers())] {
         let (l_ref, w_ref) = one_step(NdArray::<f64>::new(), &spec, algorithm);
         let (l, w) = one_step(Candle::cpu(Precision::F64), &spec, algorithm);
@@ -131,7 +135,7 @@ fn paper1_step_agrees_with_ndarray() {
     }
 }
 
-fn one_step<B: Backend>(be: B, spec: &MlpSpec, algorithm: Algorithm) -> (f64, Vec<f64>) {
+fn one_step<B: Backend>(be: B, spec: &ModelSpec, algorithm: Algorithm) -> (f64, Vec<f64>) {
     let mut net = spec.build(be.clone(), Init::papers(), 1).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let x: Vec<f64> = (0..4 * 784).map(|_| rng.random_range(0.0..1.0)).collect();

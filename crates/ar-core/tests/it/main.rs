@@ -5,7 +5,7 @@ use ar_backend::{Activation, Backend};
 use ar_core::metrics::relative_error;
 use ar_core::{
     Algorithm, DenseShape, Feedback, Init, Loss, Method, Network, Optimizer, Relaxation, Schedule,
-    Trainer, Variant,
+    Solver, Trainer, Variant,
 };
 use ar_ndarray::NdArray;
 
@@ -147,6 +147,7 @@ fn reused_buffers_match_fresh_ones_across_batch_sizes() {
     let n = net(&be);
     let mut r = Relaxation::papers();
     r.schedule = Schedule::Parallel;
+    r.solver = Solver::Euler;
     let algorithm = Algorithm::relaxation(r);
     let mut reused = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
     for (size, salt) in [(4, 0.0), (1, 1.0), (4, 2.0), (7, 3.0)] {
@@ -170,7 +171,8 @@ fn f32_and_f64_steps_agree_to_single_precision() {
     let n64 = Network::dense_stack(b64, &shapes, Init::papers(), 9).unwrap();
     let (x, t) = batch(&b64, 5, 0.0);
     let (xh, th) = (b64.to_host(&x), b64.to_host(&t));
-    let algorithm = Algorithm::relaxation(Relaxation::papers());
+    let algorithm =
+        Algorithm::relaxation(Relaxation { solver: Solver::Euler, ..Relaxation::papers() });
     let mut t32 = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n32).unwrap();
     let mut t64 = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n64).unwrap();
     let (g32, o32) =

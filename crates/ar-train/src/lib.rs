@@ -1,0 +1,72 @@
+//! Training runs for activation relaxation: the library behind `cargo xtask train`.
+//!
+//! A [`Session`] trains one or more algorithms (AR, backprop, feedback alignment) side by side
+//! from identical weights and batch order, as a [`TrainConfig`] describes, in a run directory:
+//! the resolved `config.toml`, per-epoch metrics and gradient-alignment probes as JSON lines and
+//! CSV, safetensors checkpoints after every epoch and whenever it is stopped, and SVG plots.
+//! [`Session::resume`] continues a stopped or killed run, mid-epoch included, and ends
+//! bit-identical to an uninterrupted one. Progress goes to an [`Observer`]; a stop flag
+//! ([`Session::stop_flag`]) ends a run cleanly. Nothing here prints, parses command lines or
+//! handles signals.
+//!
+//! ```no_run
+//! use ar_train::{Session, Silent, TrainConfig};
+//! # fn main() -> Result<(), ar_train::TrainError> {
+//! let backend = ar_ndarray::NdArray::<f32>::new();
+//! let config = TrainConfig { epochs: Some(5), ..TrainConfig::default() };
+//! let mut session = Session::create("runs/digits", config, backend)?;
+//! session.run(&mut Silent)?;
+//! for t in session.trainees() {
+//!     println!("{}: {:.2}%", t.label, 100.0 * t.history.last().unwrap().test_accuracy);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod plot;
+mod probe;
+mod rundir;
+mod session;
+
+pub use config::{AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig};
+pub use error::TrainError;
+pub use plot::{line_chart, Series};
+pub use probe::{probe, LayerProbe, ProbeRow};
+pub use rundir::{checkpoint_path, RunDir, METRICS_COLUMNS, PROBES_COLUMNS};
+pub use session::{EpochMetrics, Event, Observer, Outcome, Session, Silent, Trainee};
+
+use ar_backend::Backend;
+use ar_core::{Loss, Network};
+use ar_data::{BatchOrder, Dataset, Normalization};
+
+/// The inputs and one-hot targets of the samples `batch` of `data`, uploaded for `net`.
+pub fn upload<B: Backend>(
+    net: &Network<B>,
+    data: &Dataset,
+    batch: &[usize],
+    norm: &Normalization,
+) -> Result<(B::Tensor, B::Tensor), TrainError> {
+    let x = net.upload_batch(&data.features(batch, norm), batch.len())?;
+    let t = net.upload_targets(&data.one_hot(batch), batch.len())?;
+    Ok((x, t))
+}
+
+/// The mean loss and the accuracy of `net` on all of `data`, in batches of 256.
+pub fn evaluate<B: Backend>(
+    net: &Network<B>,
+    data: &Dataset,
+    norm: &Normalization,
+    loss: Loss,
+) -> Result<(f64, f64), TrainError> {
+    let be = net.backend();
+    let (mut correct, mut loss_sum) = (0usize, 0.0);
+    for batch in BatchOrder::sequential(data.len(), 256).batches() {
+        let (x, t) = upload(net, data, batch, norm)?;
+        let out = net.predict(&x);
+        let (out, t) = (be.to_host(&out), be.to_host(&t));
+        loss_sum += loss.value(&out, &t, data.num_classes) * batch.len() as f64;
+        correct += ar_core::count_correct(&out, &t, data.num_classes);
+    }
+    Ok((loss_sum / data.len() as f64, correct as f64 / data.len() as f64))
+}

@@ -1,0 +1,219 @@
+//! The run directory on disk: its lock, the tables of metrics and probes (JSON lines, with a CSV
+//! copy), the checkpoint paths and the plots.
+//!
+//! Layout: `config.toml`, `metrics.{jsonl,csv}`, `probes.{jsonl,csv}`,
+//! `checkpoints/<label>.safetensors`, `plots/{accuracy,gradient_angles}.svg`, and `lock`, which
+//! a process holds (an advisory file lock, released when the process ends however it ends)
+//! while it trains in the directory.
+
+use crate::plot::{line_chart, Series};
+use crate::TrainError;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// The columns of `metrics.csv`, in order.
+pub const METRICS_COLUMNS: [&str; 8] = [
+    "algorithm",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "seconds",
+    "samples_per_second",
+];
+
+/// The columns of `probes.csv`, in order.
+pub const PROBES_COLUMNS: [&str; 9] = [
+    "algorithm",
+    "step",
+    "epoch",
+    "layer",
+    "angle_deg",
+    "relative_error",
+    "signal_error",
+    "feedback_angle_deg",
+    "feedback_norm_ratio",
+];
+
+/// An open run directory, locked by this process for as long as the value lives.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl RunDir {
+    /// Creates `path` (and its `checkpoints/` and `plots/` folders) if needed and takes its
+    /// lock; fails with [`TrainError::Locked`] naming the holder's pid if another process has it.
+    pub fn open(path: &Path) -> Result<Self, TrainError> {
+        for dir in [path.to_path_buf(), path.join("checkpoints"), path.join("plots")] {
+            std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
+        }
+        let lock_path = path.join("lock");
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(TrainError::io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                lock.read_to_string(&mut pid).ok();
+                let pid = pid.trim();
+                return Err(TrainError::Locked {
+                    dir: path.to_path_buf(),
+                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(TrainError::io(&lock_path)(e)),
+        }
+        lock.set_len(0).map_err(TrainError::io(&lock_path))?;
+        lock.rewind().map_err(TrainError::io(&lock_path))?;
+        write!(lock, "{}", std::process::id()).map_err(TrainError::io(&lock_path))?;
+        Ok(RunDir { path: path.to_path_buf(), _lock: lock })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The checkpoint of the algorithm labelled `label` (`+` and `'` become `_` in the name).
+    pub fn checkpoint(&self, label: &str) -> PathBuf {
+        checkpoint_path(&self.path, label)
+    }
+
+    /// Appends one row to the table `stem` (`metrics` or `probes`): a JSON line, and a CSV line
+    /// under a header of `columns` written when the CSV file is new.
+    pub fn append<T: Serialize>(
+        &self,
+        stem: &str,
+        columns: &[&str],
+        row: &T,
+    ) -> Result<(), TrainError> {
+        let value = serde_json::to_value(row).expect("rows serialise");
+        let jsonl = self.path.join(format!("{stem}.jsonl"));
+        let csv = self.path.join(format!("{stem}.csv"));
+        let fresh = std::fs::metadata(&csv).map_or(true, |m| m.len() == 0);
+        let mut text = String::new();
+        if fresh {
+            text = columns.join(",") + "\n";
+        }
+        text += &csv_line(&value, columns);
+        append_to(&csv, &text)?;
+        append_to(&jsonl, &(serde_json::to_string(&value).expect("rows serialise") + "\n"))
+    }
+
+    /// The rows of table `stem` (lines that do not parse, such as a line torn by a crash, are
+    /// skipped).
+    pub fn rows(&self, stem: &str) -> Vec<Value> {
+        read_rows(&self.path.join(format!("{stem}.jsonl")))
+    }
+
+    /// Rewrites table `stem` (both files) keeping only the rows `keep` accepts.
+    pub fn retain(
+        &self,
+        stem: &str,
+        columns: &[&str],
+        keep: impl Fn(&Value) -> bool,
+    ) -> Result<(), TrainError> {
+        let jsonl = self.path.join(format!("{stem}.jsonl"));
+        if !jsonl.exists() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = read_rows(&jsonl).into_iter().filter(|r| keep(r)).collect();
+        let mut json_text = String::new();
+        let mut csv_text = columns.join(",") + "\n";
+        for r in &rows {
+            json_text += &(serde_json::to_string(r).expect("rows serialise") + "\n");
+            csv_text += &csv_line(r, columns);
+        }
+        replace(&jsonl, &json_text)?;
+        replace(&self.path.join(format!("{stem}.csv")), &csv_text)
+    }
+
+    /// Redraws the plots from the metrics and probe tables.
+    pub fn write_plots(&self) -> Result<(), TrainError> {
+        let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let mut accuracy: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for row in self.rows("metrics") {
+            let alg = text(&row, "algorithm");
+            for split in ["test", "train"] {
+                accuracy
+                    .entry(format!("{alg} {split}"))
+                    .or_default()
+                    .push((num(&row, "epoch"), 100.0 * num(&row, &format!("{split}_accuracy"))));
+            }
+        }
+        let series = |m: BTreeMap<String, Vec<(f64, f64)>>| -> Vec<Series> {
+            m.into_iter().map(|(name, points)| Series { name, points }).collect()
+        };
+        let svg = line_chart("accuracy", "epoch", "accuracy (%)", &series(accuracy));
+        write_plot(&self.path.join("plots/accuracy.svg"), &svg)?;
+        let mut angles: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for row in self.rows("probes") {
+            let key = format!("{} layer {}", text(&row, "algorithm"), num(&row, "layer"));
+            angles.entry(key).or_default().push((num(&row, "step"), num(&row, "angle_deg")));
+        }
+        if !angles.is_empty() {
+            let svg = line_chart(
+                "angle between the update and the gradient",
+                "training step",
+                "degrees",
+                &series(angles),
+            );
+            write_plot(&self.path.join("plots/gradient_angles.svg"), &svg)?;
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint of the algorithm labelled `label` in run directory `dir`.
+pub fn checkpoint_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join("checkpoints").join(format!("{}.safetensors", label.replace(['\'', '+'], "_")))
+}
+
+fn csv_line(value: &Value, columns: &[&str]) -> String {
+    let cells: Vec<String> = columns
+        .iter()
+        .map(|c| match value.get(c) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        })
+        .collect();
+    cells.join(",") + "\n"
+}
+
+fn read_rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn append_to(path: &Path, text: &str) -> Result<(), TrainError> {
+    let mut f =
+        OpenOptions::new().create(true).append(true).open(path).map_err(TrainError::io(path))?;
+    f.write_all(text.as_bytes()).map_err(TrainError::io(path))
+}
+
+/// Replaces `path`'s contents atomically (a temporary file beside it, renamed over it).
+fn replace(path: &Path, text: &str) -> Result<(), TrainError> {
+    ar_models::write_atomically(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn write_plot(path: &Path, svg: &str) -> Result<(), TrainError> {
+    std::fs::write(path, svg).map_err(TrainError::io(path))
+}

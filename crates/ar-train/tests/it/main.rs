@@ -1,0 +1,196 @@
+//! Behaviour of training sessions, in process: stop and resume end bit-identical to an
+//! uninterrupted run, run directories are locked and kept consistent with their checkpoints,
+//! and damaged checkpoints are refused on resume.
+
+use ar_backend::Backend;
+use ar_core::Feedback;
+use ar_ndarray::NdArray;
+use ar_train::{
+    AlgorithmName, EpochMetrics, Event, OptimizerName, Outcome, Session, Silent, TrainConfig,
+    TrainError,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ar-train-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+/// Two epochs of AR with learned feedback and feedback alignment under Adam (so momentum-like
+/// optimiser state and feedback matrices are part of what must survive a resume).
+fn config() -> TrainConfig {
+    TrainConfig {
+        algorithms: vec![AlgorithmName::Ar, AlgorithmName::Fa],
+        feedback: Feedback::Learned,
+        optimizer: OptimizerName::Adam,
+        lr: 0.01,
+        epochs: Some(2),
+        probe_every: 7,
+        ..TrainConfig::default()
+    }
+}
+
+/// Every parameter and optimiser state value of every algorithm, as bits.
+fn state<B: Backend>(s: &Session<B>) -> Vec<(String, Vec<u64>)> {
+    let mut out = Vec::new();
+    for t in s.trainees() {
+        let be = t.net.backend();
+        for (name, _, values) in t.net.parameters() {
+            out.push((format!("{} {name}", t.label), values.iter().map(|v| v.to_bits()).collect()));
+        }
+        for (name, tensor) in t.trainer.optimizer().state() {
+            let bits = be.to_host(tensor).iter().map(|v| v.to_bits()).collect();
+            out.push((format!("{} {name}", t.label), bits));
+        }
+        out.push((format!("{} steps", t.label), vec![t.trainer.optimizer().steps()]));
+    }
+    out
+}
+
+/// The metrics that do not depend on timing.
+fn metrics<B: Backend>(s: &Session<B>) -> Vec<(String, usize, [u64; 4])> {
+    s.trainees()
+        .iter()
+        .flat_map(|t| t.history.iter())
+        .map(|m: &EpochMetrics| {
+            let v = [m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy];
+            (m.algorithm.clone(), m.epoch, v.map(f64::to_bits))
+        })
+        .collect()
+}
+
+/// The rows of a table without the timing columns.
+fn table(dir: &Path, stem: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(format!("{stem}.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("samples_per_second");
+            v
+        })
+        .collect()
+}
+
+fn stop_mid_epoch_and_resume<B: Backend>(be: B, name: &str) {
+    let (full_dir, cut_dir) = (scratch(&format!("{name}-full")), scratch(&format!("{name}-cut")));
+    let mut full = Session::create(&full_dir, config(), be.clone()).unwrap();
+    assert_eq!(full.run(&mut Silent).unwrap(), Outcome::Finished);
+
+    let mut cut = Session::create(&cut_dir, config(), be.clone()).unwrap();
+    let stop = cut.stop_flag();
+    let mut observer = |e: Event<'_>| {
+        if let Event::Batch { epoch: 2, batch: 3, .. } = e {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    assert_eq!(cut.run(&mut observer).unwrap(), Outcome::Stopped);
+    let stopped_at: Vec<_> = cut.trainees().iter().map(|t| t.state).collect();
+    assert_eq!((stopped_at[0].epochs_done, stopped_at[0].batches_done), (1, 3));
+    assert_eq!((stopped_at[1].epochs_done, stopped_at[1].batches_done), (1, 0), "fa waits");
+    drop(cut);
+
+    let mut resumed = Session::resume(&cut_dir, be).unwrap();
+    assert!(resumed.resumed());
+    assert_eq!(resumed.trainees()[0].state, stopped_at[0]);
+    assert_eq!(resumed.run(&mut Silent).unwrap(), Outcome::Finished);
+    assert!(resumed.is_finished());
+    assert_eq!(state(&resumed), state(&full), "weights and optimiser state");
+    assert_eq!(metrics(&resumed), metrics(&full), "epoch metrics");
+    assert_eq!(metrics(&full).len(), 4);
+    for stem in ["metrics", "probes"] {
+        assert_eq!(table(&cut_dir, stem), table(&full_dir, stem), "{stem}.jsonl");
+    }
+    std::fs::remove_dir_all(&full_dir).ok();
+    std::fs::remove_dir_all(&cut_dir).ok();
+}
+
+#[test]
+fn stopping_mid_epoch_and_resuming_ends_bit_identical_in_f32() {
+    stop_mid_epoch_and_resume(NdArray::<f32>::new(), "f32");
+}
+
+#[test]
+fn stopping_mid_epoch_and_resuming_ends_bit_identical_in_f64() {
+    stop_mid_epoch_and_resume(NdArray::<f64>::new(), "f64");
+}
+
+/// A process killed after an epoch's checkpoint but with rows written past it (here: rows of a
+/// later epoch appended by hand) resumes with the tables cut back to its checkpoints.
+#[test]
+fn rows_written_after_the_last_checkpoint_are_dropped_on_resume() {
+    let dir = scratch("torn");
+    let one = TrainConfig { epochs: Some(1), ..config() };
+    Session::create(&dir, one, NdArray::<f32>::new()).unwrap().run(&mut Silent).unwrap();
+    let extra = r#"{"algorithm":"fa","epoch":2,"train_loss":1.0,"train_accuracy":0.5,"test_loss":1.0,"test_accuracy":0.5,"seconds":1.0,"samples_per_second":1.0}"#;
+    let mut text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.push_str(extra);
+    text.push_str("\n{\"algorithm\":\"ar+lea");
+    std::fs::write(dir.join("metrics.jsonl"), text).unwrap();
+    let s = Session::resume_with(&dir, config(), NdArray::<f32>::new()).unwrap();
+    assert_eq!(s.trainees().iter().map(|t| t.history.len()).collect::<Vec<_>>(), [1, 1]);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_run_directory_is_locked_while_a_session_holds_it() {
+    let dir = scratch("lock");
+    let tiny = TrainConfig { epochs: Some(1), ..TrainConfig::default() };
+    let first = Session::create(&dir, tiny.clone(), NdArray::<f32>::new()).unwrap();
+    match Session::resume(&dir, NdArray::<f32>::new()) {
+        Err(TrainError::Locked { dir: d, pid }) => {
+            assert_eq!(d, dir);
+            assert_eq!(pid, std::process::id().to_string());
+        }
+        other => panic!("expected the lock to refuse a second session: {other:?}"),
+    }
+    let e = Session::create(&dir, tiny, NdArray::<f32>::new()).unwrap_err();
+    assert!(e.is_usage() && e.to_string().contains("already holds a run"), "{e}");
+    drop(first);
+    Session::resume(&dir, NdArray::<f32>::new()).expect("the lock is free once the holder is gone");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_on_resume() {
+    let dir = scratch("damaged");
+    let one = TrainConfig { epochs: Some(1), algorithms: vec![AlgorithmName::Bp], ..config() };
+    Session::create(&dir, one, NdArray::<f32>::new()).unwrap().run(&mut Silent).unwrap();
+    let file = dir.join("checkpoints/bp.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 300..n - 100] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let e = Session::resume(&dir, NdArray::<f32>::new()).unwrap_err().to_string();
+    assert!(e.contains("bp.safetensors") && e.contains("tensor '"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_diverging_run_stops_with_where_and_keeps_its_checkpoint() {
+    let dir = scratch("diverge");
+    let c = TrainConfig {
+        algorithms: vec![AlgorithmName::Bp],
+        lr: 1e9,
+        momentum: 0.0,
+        epochs: Some(3),
+        ..TrainConfig::default()
+    };
+    let mut s = Session::create(&dir, c, NdArray::<f32>::new()).unwrap();
+    match s.run(&mut Silent).unwrap() {
+        Outcome::Diverged { label, epoch, step, loss, .. } => {
+            assert_eq!((label.as_str(), epoch), ("bp", 1));
+            assert!(step >= 1 && !loss.is_finite());
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
