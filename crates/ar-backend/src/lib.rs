@@ -240,17 +240,12 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
 
     /// Max pooling of `[batch, c, h, w]`: the window maxima and, for each, the flat index
     /// `y * w + x` of the maximum in its input plane (as a float; exact below 2^24). Ties go to
-    /// the first maximum in row-major order within the window. The default runs the host kernels
-    /// of [`pool`] (the routing must be frozen, which candle's pooling does not offer).
-    fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor) {
-        let dims = nchw(&self.shape(x), "max_pool2d input");
-        let (out, arg) = pool::max_pool2d(&self.to_host(x), dims, pool);
-        let shape = pool::output_dims(dims, pool);
-        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
-    }
+    /// the first maximum in row-major order within the window. The argmax freezes the routing
+    /// for the VJP. [`pool::max_pool2d`] is the reference.
+    fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor);
 
     /// `out <- alpha * unpool(e) + beta * out`: each gradient to its window's stored argmax,
-    /// summed where windows overlap.
+    /// summed where windows overlap ([`pool::max_pool2d_vjp`] is the reference).
     fn max_pool2d_vjp(
         &self,
         e: &Self::Tensor,
@@ -258,21 +253,13 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         alpha: f64,
         beta: f64,
         out: &mut Self::Tensor,
-    ) {
-        let dims = nchw(&self.shape(out), "max_pool2d input gradient");
-        let mut host = self.to_host(out);
-        pool::max_pool2d_vjp(&self.to_host(e), &self.to_host(argmax), dims, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
-    }
+    );
 
-    /// Average pooling of `[batch, c, h, w]`.
-    fn avg_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> Self::Tensor {
-        let dims = nchw(&self.shape(x), "avg_pool2d input");
-        let out = pool::avg_pool2d(&self.to_host(x), dims, pool);
-        self.from_host(&out, &pool::output_dims(dims, pool))
-    }
+    /// Average pooling of `[batch, c, h, w]` ([`pool::avg_pool2d`] is the reference).
+    fn avg_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> Self::Tensor;
 
-    /// `out <- alpha * spread(e) + beta * out`: each gradient spread evenly over its window.
+    /// `out <- alpha * spread(e) + beta * out`: each gradient spread evenly over its window
+    /// ([`pool::avg_pool2d_vjp`] is the reference).
     fn avg_pool2d_vjp(
         &self,
         e: &Self::Tensor,
@@ -280,12 +267,7 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         alpha: f64,
         beta: f64,
         out: &mut Self::Tensor,
-    ) {
-        let dims = nchw(&self.shape(out), "avg_pool2d input gradient");
-        let mut host = self.to_host(out);
-        pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
-    }
+    );
 
     /// One Adam update of `param` (Kingma and Ba 2015) at step `t` (1-based):
     /// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
@@ -309,14 +291,6 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         *param = self.from_host(&p, &shape);
         *m = self.from_host(&mh, &shape);
         *v = self.from_host(&vh, &shape);
-    }
-}
-
-/// The four sizes of a `[batch, channels, height, width]` shape; panics naming `what` otherwise.
-fn nchw(shape: &[usize], what: &str) -> [usize; 4] {
-    match *shape {
-        [b, c, h, w] => [b, c, h, w],
-        _ => panic!("{what} must be 4-D [batch, channels, height, width], got shape {shape:?}"),
     }
 }
 
