@@ -228,15 +228,8 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         self.shape(t).iter().product()
     }
 
-    /// The precision values are stored in, found by whether `1 + 2^-30` survives a round trip.
-    fn precision(&self) -> Precision {
-        let x = 1.0 + 2f64.powi(-30);
-        if self.to_host(&self.from_host(&[x], &[1]))[0] == x {
-            Precision::F64
-        } else {
-            Precision::F32
-        }
-    }
+    /// The precision values are stored in.
+    fn precision(&self) -> Precision;
 
     /// Max pooling of `[batch, c, h, w]`: the window maxima and, for each, the flat index
     /// `y * w + x` of the maximum in its input plane (as a float; exact below 2^24). Ties go to
@@ -271,8 +264,9 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
 
     /// One Adam update of `param` (Kingma and Ba 2015) at step `t` (1-based):
     /// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
-    /// `param <- param - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-    /// The default runs on the host; backends override it with a device kernel.
+    /// `param <- param - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`
+    /// ([`AdamStep::apply`] is the scalar reference).
+    /// Fused: one pass over four tensors, where the primitives lack the square root and division.
     fn adam_step(
         &self,
         param: &mut Self::Tensor,
@@ -280,18 +274,7 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         m: &mut Self::Tensor,
         v: &mut Self::Tensor,
         hyper: AdamStep,
-    ) {
-        let shape = self.shape(param);
-        let g = self.to_host(grad);
-        let (mut p, mut mh, mut vh) = (self.to_host(param), self.to_host(m), self.to_host(v));
-        for i in 0..p.len() {
-            let (pi, mi, vi) = hyper.apply(p[i], g[i], mh[i], vh[i]);
-            (p[i], mh[i], vh[i]) = (pi, mi, vi);
-        }
-        *param = self.from_host(&p, &shape);
-        *m = self.from_host(&mh, &shape);
-        *v = self.from_host(&vh, &shape);
-    }
+    );
 }
 
 /// The hyperparameters of one Adam step (see [`Backend::adam_step`]).

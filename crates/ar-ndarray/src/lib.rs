@@ -6,7 +6,7 @@
 
 mod conv;
 
-use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
+use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry, Precision};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -19,14 +19,18 @@ pub trait Scalar:
 {
     /// `f32` or `f64`, for backend names.
     const NAME: &'static str;
+    /// The precision this type computes in.
+    const PRECISION: Precision;
 }
 
 impl Scalar for f32 {
     const NAME: &'static str = "f32";
+    const PRECISION: Precision = Precision::F32;
 }
 
 impl Scalar for f64 {
     const NAME: &'static str = "f64";
+    const PRECISION: Precision = Precision::F64;
 }
 
 /// The ndarray CPU backend in precision `F` (`NdArray::<f64>::new()` for verification,
@@ -254,6 +258,10 @@ impl<F: Scalar> Backend for NdArray<F> {
 
     fn sum_channels_into(&self, scale: f64, e: &ArrayD<F>, out: &mut ArrayD<F>) {
         conv::sum_channels(e, cast(scale), out);
+    }
+
+    fn precision(&self) -> Precision {
+        F::PRECISION
     }
 
     // Pooling runs the kernels of `ar_backend::pool` on the arrays' own `F` slices, in place: no
