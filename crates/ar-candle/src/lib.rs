@@ -628,6 +628,7 @@ impl Backend for Candle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ar_backend::BackendExt;
 
     #[test]
     fn names_say_device_and_precision() {

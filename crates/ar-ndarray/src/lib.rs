@@ -354,6 +354,7 @@ impl<F: Scalar> Backend for NdArray<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ar_backend::BackendExt;
 
     #[test]
     fn gemm_accumulates_with_transposes() {
