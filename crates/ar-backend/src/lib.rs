@@ -7,6 +7,11 @@
 //! Conventions: dense activities are row-major `[batch, features]`; dense weights use PyTorch's
 //! `[out, in]` layout. Operations whose name ends in `_into` write into a caller-owned buffer so
 //! that the relaxation loop can run without allocating.
+//!
+//! Every method of [`Backend`] is required, so an implementor sees exactly what it must write;
+//! the allocating conveniences (`matmul`, `mul`, `sub`, ...) live in [`BackendExt`], implemented
+//! for every backend on top of the primitives. [`pool`] holds the reference pooling kernels on
+//! host slices, which a backend may call on its own buffers.
 
 mod activation;
 pub mod pool;
@@ -84,7 +89,8 @@ impl std::str::FromStr for Precision {
 use std::fmt::Debug;
 
 /// A tensor library that can run the algorithm: storage, matrix products, and the elementwise
-/// operations of the forward pass, the relaxation and the weight update.
+/// operations of the forward pass, the relaxation and the weight update. Every method is
+/// required; the conveniences built on them are in [`BackendExt`].
 pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// A dense n-dimensional array living on this backend's device.
     type Tensor: Clone + Send + Sync + Debug;
@@ -190,6 +196,58 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]` (a convolution's bias gradient).
     fn sum_channels_into(&self, scale: f64, e: &Self::Tensor, out: &mut Self::Tensor);
 
+    /// The precision values are stored in.
+    fn precision(&self) -> Precision;
+
+    /// Max pooling of `[batch, c, h, w]`: the window maxima and, for each, the flat index
+    /// `y * w + x` of the maximum in its input plane (as a float; exact below 2^24). Ties go to
+    /// the first maximum in row-major order within the window. The argmax freezes the routing
+    /// for the VJP. [`pool::max_pool2d`] is the reference.
+    fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor);
+
+    /// `out <- alpha * unpool(e) + beta * out`: each gradient to its window's stored argmax,
+    /// summed where windows overlap ([`pool::max_pool2d_vjp`] is the reference).
+    fn max_pool2d_vjp(
+        &self,
+        e: &Self::Tensor,
+        argmax: &Self::Tensor,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Tensor,
+    );
+
+    /// Average pooling of `[batch, c, h, w]` ([`pool::avg_pool2d`] is the reference).
+    fn avg_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> Self::Tensor;
+
+    /// `out <- alpha * spread(e) + beta * out`: each gradient spread evenly over its window
+    /// ([`pool::avg_pool2d_vjp`] is the reference).
+    fn avg_pool2d_vjp(
+        &self,
+        e: &Self::Tensor,
+        pool: PoolGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Tensor,
+    );
+
+    /// One Adam update of `param` (Kingma and Ba 2015) at step `t` (1-based):
+    /// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
+    /// `param <- param - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`
+    /// ([`AdamStep::apply`] is the scalar reference).
+    /// Fused: one pass over four tensors, where the primitives lack the square root and division.
+    fn adam_step(
+        &self,
+        param: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        m: &mut Self::Tensor,
+        v: &mut Self::Tensor,
+        hyper: AdamStep,
+    );
+}
+
+/// Allocating conveniences built on the [`Backend`] primitives, for every backend (a blanket
+/// implementation): import this trait to call them. A backend implements none of them.
+pub trait BackendExt: Backend {
     /// A new tensor `op(a) op(b)` (see [`Backend::gemm`]).
     fn matmul(
         &self,
@@ -248,98 +306,9 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     fn numel(&self, t: &Self::Tensor) -> usize {
         self.shape(t).iter().product()
     }
-
-    /// The precision values are stored in, found by whether `1 + 2^-30` survives a round trip.
-    fn precision(&self) -> Precision {
-        let x = 1.0 + 2f64.powi(-30);
-        if self.to_host(&self.from_host(&[x], &[1]))[0] == x {
-            Precision::F64
-        } else {
-            Precision::F32
-        }
-    }
-
-    /// Max pooling of `[batch, c, h, w]`: the window maxima and, for each, the flat index
-    /// `y * w + x` of the maximum in its input plane (as a float; exact below 2^24). Ties go to
-    /// the first maximum in row-major order within the window. The default runs the host kernels
-    /// of [`pool`] (the routing must be frozen, which candle's pooling does not offer).
-    fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor) {
-        let dims = nchw(&self.shape(x), "max_pool2d input");
-        let (out, arg) = pool::max_pool2d(&self.to_host(x), dims, pool);
-        let shape = pool::output_dims(dims, pool);
-        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
-    }
-
-    /// `out <- alpha * unpool(e) + beta * out`: each gradient to its window's stored argmax,
-    /// summed where windows overlap.
-    fn max_pool2d_vjp(
-        &self,
-        e: &Self::Tensor,
-        argmax: &Self::Tensor,
-        alpha: f64,
-        beta: f64,
-        out: &mut Self::Tensor,
-    ) {
-        let dims = nchw(&self.shape(out), "max_pool2d input gradient");
-        let mut host = self.to_host(out);
-        pool::max_pool2d_vjp(&self.to_host(e), &self.to_host(argmax), dims, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
-    }
-
-    /// Average pooling of `[batch, c, h, w]`.
-    fn avg_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> Self::Tensor {
-        let dims = nchw(&self.shape(x), "avg_pool2d input");
-        let out = pool::avg_pool2d(&self.to_host(x), dims, pool);
-        self.from_host(&out, &pool::output_dims(dims, pool))
-    }
-
-    /// `out <- alpha * spread(e) + beta * out`: each gradient spread evenly over its window.
-    fn avg_pool2d_vjp(
-        &self,
-        e: &Self::Tensor,
-        pool: PoolGeometry,
-        alpha: f64,
-        beta: f64,
-        out: &mut Self::Tensor,
-    ) {
-        let dims = nchw(&self.shape(out), "avg_pool2d input gradient");
-        let mut host = self.to_host(out);
-        pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
-    }
-
-    /// One Adam update of `param` (Kingma and Ba 2015) at step `t` (1-based):
-    /// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
-    /// `param <- param - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-    /// The default runs on the host; backends override it with a device kernel.
-    fn adam_step(
-        &self,
-        param: &mut Self::Tensor,
-        grad: &Self::Tensor,
-        m: &mut Self::Tensor,
-        v: &mut Self::Tensor,
-        hyper: AdamStep,
-    ) {
-        let shape = self.shape(param);
-        let g = self.to_host(grad);
-        let (mut p, mut mh, mut vh) = (self.to_host(param), self.to_host(m), self.to_host(v));
-        for i in 0..p.len() {
-            let (pi, mi, vi) = hyper.apply(p[i], g[i], mh[i], vh[i]);
-            (p[i], mh[i], vh[i]) = (pi, mi, vi);
-        }
-        *param = self.from_host(&p, &shape);
-        *m = self.from_host(&mh, &shape);
-        *v = self.from_host(&vh, &shape);
-    }
 }
 
-/// The four sizes of a `[batch, channels, height, width]` shape; panics naming `what` otherwise.
-fn nchw(shape: &[usize], what: &str) -> [usize; 4] {
-    match *shape {
-        [b, c, h, w] => [b, c, h, w],
-        _ => panic!("{what} must be 4-D [batch, channels, height, width], got shape {shape:?}"),
-    }
-}
+impl<B: Backend> BackendExt for B {}
 
 /// The hyperparameters of one Adam step (see [`Backend::adam_step`]).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,7 +1,48 @@
-//! Reference pooling kernels on host slices (`[batch, channels, height, width]`, row-major),
-//! shared by the backends: max pooling with its argmax routing, average pooling, and their VJPs.
+//! Reference pooling kernels on host slices (`[batch, channels, height, width]`, row-major):
+//! max pooling with its argmax routing, average pooling, and their VJPs.
+//!
+//! The kernels are generic over the slice's [`Element`] type, so a host backend runs them in
+//! place on its own `f32` or `f64` buffers. Whatever the element type, values are widened to f64
+//! for the arithmetic and each output is rounded once: every precision gets the f64 kernel's
+//! result, correctly rounded, whichever backend calls them.
 
 use crate::PoolGeometry;
+
+/// A floating-point element type the pooling kernels read and write (`f32` or `f64`).
+pub trait Element: Copy + Send + Sync + 'static {
+    /// The value as f64 (exact for `f32` and `f64`).
+    fn widen(self) -> f64;
+    /// `x` rounded to this type (to nearest).
+    fn narrow(x: f64) -> Self;
+}
+
+impl Element for f32 {
+    fn widen(self) -> f64 {
+        f64::from(self)
+    }
+
+    fn narrow(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Element for f64 {
+    fn widen(self) -> f64 {
+        self
+    }
+
+    fn narrow(x: f64) -> Self {
+        x
+    }
+}
+
+/// The four sizes of a `[batch, channels, height, width]` shape; panics naming `what` otherwise.
+pub fn nchw(shape: &[usize], what: &str) -> [usize; 4] {
+    match *shape {
+        [b, c, h, w] => [b, c, h, w],
+        _ => panic!("{what} must be 4-D [batch, channels, height, width], got shape {shape:?}"),
+    }
+}
 
 /// The output sizes of pooling `[batch, c, h, w]`; panics with the geometry when it does not fit.
 pub fn output_dims(dims: [usize; 4], pool: PoolGeometry) -> [usize; 4] {
@@ -13,11 +54,12 @@ pub fn output_dims(dims: [usize; 4], pool: PoolGeometry) -> [usize; 4] {
 
 /// Max pooling: the window maxima and each one's flat index `y * w + x` in its input plane.
 /// Ties go to the first maximum in row-major order within the window.
-pub fn max_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> (Vec<f64>, Vec<f64>) {
+pub fn max_pool2d<F: Element>(x: &[F], dims: [usize; 4], pool: PoolGeometry) -> (Vec<F>, Vec<F>) {
     let [batch, c, h, w] = dims;
     let [_, _, oh, ow] = output_dims(dims, pool);
     assert_eq!(x.len(), batch * c * h * w, "max_pool2d: {} values for {dims:?}", x.len());
-    let (mut out, mut arg) = (vec![0.0; batch * c * oh * ow], vec![0.0; batch * c * oh * ow]);
+    let zero = F::narrow(0.0);
+    let (mut out, mut arg) = (vec![zero; batch * c * oh * ow], vec![zero; batch * c * oh * ow]);
     for plane in 0..batch * c {
         let src = &x[plane * h * w..][..h * w];
         for oy in 0..oh {
@@ -27,13 +69,14 @@ pub fn max_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> (Vec<f64>,
                 for i in 0..pool.kernel {
                     for j in 0..pool.kernel {
                         let idx = (oy * pool.stride + i) * w + ox * pool.stride + j;
-                        if src[idx] > best {
-                            (best, at) = (src[idx], idx);
+                        let v = src[idx].widen();
+                        if v > best {
+                            (best, at) = (v, idx);
                         }
                     }
                 }
-                out[(plane * oh + oy) * ow + ox] = best;
-                arg[(plane * oh + oy) * ow + ox] = at as f64;
+                out[(plane * oh + oy) * ow + ox] = F::narrow(best);
+                arg[(plane * oh + oy) * ow + ox] = F::narrow(at as f64);
             }
         }
     }
@@ -42,13 +85,13 @@ pub fn max_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> (Vec<f64>,
 
 /// `out <- alpha * unpool(e) + beta * out` for an input of `dims`: each output gradient goes to
 /// its window's stored argmax (summed where windows overlap).
-pub fn max_pool2d_vjp(
-    e: &[f64],
-    argmax: &[f64],
+pub fn max_pool2d_vjp<F: Element>(
+    e: &[F],
+    argmax: &[F],
     dims: [usize; 4],
     alpha: f64,
     beta: f64,
-    out: &mut [f64],
+    out: &mut [F],
 ) {
     let [batch, c, h, w] = dims;
     assert_eq!(e.len(), argmax.len(), "max_pool2d_vjp: gradient and argmax differ in size");
@@ -58,33 +101,33 @@ pub fn max_pool2d_vjp(
         "max_pool2d_vjp: output of {} values for {dims:?}",
         out.len()
     );
-    scale(out, beta);
     let per_plane = e.len() / (batch * c).max(1);
-    for plane in 0..batch * c {
+    accumulate_planes(out, batch * c, h * w, beta, |plane, acc| {
         for k in 0..per_plane {
-            let at = argmax[plane * per_plane + k] as usize;
-            out[plane * h * w + at] += alpha * e[plane * per_plane + k];
+            let at = argmax[plane * per_plane + k].widen() as usize;
+            acc[at] += alpha * e[plane * per_plane + k].widen();
         }
-    }
+    });
 }
 
 /// Average pooling over each window.
-pub fn avg_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> Vec<f64> {
+pub fn avg_pool2d<F: Element>(x: &[F], dims: [usize; 4], pool: PoolGeometry) -> Vec<F> {
     let [batch, c, h, w] = dims;
     let [_, _, oh, ow] = output_dims(dims, pool);
     assert_eq!(x.len(), batch * c * h * w, "avg_pool2d: {} values for {dims:?}", x.len());
     let norm = (pool.kernel * pool.kernel) as f64;
-    let mut out = vec![0.0; batch * c * oh * ow];
+    let mut out = vec![F::narrow(0.0); batch * c * oh * ow];
     for plane in 0..batch * c {
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut s = 0.0;
                 for i in 0..pool.kernel {
                     for j in 0..pool.kernel {
-                        s += x[plane * h * w + (oy * pool.stride + i) * w + ox * pool.stride + j];
+                        s += x[plane * h * w + (oy * pool.stride + i) * w + ox * pool.stride + j]
+                            .widen();
                     }
                 }
-                out[(plane * oh + oy) * ow + ox] = s / norm;
+                out[(plane * oh + oy) * ow + ox] = F::narrow(s / norm);
             }
         }
     }
@@ -92,13 +135,13 @@ pub fn avg_pool2d(x: &[f64], dims: [usize; 4], pool: PoolGeometry) -> Vec<f64> {
 }
 
 /// `out <- alpha * spread(e) + beta * out`: each output gradient spread evenly over its window.
-pub fn avg_pool2d_vjp(
-    e: &[f64],
+pub fn avg_pool2d_vjp<F: Element>(
+    e: &[F],
     dims: [usize; 4],
     pool: PoolGeometry,
     alpha: f64,
     beta: f64,
-    out: &mut [f64],
+    out: &mut [F],
 ) {
     let [batch, c, h, w] = dims;
     let [_, _, oh, ow] = output_dims(dims, pool);
@@ -114,27 +157,48 @@ pub fn avg_pool2d_vjp(
         "avg_pool2d_vjp: output of {} values for {dims:?}",
         out.len()
     );
-    scale(out, beta);
     let share = alpha / (pool.kernel * pool.kernel) as f64;
-    for plane in 0..batch * c {
+    accumulate_planes(out, batch * c, h * w, beta, |plane, acc| {
         for oy in 0..oh {
             for ox in 0..ow {
-                let v = share * e[(plane * oh + oy) * ow + ox];
+                let v = share * e[(plane * oh + oy) * ow + ox].widen();
                 for i in 0..pool.kernel {
                     for j in 0..pool.kernel {
-                        out[plane * h * w + (oy * pool.stride + i) * w + ox * pool.stride + j] += v;
+                        acc[(oy * pool.stride + i) * w + ox * pool.stride + j] += v;
                     }
                 }
             }
         }
-    }
+    });
 }
 
-fn scale(out: &mut [f64], beta: f64) {
-    if beta == 0.0 {
-        out.iter_mut().for_each(|v| *v = 0.0);
-    } else if beta != 1.0 {
-        out.iter_mut().for_each(|v| *v *= beta);
+/// `out <- scatter + beta * out`, one input plane at a time: each plane of `out` is widened into
+/// an f64 accumulator holding `beta * out` (zero when `beta == 0`, so NaNs are dropped), the
+/// scatter adds into it in its own order, and the sum is rounded back into `out` once. So
+/// overlapping windows sum exactly as in f64 whatever the element type.
+fn accumulate_planes<F: Element>(
+    out: &mut [F],
+    planes: usize,
+    plane_len: usize,
+    beta: f64,
+    mut scatter: impl FnMut(usize, &mut [f64]),
+) {
+    let mut acc = vec![0.0; plane_len];
+    for plane in 0..planes {
+        let dst = &mut out[plane * plane_len..][..plane_len];
+        for (a, &d) in acc.iter_mut().zip(dst.iter()) {
+            *a = if beta == 0.0 {
+                0.0
+            } else if beta != 1.0 {
+                d.widen() * beta
+            } else {
+                d.widen()
+            };
+        }
+        scatter(plane, &mut acc);
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = F::narrow(a);
+        }
     }
 }
 

@@ -10,7 +10,7 @@ pub mod oracle;
 
 pub use ar_backend::Precision;
 
-use ar_backend::{Activation, AdamStep, Backend, ConvGeometry};
+use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 
 /// The errors at this crate's edges: opening a device, and running the oracle.
@@ -538,6 +538,41 @@ impl Backend for Candle {
         }
     }
 
+    // Pooling runs the host kernels of `ar_backend::pool` (download, kernel, upload) for now.
+    fn max_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> (Tensor, Tensor) {
+        let dims = pool::nchw(x.dims(), "max_pool2d input");
+        let (out, arg) = pool::max_pool2d(&self.to_host(x), dims, pool);
+        let shape = pool::output_dims(dims, pool);
+        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
+    }
+
+    fn max_pool2d_vjp(&self, e: &Tensor, argmax: &Tensor, alpha: f64, beta: f64, out: &mut Tensor) {
+        let dims = pool::nchw(out.dims(), "max_pool2d input gradient");
+        let mut host = self.to_host(out);
+        pool::max_pool2d_vjp(&self.to_host(e), &self.to_host(argmax), dims, alpha, beta, &mut host);
+        *out = self.from_host(&host, &dims);
+    }
+
+    fn avg_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> Tensor {
+        let dims = pool::nchw(x.dims(), "avg_pool2d input");
+        let out = pool::avg_pool2d(&self.to_host(x), dims, pool);
+        self.from_host(&out, &pool::output_dims(dims, pool))
+    }
+
+    fn avg_pool2d_vjp(
+        &self,
+        e: &Tensor,
+        pool: PoolGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut Tensor,
+    ) {
+        let dims = pool::nchw(out.dims(), "avg_pool2d input gradient");
+        let mut host = self.to_host(out);
+        pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
+        *out = self.from_host(&host, &dims);
+    }
+
     /// On the device: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
     /// `param <- param - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
     fn adam_step(
@@ -593,6 +628,7 @@ impl Backend for Candle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ar_backend::BackendExt;
 
     #[test]
     fn names_say_device_and_precision() {

@@ -6,7 +6,7 @@ use crate::algorithm::{Feedback, Variant};
 use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
 use crate::signals::state_input;
-use ar_backend::Backend;
+use ar_backend::{Backend, BackendExt};
 
 /// The update direction of one weighted layer (a batch mean, like a loss gradient).
 #[derive(Clone, Debug)]

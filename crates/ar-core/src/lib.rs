@@ -22,7 +22,7 @@ mod train;
 pub use algorithm::{
     Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
 };
-pub use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
+pub use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry};
 pub use error::CoreError;
 pub use grads::{Gradients, LayerGrads};
 pub use init::Init;

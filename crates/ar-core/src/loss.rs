@@ -1,6 +1,6 @@
 //! Losses: their batch-mean value and the top gradient `g_L = dl/dh_L` per sample.
 
-use ar_backend::Backend;
+use ar_backend::{Backend, BackendExt};
 use std::fmt;
 use std::str::FromStr;
 

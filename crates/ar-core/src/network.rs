@@ -3,7 +3,7 @@
 use crate::init::{self, Init};
 use crate::layer::{Conv2d, Dense, DenseShape, Layer};
 use crate::CoreError;
-use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
+use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry};
 
 /// A sequential network of layers on backend `B`.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use crate::algorithm::{
     Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
 };
 use crate::network::{ForwardCache, Network};
-use ar_backend::Backend;
+use ar_backend::{Backend, BackendExt};
 
 /// How a relaxation ended.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -6,7 +6,7 @@
 
 mod conv;
 
-use ar_backend::{Activation, AdamStep, Backend, ConvGeometry};
+use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry, Precision};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -15,18 +15,22 @@ use std::marker::PhantomData;
 
 /// A floating-point element type the CPU backend computes in.
 pub trait Scalar:
-    LinalgScalar + Float + FromPrimitive + ToPrimitive + Send + Sync + Debug + 'static
+    LinalgScalar + Float + FromPrimitive + ToPrimitive + pool::Element + Send + Sync + Debug + 'static
 {
     /// `f32` or `f64`, for backend names.
     const NAME: &'static str;
+    /// The precision this type computes in.
+    const PRECISION: Precision;
 }
 
 impl Scalar for f32 {
     const NAME: &'static str = "f32";
+    const PRECISION: Precision = Precision::F32;
 }
 
 impl Scalar for f64 {
     const NAME: &'static str = "f64";
+    const PRECISION: Precision = Precision::F64;
 }
 
 /// The ndarray CPU backend in precision `F` (`NdArray::<f64>::new()` for verification,
@@ -58,6 +62,14 @@ fn matrix_mut<'a, F: Scalar>(t: &'a mut ArrayD<F>, what: &str) -> ArrayViewMut2<
     t.view_mut()
         .into_dimensionality::<Ix2>()
         .unwrap_or_else(|_| panic!("{what} must be 2-D, got shape {shape:?}"))
+}
+
+/// A tensor's values as a mutable row-major slice, after making its layout row-major if needed.
+fn slice_mut<F: Scalar>(t: &mut ArrayD<F>) -> &mut [F] {
+    if !t.is_standard_layout() {
+        *t = t.as_standard_layout().into_owned();
+    }
+    t.as_slice_mut().expect("standard layout")
 }
 
 fn same_shape<F>(a: &ArrayD<F>, b: &ArrayD<F>, op: &str) {
@@ -248,6 +260,65 @@ impl<F: Scalar> Backend for NdArray<F> {
         conv::sum_channels(e, cast(scale), out);
     }
 
+    fn precision(&self) -> Precision {
+        F::PRECISION
+    }
+
+    // Pooling runs the kernels of `ar_backend::pool` on the arrays' own `F` slices, in place: no
+    // whole tensor is converted to f64 (the kernels widen value by value, the VJPs plane by plane).
+    fn max_pool2d(&self, x: &ArrayD<F>, pool: PoolGeometry) -> (ArrayD<F>, ArrayD<F>) {
+        let dims = pool::nchw(x.shape(), "max_pool2d input");
+        let x = x.as_standard_layout();
+        let (out, arg) = pool::max_pool2d(x.as_slice().expect("standard layout"), dims, pool);
+        let shape = IxDyn(&pool::output_dims(dims, pool));
+        (
+            ArrayD::from_shape_vec(shape.clone(), out).expect("the kernel sizes its output"),
+            ArrayD::from_shape_vec(shape, arg).expect("the kernel sizes its output"),
+        )
+    }
+
+    fn max_pool2d_vjp(
+        &self,
+        e: &ArrayD<F>,
+        argmax: &ArrayD<F>,
+        alpha: f64,
+        beta: f64,
+        out: &mut ArrayD<F>,
+    ) {
+        let dims = pool::nchw(out.shape(), "max_pool2d input gradient");
+        let (e, argmax) = (e.as_standard_layout(), argmax.as_standard_layout());
+        pool::max_pool2d_vjp(
+            e.as_slice().expect("standard layout"),
+            argmax.as_slice().expect("standard layout"),
+            dims,
+            alpha,
+            beta,
+            slice_mut(out),
+        );
+    }
+
+    fn avg_pool2d(&self, x: &ArrayD<F>, pool: PoolGeometry) -> ArrayD<F> {
+        let dims = pool::nchw(x.shape(), "avg_pool2d input");
+        let x = x.as_standard_layout();
+        let out = pool::avg_pool2d(x.as_slice().expect("standard layout"), dims, pool);
+        ArrayD::from_shape_vec(IxDyn(&pool::output_dims(dims, pool)), out)
+            .expect("the kernel sizes its output")
+    }
+
+    fn avg_pool2d_vjp(
+        &self,
+        e: &ArrayD<F>,
+        pool: PoolGeometry,
+        alpha: f64,
+        beta: f64,
+        out: &mut ArrayD<F>,
+    ) {
+        let dims = pool::nchw(out.shape(), "avg_pool2d input gradient");
+        let e = e.as_standard_layout();
+        let e = e.as_slice().expect("standard layout");
+        pool::avg_pool2d_vjp(e, dims, pool, alpha, beta, slice_mut(out));
+    }
+
     fn adam_step(
         &self,
         param: &mut ArrayD<F>,
@@ -283,6 +354,7 @@ impl<F: Scalar> Backend for NdArray<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ar_backend::BackendExt;
 
     #[test]
     fn gemm_accumulates_with_transposes() {
@@ -341,6 +413,75 @@ mod tests {
         }
         assert_eq!(be.precision(), ar_backend::Precision::F64);
         assert_eq!(NdArray::<f32>::new().precision(), ar_backend::Precision::F32);
+    }
+
+    /// The f32 backend pools on its own f32 buffers and gives exactly the f64 reference kernels'
+    /// results rounded to f32: window maxima and argmax (ties to the first maximum), averages, and
+    /// both VJPs, with overlapping windows summing several gradients into one input and `alpha`,
+    /// `beta` that f32 cannot hold exactly.
+    #[test]
+    fn f32_pooling_equals_the_f64_kernels_rounded() {
+        let be = NdArray::<f32>::new();
+        let plain = |t: &ArrayD<f32>| t.iter().copied().collect::<Vec<f32>>();
+        let rounded = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        // Values that are f32 already (so both sides pool the same input): small integers,
+        // which tie often, among values with full mantissas.
+        let values = |n: usize, salt: f64| -> Vec<f64> {
+            (0..n)
+                .map(|i| match i % 3 {
+                    0 => (i % 4) as f64,
+                    _ => f64::from((((i as f64 + salt) * 0.7139).sin() * 3.0) as f32),
+                })
+                .collect()
+        };
+
+        // The tie case, spelled out: one 4x4 plane in 2x2 windows (see the kernels' own test).
+        #[rustfmt::skip]
+        let x = [
+            7.0, 7.0, 1.0, 9.0,
+            7.0, 7.0, 2.0, 3.0,
+            0.0, 5.0, 4.0, 4.0,
+            5.0, 1.0, 4.0, 4.0,
+        ];
+        let (_, arg) =
+            be.max_pool2d(&be.from_host(&x, &[1, 1, 4, 4]), PoolGeometry { kernel: 2, stride: 2 });
+        assert_eq!(plain(&arg), vec![0.0, 3.0, 9.0, 10.0]);
+
+        let dims = [2, 3, 7, 6];
+        let x = values(2 * 3 * 7 * 6, 0.5);
+        let xt = be.from_host(&x, &dims);
+        for geometry in [
+            PoolGeometry { kernel: 2, stride: 2 },
+            PoolGeometry { kernel: 3, stride: 2 },
+            PoolGeometry { kernel: 3, stride: 1 },
+        ] {
+            let od = pool::output_dims(dims, geometry);
+            let (max, arg) = be.max_pool2d(&xt, geometry);
+            let (want_max, want_arg) = pool::max_pool2d(&x, dims, geometry);
+            assert_eq!(plain(&max), rounded(&want_max), "{geometry:?}");
+            assert_eq!(plain(&arg), rounded(&want_arg), "{geometry:?}");
+            let avg = be.avg_pool2d(&xt, geometry);
+            assert_eq!(plain(&avg), rounded(&pool::avg_pool2d(&x, dims, geometry)), "{geometry:?}");
+
+            let e = values(od.iter().product(), 2.0);
+            let et = be.from_host(&e, &od);
+            for (alpha, beta) in [(0.1, 0.9), (-2.25, 1.0), (1.0, 0.0)] {
+                // With beta = 0 the prior contents are NaN and must be ignored.
+                let prior =
+                    if beta == 0.0 { vec![f64::NAN; x.len()] } else { values(x.len(), 7.0) };
+                let mut got = be.from_host(&prior, &dims);
+                be.max_pool2d_vjp(&et, &arg, alpha, beta, &mut got);
+                let mut want = prior.clone();
+                pool::max_pool2d_vjp(&e, &want_arg, dims, alpha, beta, &mut want);
+                assert_eq!(plain(&got), rounded(&want), "max {geometry:?} {alpha} {beta}");
+
+                let mut got = be.from_host(&prior, &dims);
+                be.avg_pool2d_vjp(&et, geometry, alpha, beta, &mut got);
+                let mut want = prior.clone();
+                pool::avg_pool2d_vjp(&e, dims, geometry, alpha, beta, &mut want);
+                assert_eq!(plain(&got), rounded(&want), "avg {geometry:?} {alpha} {beta}");
+            }
+        }
     }
 
     #[test]

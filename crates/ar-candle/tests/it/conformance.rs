@@ -2,7 +2,7 @@
 //! reference on small random shapes (batch 1 and width 1 included). One generic body per
 //! operation, instantiated per backend pair and precision by `conformance!`.
 
-use ar_backend::{Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
+use ar_backend::{Activation, AdamStep, Backend, BackendExt, ConvGeometry, PoolGeometry};
 use ar_candle::{Candle, Precision};
 use ar_ndarray::NdArray;
 use proptest::prelude::*;
