@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = ckpt.metadata.get("config").with_context(|| {
         format!("{}: no training config stored in the checkpoint header", args.checkpoint.display())
     })?;
-    let mut config = crate::train::stored_config(&args.checkpoint, text)?;
+    let mut config = ar_train::TrainConfig::parse(text, &args.checkpoint)?;
     if args.data_dir.is_some() {
         config.data_dir = args.data_dir.clone();
     }

@@ -4,7 +4,6 @@
 
 use crate::backend::{dispatch, BackendName, Job};
 use crate::UsageError;
-use anyhow::Context;
 use ar_backend::{Activation, Backend, Precision};
 use ar_core::{Feedback, InitialState, Loss, Schedule, Solver};
 use ar_train::{
@@ -13,7 +12,7 @@ use ar_train::{
 };
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -212,12 +211,11 @@ impl Args {
     }
 }
 
-/// A library error as the command line reports it: a setting names its flag, and the request's
-/// own faults exit 2.
+/// A library error as the command line reports it: a setting names its flag (exit status 2,
+/// as for every error `TrainError::is_usage` calls the request's own).
 pub fn cli_error(e: TrainError) -> anyhow::Error {
     match e {
         TrainError::Config { key, message } => UsageError(format!("--{key} {message}")).into(),
-        e if e.is_usage() => UsageError(e.to_string()).into(),
         e => e.into(),
     }
 }
@@ -426,9 +424,4 @@ fn default_out(config: &TrainConfig) -> PathBuf {
         n += 1;
     }
     dir
-}
-
-/// Reads the run configuration stored in a checkpoint's header.
-pub fn stored_config(ckpt: &Path, text: &str) -> anyhow::Result<TrainConfig> {
-    toml::from_str(text).with_context(|| format!("{}: the stored training config", ckpt.display()))
 }

@@ -6,44 +6,6 @@ use crate::CoreError;
 use std::fmt;
 use std::str::FromStr;
 
-/// Implements `Display` and `FromStr` for a fieldless enum from one table of names.
-macro_rules! named {
-    ($ty:ident, $what:literal, $($variant:ident => $name:literal),+ $(,)?) => {
-        impl $ty {
-            /// Every accepted name, in declaration order.
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            /// The name used on the command line and in config files.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name),+
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok($ty::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} '{s}' (expected one of: {})",
-                        $what,
-                        Self::NAMES.join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
 /// What stands in for `W_k^T` when a signal is sent down through layer `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feedback {
@@ -138,10 +100,10 @@ impl Relaxation {
     }
 }
 
-named!(Feedback, "feedback", Transpose => "transpose", Learned => "learned", Random => "random");
-named!(Schedule, "schedule", Parallel => "parallel", Sweep => "sweep");
-named!(InitialState, "start", Feedforward => "feedforward", Zero => "zero");
-named!(Solver, "solver", Auto => "auto", Euler => "euler", ClosedForm => "closed-form");
+crate::named_enum!(Feedback, "feedback", Transpose => "transpose", Learned => "learned", Random => "random");
+crate::named_enum!(Schedule, "schedule", Parallel => "parallel", Sweep => "sweep");
+crate::named_enum!(InitialState, "start", Feedforward => "feedforward", Zero => "zero");
+crate::named_enum!(Solver, "solver", Auto => "auto", Euler => "euler", ClosedForm => "closed-form");
 
 /// How the learning signals are computed.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,6 +7,47 @@
 //! by relaxing the hidden activities (`dv/dt = -v + J^T v_above`), and the weight update is
 //! formed from those signals. [`Trainer`] ties this to a loss and an optimiser.
 
+/// Implements `Display` and `FromStr` for a fieldless enum from one table of names, with
+/// `NAMES` (every name, in order) and `name()`: the names the command line and config files use.
+/// `named_enum!(Schedule, "schedule", Parallel => "parallel", Sweep => "sweep");`
+#[macro_export]
+macro_rules! named_enum {
+    ($ty:ident, $what:literal, $($variant:ident => $name:literal),+ $(,)?) => {
+        impl $ty {
+            /// Every accepted name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name used on the command line and in config files.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl ::std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "unknown {} '{s}' (expected one of: {})",
+                        $what,
+                        Self::NAMES.join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 pub mod algorithm;
 mod error;
 mod grads;

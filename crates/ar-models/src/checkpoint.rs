@@ -152,23 +152,15 @@ pub fn save_checkpoint<B: Backend>(
         Precision::F32 => Dtype::F32,
         Precision::F64 => Dtype::F64,
     };
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut push = |name: String, t: &B::Tensor| {
-        tensors.push((name, be.shape(t), to_bytes(&be.to_host(t), precision)))
-    };
     let records: Vec<LayerRecord> = net.layers.iter().map(|l| LayerRecord::of(be, l)).collect();
-    for (i, layer) in net.layers.iter().enumerate() {
-        if let Some(w) = layer.weights() {
-            push(format!("layers.{i}.weight"), w.weight);
-            push(format!("layers.{i}.bias"), w.bias);
-            if let Some(psi) = w.feedback {
-                push(format!("layers.{i}.feedback"), psi);
-            }
-        }
-    }
-    for (name, t) in optimizer.state() {
-        push(name, t);
-    }
+    let optimizer_state =
+        optimizer.state().into_iter().map(|(name, t)| (name, be.shape(t), be.to_host(t)));
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = net
+        .parameters()
+        .into_iter()
+        .chain(optimizer_state)
+        .map(|(name, shape, values)| (name, shape, to_bytes(&values, precision)))
+        .collect();
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, shape, bytes)| {

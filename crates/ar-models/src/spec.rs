@@ -50,7 +50,7 @@ impl ModelSpec {
         let spec =
             match name {
                 "auto" if input_shape.ends_with(&[8, 8]) && features == 64 => {
-                    Self::mlp(&[64, 64, 32, classes], Activation::Tanh, Activation::Identity)?
+                    return Self::preset("digits-mlp", input_shape, classes)
                 }
                 "auto" => Self::mlp(
                     &[features, 300, 300, 100, classes],
@@ -125,17 +125,12 @@ impl ModelSpec {
         let err = |reason: String| ModelError::Spec { spec: spec.to_string(), reason };
         let widths = spec
             .split('-')
-            .map(|w| match w.trim().parse::<usize>() {
-                Ok(0) => Err(err("widths must be at least 1".into())),
-                Ok(n) => Ok(n),
-                Err(_) => {
-                    Err(err(format!("'{w}' is not a width (expected numbers joined by '-')")))
-                }
+            .map(|w| {
+                w.trim().parse::<usize>().map_err(|_| {
+                    err(format!("'{w}' is not a width (expected numbers joined by '-')"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if widths.len() < 2 {
-            return Err(err("needs at least an input and an output width, e.g. 64-10".into()));
-        }
         Self::mlp(&widths, hidden, output)
     }
 

@@ -11,42 +11,7 @@ use ar_core::{
 use ar_data::{Dataset, Normalization};
 use ar_models::ModelSpec;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-/// Implements `Display` and `FromStr` for a fieldless config enum from one table of names.
-macro_rules! choice {
-    ($ty:ident, $what:literal, $($variant:ident => $name:literal),+ $(,)?) => {
-        impl $ty {
-            /// Every accepted name, in declaration order.
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(match self {
-                    $($ty::$variant => $name),+
-                })
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok($ty::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} '{s}' (expected one of: {})",
-                        $what,
-                        Self::NAMES.join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
 
 /// Which learning rule a run trains with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +24,7 @@ pub enum AlgorithmName {
     /// Feedback alignment: backprop through fixed random backward weights.
     Fa,
 }
-choice!(AlgorithmName, "algorithm", Ar => "ar", Bp => "bp", Fa => "fa");
+ar_core::named_enum!(AlgorithmName, "algorithm", Ar => "ar", Bp => "bp", Fa => "fa");
 
 /// Which `f'` is re-evaluated at the relaxing state (paper 2's unfrozen-feedforward variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +37,7 @@ pub enum Fderiv {
     /// Both.
     Both,
 }
-choice!(Fderiv, "fderiv", Relax => "relax", Update => "update", Both => "both");
+ar_core::named_enum!(Fderiv, "fderiv", Relax => "relax", Update => "update", Both => "both");
 
 /// The optimiser's rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +48,7 @@ pub enum OptimizerName {
     /// Adam with PyTorch's betas (0.9, 0.999) and eps 1e-8.
     Adam,
 }
-choice!(OptimizerName, "optimizer", Sgd => "sgd", Adam => "adam");
+ar_core::named_enum!(OptimizerName, "optimizer", Sgd => "sgd", Adam => "adam");
 
 /// How weights are initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +59,7 @@ pub enum InitName {
     /// PyTorch's `nn.Linear` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     Pytorch,
 }
-choice!(InitName, "init", Normal => "normal", Pytorch => "pytorch");
+ar_core::named_enum!(InitName, "init", Normal => "normal", Pytorch => "pytorch");
 
 /// Everything a run needs, with the project's defaults (`TrainConfig::default()`): the bundled
 /// digits, AR and backprop side by side, eta 0.1 and T 100 with the closed-form solver, MSE,
@@ -244,9 +209,15 @@ impl TrainConfig {
     pub fn read(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| TrainError::File {
-            path: path.to_path_buf(),
-            message: e.message().to_string(),
+        Self::parse(&text, path)
+    }
+
+    /// Parses config TOML (`source` names where it came from in errors, such as a checkpoint
+    /// whose header stores it).
+    pub fn parse(text: &str, source: &Path) -> Result<Self, TrainError> {
+        toml::from_str(text).map_err(|e| TrainError::File {
+            path: source.to_path_buf(),
+            message: format!("the training config: {}", e.message()),
         })
     }
 

@@ -15,20 +15,9 @@ pub struct ProbeRow {
     pub step: u64,
     /// The epoch under way (1-based).
     pub epoch: usize,
-    /// The layer (1-based).
-    pub layer: usize,
-    /// Angle in degrees between the update (weights and bias) and the exact gradient.
-    pub angle_deg: f64,
-    /// `||update - gradient|| / ||gradient||`.
-    pub relative_error: f64,
-    /// The relative error of the layer's learning signal against backprop's delta (not for the
-    /// top layer, whose signal is the loss gradient itself).
-    pub signal_error: Option<f64>,
-    /// Angle between the backward weights and `W^T` (a convolution's backward kernel against
-    /// `K`), where the layer has separate backward weights.
-    pub feedback_angle_deg: Option<f64>,
-    /// `||psi|| / ||W^T||`, where the layer has separate backward weights.
-    pub feedback_norm_ratio: Option<f64>,
+    /// The measurements (their fields are columns of the row).
+    #[serde(flatten)]
+    pub probe: LayerProbe,
 }
 
 /// Per-layer agreement of `algorithm`'s update with the exact gradient on the batch `(x, t)`;
@@ -74,19 +63,21 @@ pub fn probe<B: Backend>(
 }
 
 /// One layer's measurements from [`probe`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerProbe {
     /// The layer (1-based).
     pub layer: usize,
-    /// See [`ProbeRow::angle_deg`].
+    /// Angle in degrees between the update (weights and bias) and the exact gradient.
     pub angle_deg: f64,
-    /// See [`ProbeRow::relative_error`].
+    /// `||update - gradient|| / ||gradient||`.
     pub relative_error: f64,
-    /// See [`ProbeRow::signal_error`].
+    /// The relative error of the layer's learning signal against backprop's delta (not for the
+    /// top layer, whose signal is the loss gradient itself).
     pub signal_error: Option<f64>,
-    /// See [`ProbeRow::feedback_angle_deg`].
+    /// Angle between the backward weights and `W^T` (a convolution's backward kernel against
+    /// `K`), where the layer has separate backward weights.
     pub feedback_angle_deg: Option<f64>,
-    /// See [`ProbeRow::feedback_norm_ratio`].
+    /// `||psi|| / ||W^T||`, where the layer has separate backward weights.
     pub feedback_norm_ratio: Option<f64>,
 }
 

@@ -181,7 +181,6 @@ impl<B: Backend> Session<B> {
         backend: B,
     ) -> Result<Self, TrainError> {
         let dir = dir.as_ref();
-        config.validate()?;
         if dir.join("config.toml").exists() {
             return Err(TrainError::RunDir(format!(
                 "{} already holds a run: resume it, or choose another directory",
@@ -211,7 +210,6 @@ impl<B: Backend> Session<B> {
     ) -> Result<Self, TrainError> {
         let dir = dir.as_ref();
         Self::config_file(dir)?;
-        config.validate()?;
         Self::open(dir, config, backend, true)
     }
 
@@ -229,6 +227,7 @@ impl<B: Backend> Session<B> {
     /// Reads the data and checks the model before touching the directory, then locks it and
     /// sets up (or restores) every trainee.
     fn open(path: &Path, config: TrainConfig, be: B, resuming: bool) -> Result<Self, TrainError> {
+        config.validate()?;
         let data = config.load_data()?;
         let spec = config.model(&data.train)?;
         let init = config.init()?;
@@ -268,31 +267,42 @@ impl<B: Backend> Session<B> {
                 state = c.state;
                 net = c.restore_into(trainer.optimizer_mut())?;
             }
-            let step = (state.epochs_done * batches + state.batches_done) as u64;
-            let keep_metrics = |r: &serde_json::Value| {
-                !(same(r, &label) && num(r, "epoch") > state.epochs_done as f64)
-            };
-            let keep_probes =
-                |r: &serde_json::Value| !(same(r, &label) && num(r, "step") > step as f64);
-            dir.retain("metrics", &METRICS_COLUMNS, keep_metrics)?;
-            dir.retain("probes", &PROBES_COLUMNS, keep_probes)?;
-            let history = dir
-                .rows("metrics")
-                .into_iter()
-                .filter(|r| same(r, &label))
-                .filter_map(|r| serde_json::from_value(r).ok())
-                .collect();
             trainees.push(Trainee {
                 label,
                 net,
                 trainer,
                 state,
-                history,
+                history: Vec::new(),
                 seconds: 0.0,
                 steps_run: 0,
                 partial,
                 checkpoint,
             });
+        }
+        // Rows past a trainee's checkpoint were written by a process that died after them.
+        let index = |r: &serde_json::Value| {
+            let label = r.get("algorithm").and_then(|a| a.as_str());
+            trainees.iter().position(|t| Some(t.label.as_str()) == label)
+        };
+        let num = |r: &serde_json::Value, key: &str| r.get(key).and_then(|v| v.as_f64());
+        let state = |i: usize| trainees[i].state;
+        dir.retain("metrics", &METRICS_COLUMNS, |r| {
+            index(r).is_none_or(|i| num(r, "epoch") <= Some(state(i).epochs_done as f64))
+        })?;
+        dir.retain("probes", &PROBES_COLUMNS, |r| {
+            index(r).is_none_or(|i| {
+                let s = state(i);
+                num(r, "step") <= Some((s.epochs_done * batches + s.batches_done) as f64)
+            })
+        })?;
+        let mut history: Vec<Vec<EpochMetrics>> = vec![Vec::new(); trainees.len()];
+        for row in dir.rows("metrics") {
+            if let Some(i) = index(&row) {
+                history[i].extend(serde_json::from_value(row).ok());
+            }
+        }
+        for (t, h) in trainees.iter_mut().zip(history) {
+            t.history = h;
         }
         let file = dir.path().join("config.toml");
         ar_models::write_atomically(&file, config.to_toml().as_bytes())?;
@@ -403,17 +413,12 @@ impl<B: Backend> Session<B> {
                     {
                         let (px, py) = upload(&t.net, train, &probe_batch, norm)?;
                         let algorithm = *t.trainer.algorithm();
-                        for p in probe(&t.net, &algorithm, t.trainer.loss(), &px, &py) {
+                        for probe in probe(&t.net, &algorithm, t.trainer.loss(), &px, &py) {
                             let row = ProbeRow {
                                 algorithm: t.label.clone(),
                                 step,
                                 epoch: epoch + 1,
-                                layer: p.layer,
-                                angle_deg: p.angle_deg,
-                                relative_error: p.relative_error,
-                                signal_error: p.signal_error,
-                                feedback_angle_deg: p.feedback_angle_deg,
-                                feedback_norm_ratio: p.feedback_norm_ratio,
+                                probe,
                             };
                             self.dir.append("probes", &PROBES_COLUMNS, &row)?;
                         }
@@ -460,7 +465,8 @@ impl<B: Backend> Session<B> {
                 t.history.push(m);
             }
             if self.stop.load(Ordering::SeqCst) {
-                for t in &self.trainees {
+                // Trainees at an epoch boundary were saved when they finished it.
+                for t in self.trainees.iter().filter(|t| t.state.batches_done > 0) {
                     save(t, &self.config)?;
                 }
                 return Ok(Outcome::Stopped);
@@ -485,12 +491,4 @@ fn save<B: Backend>(t: &Trainee<B>, config: &TrainConfig) -> Result<(), TrainErr
     );
     save_checkpoint(&t.checkpoint, &t.net, t.trainer.optimizer(), t.state, &meta)?;
     Ok(())
-}
-
-fn same(row: &serde_json::Value, label: &str) -> bool {
-    row.get("algorithm").and_then(|a| a.as_str()) == Some(label)
-}
-
-fn num(row: &serde_json::Value, key: &str) -> f64 {
-    row.get(key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN)
 }
