@@ -69,7 +69,7 @@ pub use grads::{Gradients, LayerGrads};
 pub use init::Init;
 pub use layer::{Conv2d, Dense, DenseShape, Layer, Weights, WeightsMut};
 pub use loss::Loss;
-pub use network::{ForwardCache, LayerSpec, Network};
+pub use network::{transpose, ForwardCache, LayerSpec, Network};
 pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
     closed_form_coefficients, learning_signals, state_input, stateful_layers, RelaxStats, Signals,

@@ -405,8 +405,8 @@ impl<B: Backend> Network<B> {
     }
 }
 
-/// The row-major transpose of a `rows x cols` matrix.
-fn transpose(m: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+/// The row-major transpose of a `rows x cols` matrix (host values, such as `W` against `psi`).
+pub fn transpose(m: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     let mut t = vec![0.0; m.len()];
     for r in 0..rows {
         for c in 0..cols {

@@ -91,13 +91,7 @@ fn feedback_alignment<B: Backend>(net: &Network<B>, i: usize) -> Option<(f64, f6
     let reference = match layer {
         Layer::Dense(d) => {
             let s = d.shape(be);
-            let mut wt = vec![0.0; wh.len()];
-            for o in 0..s.outputs {
-                for k in 0..s.inputs {
-                    wt[k * s.outputs + o] = wh[o * s.inputs + k];
-                }
-            }
-            wt
+            ar_core::transpose(&wh, s.outputs, s.inputs)
         }
         _ => wh,
     };
