@@ -200,9 +200,10 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     fn precision(&self) -> Precision;
 
     /// Max pooling of `[batch, c, h, w]`: the window maxima and, for each, the flat index
-    /// `y * w + x` of the maximum in its input plane (as a float; exact below 2^24). Ties go to
-    /// the first maximum in row-major order within the window. The argmax freezes the routing
-    /// for the VJP. [`pool::max_pool2d`] is the reference.
+    /// `y * w + x` of the maximum in its input plane (the host kernels store it as a float,
+    /// exact below 2^24; a backend may use an integer tensor). Ties go to the first maximum in
+    /// row-major order within the window. The argmax freezes the routing for the VJP.
+    /// [`pool::max_pool2d`] is the reference.
     fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor);
 
     /// `out <- alpha * unpool(e) + beta * out`: each gradient to its window's stored argmax,

@@ -7,6 +7,7 @@
 //! (a shape mismatch, which is a bug in the caller) panics with the operation and the shapes.
 
 pub mod oracle;
+mod pooling;
 
 pub use ar_backend::Precision;
 
@@ -538,25 +539,23 @@ impl Backend for Candle {
         }
     }
 
-    // Pooling runs the host kernels of `ar_backend::pool` (download, kernel, upload) for now.
+    // Pooling runs on the tensors' device (see `pooling`); the argmax is a `u32` tensor.
     fn max_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> (Tensor, Tensor) {
-        let dims = pool::nchw(x.dims(), "max_pool2d input");
-        let (out, arg) = pool::max_pool2d(&self.to_host(x), dims, pool);
-        let shape = pool::output_dims(dims, pool);
-        (self.from_host(&out, &shape), self.from_host(&arg, &shape))
+        pool::nchw(x.dims(), "max_pool2d input");
+        ok(pooling::max_pool2d(x, pool), "max_pool2d", &[x])
     }
 
     fn max_pool2d_vjp(&self, e: &Tensor, argmax: &Tensor, alpha: f64, beta: f64, out: &mut Tensor) {
         let dims = pool::nchw(out.dims(), "max_pool2d input gradient");
-        let mut host = self.to_host(out);
-        pool::max_pool2d_vjp(&self.to_host(e), &self.to_host(argmax), dims, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
+        let op = "max_pool2d_vjp";
+        assert_eq!(e.dims(), argmax.dims(), "{op}: gradient and argmax differ in shape");
+        let unpooled = ok(pooling::max_pool2d_vjp(e, argmax, dims), op, &[e, argmax]);
+        self.axpby(alpha, &unpooled, beta, out);
     }
 
     fn avg_pool2d(&self, x: &Tensor, pool: PoolGeometry) -> Tensor {
-        let dims = pool::nchw(x.dims(), "avg_pool2d input");
-        let out = pool::avg_pool2d(&self.to_host(x), dims, pool);
-        self.from_host(&out, &pool::output_dims(dims, pool))
+        pool::nchw(x.dims(), "avg_pool2d input");
+        ok(pooling::avg_pool2d(x, pool), "avg_pool2d", &[x])
     }
 
     fn avg_pool2d_vjp(
@@ -568,9 +567,11 @@ impl Backend for Candle {
         out: &mut Tensor,
     ) {
         let dims = pool::nchw(out.dims(), "avg_pool2d input gradient");
-        let mut host = self.to_host(out);
-        pool::avg_pool2d_vjp(&self.to_host(e), dims, pool, alpha, beta, &mut host);
-        *out = self.from_host(&host, &dims);
+        let op = "avg_pool2d_vjp";
+        let expected = pool::output_dims(dims, pool);
+        assert_eq!(e.dims(), expected, "{op}: gradient shape for an input of {dims:?}");
+        let spread = ok(pooling::avg_pool2d_vjp(e, dims, pool), op, &[e]);
+        self.axpby(alpha / (pool.kernel * pool.kernel) as f64, &spread, beta, out);
     }
 
     /// On the device: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,

@@ -28,15 +28,15 @@ pub struct Measurement {
     pub ratio_to_bp: f64,
 }
 
-/// The batch size of every measurement.
+/// The default batch size of a measurement.
 pub const BATCH: usize = 64;
 const WIDTHS: [usize; 5] = [784, 300, 300, 100, 10];
 
 /// Multiply-add flops of one training step (forward, weight gradients, and the backward
-/// products the method performs) of the paper-1 MLP at batch 64.
-pub fn step_flops(algorithm: &str, steps: usize) -> f64 {
+/// products the method performs) of the paper-1 MLP at batch size `batch`.
+pub fn step_flops(algorithm: &str, steps: usize, batch: usize) -> f64 {
     let products: Vec<f64> =
-        WIDTHS.windows(2).map(|w| 2.0 * (BATCH * w[0] * w[1]) as f64).collect();
+        WIDTHS.windows(2).map(|w| 2.0 * (batch * w[0] * w[1]) as f64).collect();
     let forward: f64 = products.iter().sum();
     let below_top: f64 = products[1..products.len() - 1].iter().sum();
     let top = products[products.len() - 1];
@@ -60,12 +60,14 @@ pub enum Workload {
 }
 
 /// Times `batches` training steps (after one warm-up step) of backprop, AR with `steps` Euler
-/// iterations and AR in closed form on `workload`, on random batches of 64 from a seeded pool.
+/// iterations and AR in closed form on `workload`, on random batches of `batch` samples from a
+/// seeded pool. Each step reads its loss back, so the clock also waits for a GPU's queue.
 pub fn time_training<B: Backend>(
     be: B,
     workload: Workload,
     batches: usize,
     steps: usize,
+    batch: usize,
 ) -> Result<Vec<Measurement>, ModelError> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pool = 16;
@@ -74,16 +76,16 @@ pub fn time_training<B: Backend>(
         Workload::Cnn => vec![3, 32, 32],
     };
     let inputs: usize = shape.iter().product();
-    let mut batch_shape = vec![BATCH];
+    let mut batch_shape = vec![batch];
     batch_shape.extend(&shape);
     let pool_batches: Vec<(B::Tensor, B::Tensor)> = (0..pool)
         .map(|_| {
-            let x: Vec<f64> = (0..BATCH * inputs).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let mut t = vec![0.0; BATCH * 10];
-            for b in 0..BATCH {
+            let x: Vec<f64> = (0..batch * inputs).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut t = vec![0.0; batch * 10];
+            for b in 0..batch {
                 t[b * 10 + rng.random_range(0..10)] = 1.0;
             }
-            (be.from_host(&x, &batch_shape), be.from_host(&t, &[BATCH, 10]))
+            (be.from_host(&x, &batch_shape), be.from_host(&t, &[batch, 10]))
         })
         .collect();
     let count = batches;
@@ -110,6 +112,8 @@ pub fn time_training<B: Backend>(
             let (x, t) = &pool_batches[i % pool];
             trainer.step(&mut net, x, t);
         }
+        // Reading the weights back waits for the last update (a GPU runs it asynchronously).
+        let _ = net.parameters();
         let seconds = start.elapsed().as_secs_f64();
         out.push(Measurement {
             model: match workload {
@@ -119,9 +123,9 @@ pub fn time_training<B: Backend>(
             backend: be.name(),
             algorithm: name.into(),
             seconds,
-            samples_per_second: (count * BATCH) as f64 / seconds,
+            samples_per_second: (count * batch) as f64 / seconds,
             gflops: match workload {
-                Workload::Mlp => step_flops(name, steps) * count as f64 / seconds / 1e9,
+                Workload::Mlp => step_flops(name, steps, batch) * count as f64 / seconds / 1e9,
                 Workload::Cnn => f64::NAN,
             },
             ratio_to_bp: f64::NAN,
