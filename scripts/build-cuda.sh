@@ -29,7 +29,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${AR_CUDA_VENV:-$root/.venv-cuda}
 toolkit=$venv/cuda
-series=13.4
+series=13.0
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 
 log() { echo "build-cuda: $*" >&2; }

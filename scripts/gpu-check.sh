@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The GPU check: proves the candle-cuda backend on an NVIDIA GPU in one run, from the kit that
+# scripts/gpu-kit.sh builds (no Rust toolchain or network needed there). Steps, each logged:
+#   1. nvidia-smi; the CUDA libraries found in the Python environment's nvidia/ folders (the
+#      PyTorch wheels) and put on the loader path; ldd of the binaries;
+#   2. the conformance suite with AR_REQUIRE_CUDA=1 (ndarray f64 against candle-cuda f32, f64);
+#   3. verify-gradients --backend candle-cuda (f64 and f32);
+#   4. bench --backend candle-cuda, MLP and CNN, at batch 64 and 1024, beside the PyTorch peer
+#      on the same GPU, and ndarray on the machine's cores for scale;
+#   5. train --backend candle-cuda --model cnn-paper --dataset mnist --epochs 1.
+# Every step has a time limit, a failing step does not stop the others, and the exit status is
+# that of the first failure. The whole run takes at most 8 minutes.
+#
+# Usage:
+#   scripts/gpu-check.sh              # on the GPU machine, from the repository root, kit built
+#   scripts/gpu-check.sh --dry-run    # the same steps on the CPU (--backend candle), small sizes
+#
+# Settings (environment variables):
+#   OUT             where the summary and the logs (one .tar.gz) go (default gpu-check-out/)
+#   AR_GPU_KIT      the kit (default .gpu-kit/ in the repository root)
+#   AR_XTASK        the xtask binary (default: the kit's; a dry run may name a CPU build)
+#   AR_CANDLE_TESTS the ar-candle test binary (default: the kit's)
+#   PYTHON          the interpreter with torch, for the peer (default python3)
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dry_run=false
+case ${1:-} in
+    --dry-run) dry_run=true ;;
+    "") ;;
+    *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+esac
+kit=${AR_GPU_KIT:-$root/.gpu-kit}
+xtask=${AR_XTASK:-$kit/xtask}
+tests=${AR_CANDLE_TESTS:-$kit/ar-candle-tests}
+python=${PYTHON:-python3}
+out=${OUT:-$PWD/gpu-check-out}
+logs=$out/logs
+mkdir -p "$logs"
+summary=$out/summary.txt
+: >"$summary"
+status=0
+
+if $dry_run; then
+    backend=candle
+    # Small sizes: the point is that every step runs, not the figures.
+    bench_sizes=("--batches 3 --cnn-batches 1 --steps 5")
+    batch_sizes=(8)
+    train_args=(--dataset digits --model cnn-digits --epochs 1)
+    peer_args=()
+    "$python" -c 'import torch' 2>/dev/null && peer_args=(--peer --peer-device cpu --peer-threads 2)
+else
+    backend=candle-cuda
+    export AR_REQUIRE_CUDA=1
+    bench_sizes=("--batches 100 --cnn-batches 20")
+    batch_sizes=(64 1024)
+    train_args=(--dataset mnist --model cnn-paper --epochs 1)
+    peer_args=(--peer --peer-device cuda)
+fi
+if [[ -d $kit/datasets ]]; then
+    # The kit carries the data sets gzipped; the readers want the files themselves.
+    for gz in "$kit"/datasets/*/*.gz; do
+        [[ -e $gz && ! -e ${gz%.gz} ]] && gzip -dc "$gz" >"${gz%.gz}"
+    done
+    export AR_DATA_DIR=$kit/datasets
+fi
+
+# Runs "$@" under a time limit, logging to $out/NAME.log; records the outcome in the summary.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    echo "==> $name: $*" >>"$logs/$name.log"
+    local start=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" >>"$logs/$name.log" 2>&1
+    local rc=$?
+    local line="$name: exit $rc in $((SECONDS - start)) s (limit $limit s)"
+    [[ $rc -eq 124 || $rc -eq 137 ]] && line="$line, TIMED OUT"
+    echo "$line" | tee -a "$summary"
+    tail -n 25 "$logs/$name.log"
+    [[ $rc -ne 0 && $status -eq 0 ]] && status=$rc
+    return 0
+}
+
+# 1. The device and the CUDA libraries.
+for binary in "$xtask" "$tests"; do
+    if [[ ! -e $binary && -e $binary.gz ]]; then
+        gzip -dc "$binary.gz" >"$binary" && chmod +x "$binary"
+    fi
+    [[ -x $binary ]] || { echo "gpu-check: $binary is missing (run scripts/gpu-kit.sh)" >&2; exit 1; }
+done
+if ! $dry_run; then
+    step nvidia-smi 15 nvidia-smi
+    site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    libdirs=$(find "$site/nvidia" \( -name 'libcublas.so*' -o -name 'libcurand.so*' \
+        -o -name 'libnvrtc.so*' -o -name 'libcudart.so*' \) -printf '%h\n' 2>/dev/null | sort -u |
+        paste -sd:)
+    for driver in /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu; do
+        [[ -e $driver/libcuda.so.1 ]] && libdirs=$libdirs:$driver
+    done
+    export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee -a "$summary"
+    step ldd 10 bash -c "ldd '$xtask' | grep -E 'cuda|cublas|curand|nvrtc|not found'"
+fi
+
+# 2. Conformance: ndarray f64 against candle (CUDA f32 and f64, and candle's CPU).
+step conformance 90 "$tests" conformance --test-threads 4
+
+# 3. The gradient suite on the backend, in f64 and f32.
+step verify-gradients 130 "$xtask" verify-gradients --backend "$backend" \
+    --json "$logs/verify-gradients.json"
+
+# 4. Speed beside PyTorch on the same device, and ndarray on the CPU cores for scale.
+for batch in "${batch_sizes[@]}"; do
+    # shellcheck disable=SC2086 # the sizes are words
+    step "bench-$backend-$batch" 60 "$xtask" bench --backend "$backend" --batch-size "$batch" \
+        ${bench_sizes[0]} "${peer_args[@]}" --peer-script "$root/bench/peer_pytorch.py" \
+        --python "$python" --json "$logs/bench-$backend-$batch.json"
+done
+# shellcheck disable=SC2086
+step bench-ndarray 35 "$xtask" bench --backend ndarray ${bench_sizes[0]} \
+    --json "$logs/bench-ndarray.json"
+
+# 5. One epoch of training on the device.
+scratch=$(mktemp -d)
+step train 100 "$xtask" train --backend "$backend" "${train_args[@]}" --out "$scratch/run"
+cp "$scratch/run/metrics.csv" "$logs/train-metrics.csv" 2>/dev/null
+rm -rf "$scratch"
+
+# One archive of the logs (a GPU machine returns only a few files).
+tar -C "$out" -czf "$out/gpu-check-logs.tar.gz" logs && rm -rf "$logs"
+echo "==> summary (logs in $out/gpu-check-logs.tar.gz)"
+cat "$summary"
+exit $status

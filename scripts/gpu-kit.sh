@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the GPU kit: what scripts/gpu-check.sh needs on a GPU machine that has no Rust
+# toolchain and no network. With the CUDA wheels (scripts/build-cuda.sh), it builds the release
+# xtask with `--features cuda` and the ar-candle test binary, strips and gzips both, and puts them
+# with MNIST (gz) and the PyTorch peer script into .gpu-kit/ (ignored by git), then prints its
+# size.
+# Works from a clean clone (it fetches MNIST if datasets/ lacks it) and can be rerun at will.
+#
+# Usage: scripts/gpu-kit.sh
+# Settings: AR_GPU_KIT (the kit folder, default .gpu-kit/), and build-cuda.sh's (CUDA_COMPUTE_CAP,
+# default 90 for the H100 and H200; CARGO_TARGET_DIR, default target/cuda).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+kit=${AR_GPU_KIT:-$root/.gpu-kit}
+limit_mib=60
+log() { echo "gpu-kit: $*" >&2; }
+die() { echo "gpu-kit: error: $*" >&2; exit 1; }
+
+cd "$root"
+build=scripts/build-cuda.sh
+$build build --release -p xtask --features cuda
+# The test binary's path, from cargo's JSON messages.
+tests=$($build test --release -p ar-candle --features cuda --no-run --message-format=json |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "it":
+        print(m["executable"])')
+[[ -x $tests ]] || die "cargo did not report the ar-candle test binary"
+eval "$($build --print-env)"
+xtask=$CARGO_TARGET_DIR/release/xtask
+
+mnist=$root/datasets/mnist
+if ! ls "$mnist"/*-ubyte >/dev/null 2>&1; then
+    log "fetching MNIST into $mnist"
+    cargo xtask data fetch mnist
+fi
+
+rm -rf "$kit"
+mkdir -p "$kit/datasets/mnist"
+# Stripped, each binary is some 50 MB, 30 of them candle's compiled kernels; gzip takes them to
+# about a quarter (gpu-check.sh unpacks them).
+for pair in "$xtask:xtask" "$tests:ar-candle-tests"; do
+    strip -o "$kit/${pair#*:}" "${pair%%:*}"
+    gzip -9 "$kit/${pair#*:}"
+done
+for f in "$mnist"/*-ubyte; do
+    gzip -9 -c "$f" >"$kit/datasets/mnist/${f##*/}.gz"
+done
+cp bench/peer_pytorch.py scripts/gpu-check.sh "$kit/"
+du -ah "$kit" | sort -h | tail -n 12
+size=$(du -sm "$kit" | cut -f1)
+log "kit in $kit: $size MiB (limit $limit_mib MiB)"
+((size <= limit_mib)) || die "the kit is over $limit_mib MiB"
