@@ -57,13 +57,7 @@ else
     train_args=(--dataset mnist --model cnn-paper --epochs 1)
     peer_args=(--peer --peer-device cuda)
 fi
-if [[ -d $kit/datasets ]]; then
-    # The kit carries the data sets gzipped; the readers want the files themselves.
-    for gz in "$kit"/datasets/*/*.gz; do
-        [[ -e $gz && ! -e ${gz%.gz} ]] && gzip -dc "$gz" >"${gz%.gz}"
-    done
-    export AR_DATA_DIR=$kit/datasets
-fi
+
 
 # Runs "$@" under a time limit, logging to $out/NAME.log; records the outcome in the summary.
 step() {
@@ -81,11 +75,27 @@ step() {
     return 0
 }
 
+# The kit carries its binaries and data gzipped: unpack them outside it.
+unpacked=$(mktemp -d)
+trap 'rm -rf "$unpacked"' EXIT
+if [[ -d $kit/datasets ]]; then
+    for gz in "$kit"/datasets/*/*.gz; do
+        set_dir=$unpacked/datasets/$(basename "$(dirname "$gz")")
+        mkdir -p "$set_dir"
+        gzip -dc "$gz" >"$set_dir/$(basename "$gz" .gz)"
+    done
+    export AR_DATA_DIR=$unpacked/datasets
+fi
+
+for name in xtask tests; do
+    binary=${!name}
+    if [[ ! -e $binary && -e $binary.gz ]]; then
+        gzip -dc "$binary.gz" >"$unpacked/${binary##*/}" && chmod +x "$unpacked/${binary##*/}"
+        printf -v "$name" %s "$unpacked/${binary##*/}"
+    fi
+done
 # 1. The device and the CUDA libraries.
 for binary in "$xtask" "$tests"; do
-    if [[ ! -e $binary && -e $binary.gz ]]; then
-        gzip -dc "$binary.gz" >"$binary" && chmod +x "$binary"
-    fi
     [[ -x $binary ]] || { echo "gpu-check: $binary is missing (run scripts/gpu-kit.sh)" >&2; exit 1; }
 done
 if ! $dry_run; then

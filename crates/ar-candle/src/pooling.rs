@@ -28,18 +28,25 @@ fn window_indices(dims: [usize; 4], pool: PoolGeometry) -> Vec<u32> {
     idx
 }
 
-/// The window maxima of `x` (`[batch, c, h, w]`) and their plane indices (`u32`).
-pub(crate) fn max_pool2d(x: &Tensor, pool: PoolGeometry) -> Result<(Tensor, Tensor)> {
+/// Every window's elements side by side, `[b * c, kernel^2, oh * ow]`, with their plane
+/// indices (`[kernel^2, oh * ow]`, `u32`) and the output dims.
+fn gather(x: &Tensor, pool: PoolGeometry) -> Result<(Tensor, Tensor, [usize; 4])> {
     let (b, c, h, w) = x.dims4()?;
     let dims = [b, c, h, w];
     let out = pool::output_dims(dims, pool);
-    let (planes, taps, windows) = (b * c, pool.kernel * pool.kernel, out[2] * out[3]);
+    let (taps, windows) = (pool.kernel * pool.kernel, out[2] * out[3]);
     let indices = Tensor::from_vec(window_indices(dims, pool), (taps, windows), x.device())?;
-    // Every window's elements side by side: [planes, taps, windows].
     let gathered = x
-        .reshape((planes, h * w))?
+        .reshape((b * c, h * w))?
         .index_select(&indices.flatten_all()?, 1)?
-        .reshape((planes, taps, windows))?;
+        .reshape((b * c, taps, windows))?;
+    Ok((gathered, indices, out))
+}
+
+/// The window maxima of `x` (`[batch, c, h, w]`) and their plane indices (`u32`).
+pub(crate) fn max_pool2d(x: &Tensor, pool: PoolGeometry) -> Result<(Tensor, Tensor)> {
+    let (gathered, indices, out) = gather(x, pool)?;
+    let (planes, taps, windows) = gathered.dims3()?;
     let mut best = Tensor::new(f64::NEG_INFINITY, x.device())?
         .to_dtype(x.dtype())?
         .broadcast_as((planes, windows))?;
@@ -63,9 +70,13 @@ pub(crate) fn max_pool2d_vjp(e: &Tensor, argmax: &Tensor, dims: [usize; 4]) -> R
         .reshape((b, c, h, w))
 }
 
-/// The window averages of `x` (`[batch, c, h, w]`).
+/// The window averages of `x` (`[batch, c, h, w]`): each window's sum divided by `kernel^2`
+/// in the tensor's precision. (candle's own average pooling scales by an `f32` reciprocal on
+/// CUDA, which is off by some 1e-8 in `f64`.)
 pub(crate) fn avg_pool2d(x: &Tensor, pool: PoolGeometry) -> Result<Tensor> {
-    x.avg_pool2d_with_stride(pool.kernel, pool.stride)
+    let (gathered, _, out) = gather(x, pool)?;
+    let taps = Tensor::new((pool.kernel * pool.kernel) as f64, x.device())?.to_dtype(x.dtype())?;
+    gathered.sum(1)?.broadcast_div(&taps)?.reshape(&out[..])
 }
 
 /// `kernel^2 * spread(e)`: each gradient of `e` added to every element of its window (the
