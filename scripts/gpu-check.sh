@@ -9,7 +9,7 @@
 #      on the same GPU, and ndarray on the machine's cores for scale;
 #   5. train --backend candle-cuda --model cnn-paper --dataset mnist --epochs 1.
 # Every step has a time limit, a failing step does not stop the others, and the exit status is
-# that of the first failure. The whole run takes at most 8 minutes.
+# that of the first failure. The whole run takes at most 8 minutes (one bench run each).
 #
 # Usage:
 #   scripts/gpu-check.sh              # on the GPU machine, from the repository root, kit built
@@ -21,6 +21,7 @@
 #   AR_XTASK        the xtask binary (default: the kit's; a dry run may name a CPU build)
 #   AR_CANDLE_TESTS the ar-candle test binary (default: the kit's)
 #   PYTHON          the interpreter with torch, for the peer (default python3)
+#   AR_BENCH_RUNS   how many times to run each GPU bench (default 1; the figures vary by run)
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +35,7 @@ kit=${AR_GPU_KIT:-$root/.gpu-kit}
 xtask=${AR_XTASK:-$kit/xtask}
 tests=${AR_CANDLE_TESTS:-$kit/ar-candle-tests}
 python=${PYTHON:-python3}
+bench_runs=${AR_BENCH_RUNS:-1}
 out=${OUT:-$PWD/gpu-check-out}
 logs=$out/logs
 mkdir -p "$logs"
@@ -120,11 +122,14 @@ step verify-gradients 130 "$xtask" verify-gradients --backend "$backend" \
     --json "$logs/verify-gradients.json"
 
 # 4. Speed beside PyTorch on the same device, and ndarray on the CPU cores for scale.
-for batch in "${batch_sizes[@]}"; do
-    # shellcheck disable=SC2086 # the sizes are words
-    step "bench-$backend-$batch" 60 "$xtask" bench --backend "$backend" --batch-size "$batch" \
-        ${bench_sizes[0]} "${peer_args[@]}" --peer-script "$root/bench/peer_pytorch.py" \
-        --python "$python" --json "$logs/bench-$backend-$batch.json"
+for run in $(seq "$bench_runs"); do
+    for batch in "${batch_sizes[@]}"; do
+        name=bench-$backend-$batch-run$run
+        # shellcheck disable=SC2086 # the sizes are words
+        step "$name" 60 "$xtask" bench --backend "$backend" --batch-size "$batch" \
+            ${bench_sizes[0]} "${peer_args[@]}" --peer-script "$root/bench/peer_pytorch.py" \
+            --python "$python" --json "$logs/$name.json"
+    done
 done
 # shellcheck disable=SC2086
 step bench-ndarray 35 "$xtask" bench --backend ndarray ${bench_sizes[0]} \

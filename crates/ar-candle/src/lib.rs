@@ -6,6 +6,7 @@
 //! replace `*out` with a freshly computed tensor. Every operation is infallible: a candle error
 //! (a shape mismatch, which is a bug in the caller) panics with the operation and the shapes.
 
+mod conv;
 pub mod oracle;
 mod pooling;
 
@@ -394,25 +395,9 @@ impl Backend for Candle {
         out: &mut Tensor,
     ) {
         let op = "conv2d_weight_grad";
-        let (_, _, kh, kw) = ok(out.dims4(), op, &[out]);
-        // As candle's own backprop: correlate the input with the output gradient, batch as the
-        // channel axis, the stride becoming a dilation.
-        let xt = ok(x.transpose(0, 1), op, &[x]);
-        let et = ok(e.transpose(0, 1), op, &[e]);
-        let gk = ok(
-            xt.conv2d(&et, g.padding, 1, g.stride, 1).and_then(|t| t.transpose(0, 1)),
-            op,
-            &[x, e],
-        );
-        let gk = ok(gk.narrow(2, 0, kh).and_then(|t| t.narrow(3, 0, kw)), op, &[&gk]);
-        assert_eq!(
-            gk.dims(),
-            out.dims(),
-            "{op}: gradient of shape {:?} for a kernel of {:?}",
-            gk.dims(),
-            out.dims()
-        );
-        *out = self.scaled(scale, &ok(gk.contiguous(), op, &[]), op);
+        let (o, c, kh, kw) = ok(out.dims4(), op, &[out]);
+        let gk = ok(conv::weight_grad(e, x, [o, c, kh, kw], g), op, &[e, x]);
+        *out = self.scaled(scale, &gk, op);
     }
 
     fn sum_channels_into(&self, scale: f64, e: &Tensor, out: &mut Tensor) {
