@@ -6,7 +6,8 @@
 #   2. the conformance suite with AR_REQUIRE_CUDA=1 (ndarray f64 against candle-cuda f32, f64);
 #   3. verify-gradients --backend candle-cuda (f64 and f32);
 #   4. bench --backend candle-cuda, MLP and CNN, at batch 64 and 1024, beside the PyTorch peer
-#      on the same GPU, and ndarray on the machine's cores for scale;
+#      on the same GPU; the CNN's operations timed one by one (cnn_ops); ndarray on the
+#      machine's CPU for scale;
 #   5. train --backend candle-cuda --model cnn-paper --dataset mnist --epochs 1.
 # Every step has a time limit, a failing step does not stop the others, and the exit status is
 # that of the first failure. The whole run takes at most 8 minutes (one bench run each).
@@ -20,6 +21,7 @@
 #   AR_GPU_KIT      the kit (default .gpu-kit/ in the repository root)
 #   AR_XTASK        the xtask binary (default: the kit's; a dry run may name a CPU build)
 #   AR_CANDLE_TESTS the ar-candle test binary (default: the kit's)
+#   AR_CNN_OPS      ar-candle's cnn_ops example (default: the kit's; the step is skipped without)
 #   PYTHON          the interpreter with torch, for the peer (default python3)
 #   AR_BENCH_RUNS   how many times to run each GPU bench (default 1; the figures vary by run)
 set -uo pipefail
@@ -34,6 +36,7 @@ esac
 kit=${AR_GPU_KIT:-$root/.gpu-kit}
 xtask=${AR_XTASK:-$kit/xtask}
 tests=${AR_CANDLE_TESTS:-$kit/ar-candle-tests}
+ops=${AR_CNN_OPS:-$kit/cnn_ops}
 python=${PYTHON:-python3}
 bench_runs=${AR_BENCH_RUNS:-1}
 out=${OUT:-$PWD/gpu-check-out}
@@ -89,7 +92,7 @@ if [[ -d $kit/datasets ]]; then
     export AR_DATA_DIR=$unpacked/datasets
 fi
 
-for name in xtask tests; do
+for name in xtask tests ops; do
     binary=${!name}
     if [[ ! -e $binary && -e $binary.gz ]]; then
         gzip -dc "$binary.gz" >"$unpacked/${binary##*/}" && chmod +x "$unpacked/${binary##*/}"
@@ -131,6 +134,13 @@ for run in $(seq "$bench_runs"); do
             --python "$python" --json "$logs/$name.json"
     done
 done
+# Where a CNN step's time goes: each operation timed alone (skipped when the binary is absent).
+if [[ -x $ops ]]; then
+    for batch in "${batch_sizes[@]}"; do
+        step "cnn-ops-$batch" 30 "$ops" "$([[ $backend == candle-cuda ]] && echo cuda || echo cpu)" \
+            "$batch" 20
+    done
+fi
 # shellcheck disable=SC2086
 step bench-ndarray 35 "$xtask" bench --backend ndarray ${bench_sizes[0]} \
     --json "$logs/bench-ndarray.json"

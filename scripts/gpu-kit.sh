@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the GPU kit: what scripts/gpu-check.sh needs on a GPU machine that has no Rust
 # toolchain and no network. With the CUDA wheels (scripts/build-cuda.sh), it builds the release
-# xtask with `--features cuda` and the ar-candle test binary, strips and gzips both, and puts them
+# xtask with `--features cuda`, the ar-candle test binary and its cnn_ops example (the CNN's
+# operations timed one by one), strips and gzips them, and puts them
 # with MNIST (gz) and the PyTorch peer script into .gpu-kit/ (ignored by git), then prints its
 # size.
 # Works from a clean clone (it fetches MNIST if datasets/ lacks it) and can be rerun at will.
@@ -20,6 +21,7 @@ die() { echo "gpu-kit: error: $*" >&2; exit 1; }
 cd "$root"
 build=scripts/build-cuda.sh
 $build build --release -p xtask --features cuda
+$build build --release -p ar-candle --features cuda --example cnn_ops
 # The test binary's path, from cargo's JSON messages.
 tests=$($build test --release -p ar-candle --features cuda --no-run --message-format=json |
     python3 -c 'import json, sys
@@ -41,7 +43,8 @@ rm -rf "$kit"
 mkdir -p "$kit/datasets/mnist"
 # Stripped, each binary is some 50 MB, 30 of them candle's compiled kernels; gzip takes them to
 # about a quarter (gpu-check.sh unpacks them).
-for pair in "$xtask:xtask" "$tests:ar-candle-tests"; do
+ops=$CARGO_TARGET_DIR/release/examples/cnn_ops
+for pair in "$xtask:xtask" "$tests:ar-candle-tests" "$ops:cnn_ops"; do
     strip -o "$kit/${pair#*:}" "${pair%%:*}"
     gzip -9 "$kit/${pair#*:}"
 done

@@ -207,11 +207,13 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     fn max_pool2d(&self, x: &Self::Tensor, pool: PoolGeometry) -> (Self::Tensor, Self::Tensor);
 
     /// `out <- alpha * unpool(e) + beta * out`: each gradient to its window's stored argmax,
-    /// summed where windows overlap ([`pool::max_pool2d_vjp`] is the reference).
+    /// summed where windows overlap ([`pool::max_pool2d_vjp`] is the reference). `pool` is the
+    /// forward pass's geometry (the argmax alone routes; a backend may use it to go faster).
     fn max_pool2d_vjp(
         &self,
         e: &Self::Tensor,
         argmax: &Self::Tensor,
+        pool: PoolGeometry,
         alpha: f64,
         beta: f64,
         out: &mut Self::Tensor,

@@ -62,9 +62,34 @@ pub(crate) fn max_pool2d(x: &Tensor, pool: PoolGeometry) -> Result<(Tensor, Tens
 
 /// `unpool(e)`: each gradient of `e` (`[batch, c, oh, ow]`) added at its window's `argmax` in
 /// a zero tensor of `dims`, window by window in row-major order as the host kernel adds them.
-pub(crate) fn max_pool2d_vjp(e: &Tensor, argmax: &Tensor, dims: [usize; 4]) -> Result<Tensor> {
+pub(crate) fn max_pool2d_vjp(
+    e: &Tensor,
+    argmax: &Tensor,
+    dims: [usize; 4],
+    pool: PoolGeometry,
+) -> Result<Tensor> {
     let [b, c, h, w] = dims;
     let (planes, windows) = (b * c, e.elem_count() / (b * c).max(1));
+    let k = pool.kernel;
+    if pool.stride == k && h % k == 0 && w % k == 0 {
+        // Windows that tile the plane exactly: each tap's gradient where the argmax is that
+        // tap's element, laid back into the plane by a transpose (elementwise work only; the
+        // scatter below runs one thread per plane).
+        let (oh, ow) = (h / k, w / k);
+        let taps = k * k;
+        let indices = Tensor::from_vec(window_indices(dims, pool), (1, taps, windows), e.device())?;
+        let hit = argmax.reshape((planes, 1, windows))?.broadcast_eq(&indices)?;
+        let shape = (planes, taps, windows);
+        let spread = hit.where_cond(
+            &e.reshape((planes, 1, windows))?.broadcast_as(shape)?,
+            &Tensor::zeros(shape, e.dtype(), e.device())?,
+        )?;
+        // [planes, i, j, oy, ox] -> [planes, oy, i, ox, j], which is the plane in row-major order.
+        return spread
+            .reshape((planes, k, k, oh, ow))?
+            .permute((0, 3, 1, 4, 2))?
+            .reshape((b, c, h, w));
+    }
     Tensor::zeros((planes, h * w), e.dtype(), e.device())?
         .scatter_add(&argmax.reshape((planes, windows))?, &e.reshape((planes, windows))?, 1)?
         .reshape((b, c, h, w))

@@ -260,9 +260,10 @@ impl<B: Backend> Layer<B> {
                     if use_feedback { c.feedback.as_ref().expect(CHECKED) } else { &c.weight };
                 be.conv2d_input_vjp(e, kernel, c.geometry, alpha, beta, out);
             }
-            Layer::MaxPool2d(_) => be.max_pool2d_vjp(
+            Layer::MaxPool2d(p) => be.max_pool2d_vjp(
                 e,
                 argmax.expect("the forward pass stores the argmax"),
+                *p,
                 alpha,
                 beta,
                 out,

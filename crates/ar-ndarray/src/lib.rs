@@ -281,6 +281,7 @@ impl<F: Scalar> Backend for NdArray<F> {
         &self,
         e: &ArrayD<F>,
         argmax: &ArrayD<F>,
+        _pool: PoolGeometry,
         alpha: f64,
         beta: f64,
         out: &mut ArrayD<F>,
@@ -470,7 +471,7 @@ mod tests {
                 let prior =
                     if beta == 0.0 { vec![f64::NAN; x.len()] } else { values(x.len(), 7.0) };
                 let mut got = be.from_host(&prior, &dims);
-                be.max_pool2d_vjp(&et, &arg, alpha, beta, &mut got);
+                be.max_pool2d_vjp(&et, &arg, geometry, alpha, beta, &mut got);
                 let mut want = prior.clone();
                 pool::max_pool2d_vjp(&e, &want_arg, dims, alpha, beta, &mut want);
                 assert_eq!(plain(&got), rounded(&want), "max {geometry:?} {alpha} {beta}");

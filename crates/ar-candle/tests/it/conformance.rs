@@ -305,8 +305,8 @@ fn pooling<R: Backend, C: Backend>(p: &Pair<R, C>, case: PoolCase) -> Outcome {
     let od = p.reference.shape(&mr);
     let (er, ec) = p.upload(&e, &od);
     let (mut dr, mut dc) = p.upload(&prior, &dims);
-    p.reference.max_pool2d_vjp(&er, &ar, alpha, beta, &mut dr);
-    p.candidate.max_pool2d_vjp(&ec, &ac, alpha, beta, &mut dc);
+    p.reference.max_pool2d_vjp(&er, &ar, pool, alpha, beta, &mut dr);
+    p.candidate.max_pool2d_vjp(&ec, &ac, pool, alpha, beta, &mut dc);
     p.compare("max_pool2d_vjp", &dr, &dc, 30.0)?;
     p.compare(
         "avg_pool2d",

@@ -1,0 +1,81 @@
+//! Times each backend operation of one training step of paper 2's CNN (3x32x32 inputs) on candle,
+//! at a given batch size, waiting for the device after each: where a step's time goes.
+//!
+//! Usage: `cargo run --release -p ar-candle --example cnn_ops -- [cpu|cuda] [BATCH] [REPS]`
+//! (CUDA needs the `cuda` feature; see docs/cuda.md).
+
+use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry, Precision};
+use ar_candle::Candle;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let device = args.first().map_or("cpu", String::as_str);
+    let batch: usize = args.get(1).map_or(Ok(1024), |s| s.parse())?;
+    let reps: usize = args.get(2).map_or(Ok(20), |s| s.parse())?;
+    let be = match device {
+        "cpu" => Candle::cpu(Precision::F32),
+        "cuda" => Candle::cuda(0, Precision::F32)?,
+        other => return Err(format!("unknown device {other:?} (cpu or cuda)").into()),
+    };
+    let fill = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        be.from_host(
+            &(0..n).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5).collect::<Vec<_>>(),
+            shape,
+        )
+    };
+    let (g, pool) = (ConvGeometry { stride: 1, padding: 0 }, PoolGeometry { kernel: 2, stride: 2 });
+    let (x, k1, b1) = (fill(&[batch, 3, 32, 32]), fill(&[6, 3, 5, 5]), fill(&[6]));
+    let (a1, h1) = (fill(&[batch, 6, 28, 28]), fill(&[batch, 6, 14, 14]));
+    let (k2, b2, a2) = (fill(&[16, 6, 5, 5]), fill(&[16]), fill(&[batch, 16, 10, 10]));
+    let (flat, w3, a3) = (fill(&[batch, 1600]), fill(&[120, 1600]), fill(&[batch, 120]));
+    let (_, argmax) = be.max_pool2d(&a1, pool);
+
+    println!("candle on {device}, f32, paper-2 CNN shapes at batch {batch}, mean of {reps} calls");
+    let mut total = 0.0;
+    let mut time = |name: &str, f: &mut dyn FnMut()| {
+        f();
+        be.device().synchronize().expect("the device synchronises");
+        let start = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        be.device().synchronize().expect("the device synchronises");
+        let ms = start.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        total += ms;
+        println!("{name:<44} {ms:>9.3} ms");
+    };
+    let mut out = be.zeros(&[batch, 6, 28, 28]);
+    time("conv1 forward 3->6 5x5, 32x32", &mut || be.conv2d_into(&x, &k1, &b1, g, &mut out));
+    time("conv1 weight gradient", &mut || {
+        be.conv2d_weight_grad_into(&a1, &x, g, 1.0, &mut k1.clone())
+    });
+    time("conv1 bias gradient", &mut || be.sum_channels_into(1.0, &a1, &mut b1.clone()));
+    time("tanh [b,6,28,28]", &mut || be.activate_into(Activation::Tanh, &a1, &mut out));
+    time("tanh' [b,6,28,28]", &mut || be.activate_derivative_into(Activation::Tanh, &a1, &mut out));
+    time("mul [b,6,28,28]", &mut || be.mul_into(&a1, &a1, &mut out));
+    time("axpby [b,6,28,28]", &mut || be.axpby(0.9, &a1, 0.1, &mut out));
+    time("max-pool 2 forward", &mut || drop(be.max_pool2d(&a1, pool)));
+    time("max-pool 2 VJP", &mut || be.max_pool2d_vjp(&h1, &argmax, pool, 1.0, 0.0, &mut out));
+    let mut out2 = be.zeros(&[batch, 16, 10, 10]);
+    time("conv2 forward 6->16 5x5, 14x14", &mut || be.conv2d_into(&h1, &k2, &b2, g, &mut out2));
+    let mut dh = be.zeros(&[batch, 6, 14, 14]);
+    time("conv2 input VJP (transposed convolution)", &mut || {
+        be.conv2d_input_vjp(&a2, &k2, g, 1.0, 0.0, &mut dh)
+    });
+    time("conv2 weight gradient", &mut || {
+        be.conv2d_weight_grad_into(&a2, &h1, g, 1.0, &mut k2.clone())
+    });
+    let mut y3 = be.zeros(&[batch, 120]);
+    time("fc1 forward [b,1600] x [1600,120]", &mut || {
+        be.gemm(1.0, &flat, false, &w3, true, 0.0, &mut y3)
+    });
+    let mut dflat = be.zeros(&[batch, 1600]);
+    time("fc1 input VJP", &mut || be.gemm(1.0, &a3, false, &w3, false, 0.0, &mut dflat));
+    let mut gw3 = be.zeros(&[120, 1600]);
+    time("fc1 weight gradient", &mut || be.gemm(1.0, &a3, true, &flat, false, 0.0, &mut gw3));
+    time("flatten reshape", &mut || drop(be.reshape(&a2, &[batch, 1600])));
+    println!("{:<44} {total:>9.3} ms", "sum");
+    Ok(())
+}
