@@ -86,6 +86,14 @@ pub struct Args {
     /// Use the relaxed v_{k-1}(T) instead of h_{k-1} as the update's presynaptic term (paper 2).
     #[arg(long)]
     current_input: bool,
+    /// Let the input relax too, as the authors' code does: under --current-input layer 1 then
+    /// learns from the relaxed input v_0(T), under --fderiv its f' is taken at W_1 v_0 + b_1
+    /// (exact AR is unchanged).
+    #[arg(long)]
+    relax_input: bool,
+    /// With --fderiv, re-evaluate f' at W v without the bias, as the authors' code does.
+    #[arg(long)]
+    state_fprime_without_bias: bool,
     /// Euler step of the relaxation (the "inference learning rate"), in (0, 2).
     #[arg(long, default_value_t = d().eta)]
     eta: f64,
@@ -188,6 +196,8 @@ impl Args {
             no_fprime_update: self.no_fprime_update,
             fderiv: self.fderiv,
             current_input: self.current_input,
+            relax_input: self.relax_input,
+            state_fprime_without_bias: self.state_fprime_without_bias,
             eta: self.eta,
             steps: self.steps,
             tolerance: self.tolerance,

@@ -34,10 +34,7 @@ fn main() {
     let grads = |algorithm: &Algorithm| {
         let mut signals = Signals::new();
         let stats = signals.compute(&net, &cache, &top, algorithm);
-        (
-            Gradients::compute(&net, &cache, signals.as_slice(), &algorithm.variant).to_host(&be),
-            stats,
-        )
+        (Gradients::compute(&net, &cache, &signals, &algorithm.variant).to_host(&be), stats)
     };
     let (bp, _) = grads(&Algorithm::backprop());
     let papers = Relaxation::papers();

@@ -67,6 +67,12 @@ pub struct Relaxation {
     pub init: InitialState,
     /// Euler iterations or the closed form of their result.
     pub solver: Solver,
+    /// Let the input relax too, as the authors' code does: `v_0` starts at the data and follows
+    /// the same dynamics (towards `dL/dx`). Exact AR's update is unchanged (nothing reads
+    /// `v_0`); under current-input layer 1's presynaptic term becomes `v_0(T)`, and under
+    /// fderiv-update (and fderiv-relax) layer 1's `f'` is taken at `W_1 v_0 + b_1`
+    /// (docs/algorithm.md, "Differences from the authors' code").
+    pub relax_input: bool,
 }
 
 impl Relaxation {
@@ -81,6 +87,7 @@ impl Relaxation {
             schedule: Schedule::Sweep,
             init: InitialState::Feedforward,
             solver: Solver::Auto,
+            relax_input: false,
         }
     }
 
@@ -135,6 +142,9 @@ pub struct Variant {
     /// `current-input`: the update uses the relaxed `v_{k-1}(T)` as presynaptic term instead of
     /// the stored `h_{k-1}`.
     pub current_input: bool,
+    /// Where fderiv-relax and fderiv-update re-evaluate `f_k'`: at `W_k v_{k-1}` without the
+    /// bias, as the authors' code does, instead of at `W_k v_{k-1} + b_k`.
+    pub state_fprime_without_bias: bool,
 }
 
 impl Variant {
@@ -148,6 +158,7 @@ impl Variant {
             fprime_at_state_in_relaxation: false,
             fprime_at_state_in_update: false,
             current_input: false,
+            state_fprime_without_bias: false,
         }
     }
 }
@@ -191,6 +202,11 @@ impl Algorithm {
         self.variant.feedback != Feedback::Transpose
     }
 
+    /// Whether the input relaxes ([`Relaxation::relax_input`]).
+    pub fn relaxes_input(&self) -> bool {
+        matches!(self.method, Method::Relaxation(r) if r.relax_input)
+    }
+
     /// One line describing the method and its settings, for logs and run summaries.
     pub fn describe(&self) -> String {
         let v = &self.variant;
@@ -205,13 +221,16 @@ impl Algorithm {
         match self.method {
             Method::Backprop => format!("one backward pass through {feedback}"),
             Method::Relaxation(r) => format!(
-                "relaxation eta {}, T {}{}, {} schedule, {} start, {} solver, backward through {feedback}",
+                "relaxation eta {}, T {}{}, {} schedule, {} start{}, {} solver, backward through \
+                 {feedback}{}",
                 r.eta,
                 r.steps,
                 r.tolerance.map_or(String::new(), |t| format!(" (stop at residual {t:e})")),
                 r.schedule,
                 r.init,
+                if r.relax_input { ", input relaxing" } else { "" },
                 r.solver_for(v),
+                if v.state_fprime_without_bias { ", re-evaluated f' without the bias" } else { "" },
             ),
         }
     }
@@ -234,7 +253,10 @@ impl Algorithm {
         }
         match self.method {
             Method::Backprop => {
-                if v.fprime_at_state_in_relaxation || v.fprime_at_state_in_update || v.current_input
+                if v.fprime_at_state_in_relaxation
+                    || v.fprime_at_state_in_update
+                    || v.current_input
+                    || v.state_fprime_without_bias
                 {
                     return bad("fderiv-relax, fderiv-update and current-input modify the \
                                 relaxation; they need the relaxation method, not backprop"
@@ -272,6 +294,13 @@ impl Algorithm {
                 if v.fprime_at_state_in_relaxation && !v.fprime_in_backward {
                     return bad("fderiv-relax re-evaluates f' in the relaxation, which the \
                                 no-f'-in-relaxation variant removes; choose one"
+                        .into());
+                }
+                if v.state_fprime_without_bias
+                    && !(v.fprime_at_state_in_relaxation || v.fprime_at_state_in_update)
+                {
+                    return bad("f' without the bias applies only where f' is re-evaluated at \
+                                the state (fderiv-relax, fderiv-update)"
                         .into());
                 }
                 if v.fprime_at_state_in_update && !v.fprime_in_update {

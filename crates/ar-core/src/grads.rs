@@ -5,7 +5,7 @@
 use crate::algorithm::{Feedback, Variant};
 use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
-use crate::signals::state_input;
+use crate::signals::{state_input, Signals};
 use ar_backend::{Backend, BackendExt};
 
 /// The update direction of one weighted layer (a batch mean, like a loss gradient).
@@ -28,18 +28,21 @@ pub struct Gradients<B: Backend> {
 }
 
 impl<B: Backend> Gradients<B> {
-    /// The update from signals `v_1 .. v_L` (see [`crate::Signals`]). For weighted layer `k`:
+    /// The update from the learning signals of [`Signals::compute`]. For weighted layer `k`:
     /// `e_k = f_k' * v_k` (f' stored, re-evaluated at layer `k`'s input computed from the relaxed
     /// state under fderiv-update, or dropped), presynaptic term `h_{k-1}` (or that input computed
-    /// from the relaxed state under current-input), `dW_k = e_k^T h_{k-1} / batch`,
+    /// from the relaxed state under current-input; for layer 1 that is the relaxed input `v_0`
+    /// when the input relaxed, else the data), `dW_k = e_k^T h_{k-1} / batch`,
     /// `db_k = sum_b e_k / batch`, and for learned feedback the same update for `psi_k`
     /// (transposed for dense layers).
     pub fn compute(
         net: &Network<B>,
         cache: &ForwardCache<B>,
-        signals: &[B::Tensor],
+        signals: &Signals<B>,
         variant: &Variant,
     ) -> Self {
+        let (states, input_relaxed) = (signals.states(), signals.input_relaxed());
+        let signals = signals.as_slice();
         let be = net.backend();
         let scale = 1.0 / cache.batch_size(be) as f64;
         let layers = net
@@ -51,14 +54,15 @@ impl<B: Backend> Gradients<B> {
                 let k = i + 1;
                 let needs_state = variant.current_input
                     || (variant.fprime_in_update && variant.fprime_at_state_in_update);
-                let relaxed_input = if needs_state { state_input(net, signals, k) } else { None };
+                let relaxed_input =
+                    if needs_state { state_input(net, states, input_relaxed, k) } else { None };
                 let e = if !variant.fprime_in_update {
                     signals[i].clone()
                 } else if let (true, Some(x)) =
                     (variant.fprime_at_state_in_update, relaxed_input.as_ref())
                 {
                     let mut a = be.zeros(&be.shape(&signals[i]));
-                    layer.pre_activation_into(be, x, &mut a);
+                    layer.linear_into(be, x, !variant.state_fprime_without_bias, &mut a);
                     be.mul(&be.activate_derivative(w.activation, &a), &signals[i])
                 } else {
                     be.mul(cache.fprime[i].as_ref().expect("weighted layers store f'"), &signals[i])

@@ -207,13 +207,25 @@ impl<B: Backend> Layer<B> {
 
     /// `out <- W x + b` (dense) or `conv(x, K) + b`; parametric layers only.
     pub fn pre_activation_into(&self, be: &B, x: &B::Tensor, out: &mut B::Tensor) {
+        self.linear_into(be, x, true, out);
+    }
+
+    /// `out <- W x` (dense) or `conv(x, K)`, plus the bias when `with_bias`; parametric layers
+    /// only.
+    pub fn linear_into(&self, be: &B, x: &B::Tensor, with_bias: bool, out: &mut B::Tensor) {
         match self {
             Layer::Dense(d) => {
                 be.gemm(1.0, x, false, &d.weight, true, 0.0, out);
-                be.add_row(out, &d.bias);
+                if with_bias {
+                    be.add_row(out, &d.bias);
+                }
             }
-            Layer::Conv2d(c) => be.conv2d_into(x, &c.weight, &c.bias, c.geometry, out),
-            _ => panic!("pre_activation_into on a {} layer, which has no weights", self.kind()),
+            Layer::Conv2d(c) if with_bias => be.conv2d_into(x, &c.weight, &c.bias, c.geometry, out),
+            Layer::Conv2d(c) => {
+                let zero = be.zeros(&be.shape(&c.bias));
+                be.conv2d_into(x, &c.weight, &zero, c.geometry, out);
+            }
+            _ => panic!("linear_into on a {} layer, which has no weights", self.kind()),
         }
     }
 

@@ -203,21 +203,24 @@ impl<B: Backend> Network<B> {
     }
 
     /// Whether layer `i` (0-based) needs a backward matrix or kernel: every weighted layer above
-    /// the first weighted one (nothing is sent below the first: the input does not relax).
-    pub fn needs_feedback(&self, i: usize) -> bool {
-        self.layers[i].is_parametric() && self.layers[..i].iter().any(Layer::is_parametric)
+    /// the first weighted one, since nothing is sent below the first, and the first too when the
+    /// input relaxes.
+    pub fn needs_feedback(&self, i: usize, relax_input: bool) -> bool {
+        self.layers[i].is_parametric()
+            && (relax_input || self.layers[..i].iter().any(Layer::is_parametric))
     }
 
     /// Draws every needed backward matrix or kernel from `init` (like a forward weight of the
     /// same fan-in) with its own stream of `seed`. Dense layers get `psi` of `W^T`'s shape,
-    /// convolutions a kernel of `K`'s layout.
-    pub fn init_feedback(&mut self, init: Init, seed: u64) {
+    /// convolutions a kernel of `K`'s layout. With `relax_input` the first weighted layer gets
+    /// one too, drawn last, so the other layers' draws do not depend on it.
+    pub fn init_feedback(&mut self, init: Init, seed: u64, relax_input: bool) {
         let mut rng = init::rng(seed, init::Stream::Feedback);
         let be = self.backend.clone();
-        for i in 0..self.layers.len() {
-            if !self.needs_feedback(i) {
-                continue;
-            }
+        let first = self.layers.iter().position(Layer::is_parametric);
+        let above_first = (0..self.layers.len()).filter(|&i| self.needs_feedback(i, false));
+        let order: Vec<usize> = above_first.chain(first.filter(|_| relax_input)).collect();
+        for i in order {
             match &mut self.layers[i] {
                 Layer::Dense(d) => {
                     let s = d.shape(&be);
@@ -241,7 +244,7 @@ impl<B: Backend> Network<B> {
     pub fn set_feedback_to_transpose(&mut self) {
         let be = self.backend.clone();
         for i in 0..self.layers.len() {
-            if !self.needs_feedback(i) {
+            if !self.needs_feedback(i, true) {
                 continue;
             }
             match &mut self.layers[i] {
@@ -342,10 +345,10 @@ impl<B: Backend> Network<B> {
         out
     }
 
-    /// The shape of layer `k`'s output (1-based) for a batch.
+    /// The shape of layer `k`'s output (1-based; 0 is the input) for a batch.
     pub fn batch_shape(&self, k: usize, batch: usize) -> Vec<usize> {
         let mut s = vec![batch];
-        s.extend_from_slice(&self.shapes[k - 1]);
+        s.extend_from_slice(if k == 0 { &self.input_shape } else { &self.shapes[k - 1] });
         s
     }
 

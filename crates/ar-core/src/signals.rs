@@ -21,14 +21,19 @@ pub struct RelaxStats {
 /// buffers that compute them. Keep one `Signals` per training run: after the first batch of a
 /// given size, the default relaxation allocates nothing in its loop.
 ///
-/// Only weighted layers below the top hold relaxing state. The outputs of parameter-free layers
-/// (pooling, flatten) are scratch: their signal is the VJP of the signal above, passed through
-/// at once.
+/// Only weighted layers below the top hold relaxing state, and the input when
+/// [`Relaxation::relax_input`] is set. The outputs of parameter-free layers (pooling, flatten)
+/// are scratch: their signal is the VJP of the signal above, passed through at once, and after a
+/// relaxation they hold whatever the last pass through them left (read only the weighted
+/// layers' signals).
 #[derive(Clone, Debug)]
 pub struct Signals<B: Backend> {
-    /// `v[k - 1]` is the signal at layer `k`'s output; the last one is the top gradient.
+    /// `v[k]` is the signal at layer `k`'s output (`v[0]` the input's, relaxed only with
+    /// [`Relaxation::relax_input`]); the last one is the top gradient.
     v: Vec<B::Tensor>,
-    /// `e[k - 1] = f_k' * v_k`, the signal entering weighted layer `k`'s backward map.
+    /// Whether the last computation relaxed `v[0]`.
+    input_relaxed: bool,
+    /// `e[k] = f_k' * v_k`, the signal entering weighted layer `k`'s backward map.
     e: Vec<B::Tensor>,
     /// The top stateful layer's drive, constant during a relaxation with a frozen forward pass.
     top_drive: Option<B::Tensor>,
@@ -43,6 +48,7 @@ impl<B: Backend> Default for Signals<B> {
     fn default() -> Self {
         Signals {
             v: Vec::new(),
+            input_relaxed: false,
             e: Vec::new(),
             top_drive: None,
             prev: Vec::new(),
@@ -52,9 +58,11 @@ impl<B: Backend> Default for Signals<B> {
     }
 }
 
-/// The 1-based indices of the layers whose outputs relax: weighted layers below the top.
-pub fn stateful_layers<B: Backend>(net: &Network<B>) -> Vec<usize> {
-    (1..net.depth()).filter(|&k| net.layers[k - 1].is_parametric()).collect()
+/// The indices of the layers whose outputs relax: weighted layers below the top (1-based), and
+/// the input (0) first when `relax_input` is set.
+pub fn stateful_layers<B: Backend>(net: &Network<B>, relax_input: bool) -> Vec<usize> {
+    let hidden = (1..net.depth()).filter(|&k| net.layers[k - 1].is_parametric());
+    relax_input.then_some(0).into_iter().chain(hidden).collect()
 }
 
 /// The layer from which the drive of stateful layer `j` starts: the next weighted layer above
@@ -63,17 +71,20 @@ fn drive_source<B: Backend>(net: &Network<B>, j: usize) -> usize {
     (j + 1..=net.depth()).find(|&u| net.layers[u - 1].is_parametric()).unwrap_or(net.depth())
 }
 
-/// The input of layer `k` (1-based) computed from the relaxing state: the state of the nearest
-/// weighted layer below `k`, through the forward maps of the parameter-free layers in between.
-/// `None` when no weighted layer lies below (the input is the data, which does not relax).
+/// The input of layer `k` (1-based) computed from the relaxing state `states` (`states[j]` is
+/// `v_j`, see [`Signals::states`]): the state of the nearest weighted layer below `k`, or the
+/// relaxed input `v_0` when `input_relaxed`, through the forward maps of the parameter-free
+/// layers in between. `None` when no relaxing state lies below (the input is the data).
 pub fn state_input<B: Backend>(
     net: &Network<B>,
-    signals: &[B::Tensor],
+    states: &[B::Tensor],
+    input_relaxed: bool,
     k: usize,
 ) -> Option<B::Tensor> {
-    let j = (1..k).rev().find(|&i| net.layers[i - 1].is_parametric())?;
+    let j =
+        (1..k).rev().find(|&i| net.layers[i - 1].is_parametric()).or(input_relaxed.then_some(0))?;
     let be = net.backend();
-    let mut x = signals[j - 1].clone();
+    let mut x = states[j].clone();
     for m in j + 1..k {
         x = net.layers[m - 1].forward_parameter_free(be, &x).0;
     }
@@ -87,8 +98,20 @@ impl<B: Backend> Signals<B> {
     }
 
     /// The signals `v_1 .. v_L` of the last [`Signals::compute`] (`v_L` is the top gradient).
+    /// Only the weighted layers' entries are meaningful after a relaxation.
     pub fn as_slice(&self) -> &[B::Tensor] {
+        &self.v[1..]
+    }
+
+    /// `v_0 .. v_L`: [`Signals::as_slice`] with the input's slot first (meaningful only when
+    /// [`Signals::input_relaxed`]).
+    pub fn states(&self) -> &[B::Tensor] {
         &self.v
+    }
+
+    /// Whether the last computation relaxed the input (`v_0`).
+    pub fn input_relaxed(&self) -> bool {
+        self.input_relaxed
     }
 
     /// Computes every layer's learning signal for one batch: `v_L = top` (the loss gradient
@@ -105,10 +128,13 @@ impl<B: Backend> Signals<B> {
         let be = net.backend();
         self.ensure_buffers(be, net, cache.batch_size(be));
         let depth = net.depth();
-        be.axpby(1.0, top, 0.0, &mut self.v[depth - 1]);
+        be.axpby(1.0, top, 0.0, &mut self.v[depth]);
+        self.input_relaxed = false;
         match algorithm.method {
             Method::Backprop => {
-                for k in (2..=depth).rev() {
+                // Down to the first weighted layer: nothing below it learns.
+                let first = (1..=depth).find(|&k| net.layers[k - 1].is_parametric());
+                for k in (first.unwrap_or(depth) + 1..=depth).rev() {
                     self.send_down(net, cache, &algorithm.variant, k, 1.0, 0.0);
                 }
                 None
@@ -119,7 +145,7 @@ impl<B: Backend> Signals<B> {
 
     fn ensure_buffers(&mut self, be: &B, net: &Network<B>, batch: usize) {
         let shapes: Vec<Vec<usize>> =
-            (1..=net.depth()).map(|k| net.batch_shape(k, batch)).collect();
+            (0..=net.depth()).map(|k| net.batch_shape(k, batch)).collect();
         if shapes == self.shapes {
             return;
         }
@@ -152,18 +178,18 @@ impl<B: Backend> Signals<B> {
             // f_k' at the pre-activation of layer k's input computed from the state being
             // relaxed (not yet updated in this iteration).
             let activation = layer.weights().expect("weighted").activation;
-            let fprime = match state_input(net, &self.v, k) {
+            let fprime = match state_input(net, &self.v, self.input_relaxed, k) {
                 Some(x) => {
-                    let mut a = be.zeros(&self.shapes[k - 1]);
-                    layer.pre_activation_into(be, &x, &mut a);
+                    let mut a = be.zeros(&self.shapes[k]);
+                    layer.linear_into(be, &x, !variant.state_fprime_without_bias, &mut a);
                     be.activate_derivative(activation, &a)
                 }
                 None => cache.fprime[k - 1].clone().expect("weighted layers store f'"),
             };
-            self.state_fprime[k - 1] = Some(fprime);
+            self.state_fprime[k] = Some(fprime);
         }
-        let (below, above) = self.v.split_at_mut(k - 1);
-        let target = &mut below[k - 2];
+        let (below, above) = self.v.split_at_mut(k);
+        let target = &mut below[k - 1];
         let signal = &above[0];
         let argmax = cache.argmax[k - 1].as_ref();
         if !layer.is_parametric() {
@@ -176,11 +202,11 @@ impl<B: Backend> Signals<B> {
             return;
         }
         let fprime = if at_state {
-            self.state_fprime[k - 1].as_ref().expect("computed above")
+            self.state_fprime[k].as_ref().expect("computed above")
         } else {
             cache.fprime[k - 1].as_ref().expect("weighted layers store f'")
         };
-        let e = &mut self.e[k - 1];
+        let e = &mut self.e[k];
         be.mul_into(fprime, signal, e);
         layer.backward_into(be, e, use_feedback, None, alpha, beta, target);
     }
@@ -212,36 +238,35 @@ impl<B: Backend> Signals<B> {
         r: &Relaxation,
     ) -> RelaxStats {
         let be = net.backend();
-        let stateful = stateful_layers(net);
+        let stateful = stateful_layers(net, r.relax_input);
         let Some(&top_state) = stateful.last() else {
             return RelaxStats { iterations: 0, residual: None };
         };
+        self.input_relaxed = r.relax_input;
         if variant.fprime_in_backward
             && variant.fprime_at_state_in_relaxation
             && self.state_fprime.is_empty()
         {
-            self.state_fprime = vec![None; net.depth()];
+            self.state_fprime = vec![None; net.depth() + 1];
         }
         // With the forward pass frozen, the drive of the top stateful layer never changes.
         let frozen_top = !(variant.fprime_in_backward && variant.fprime_at_state_in_relaxation);
         if frozen_top {
             self.drive(net, cache, variant, top_state, 1.0, 0.0);
-            let drive = self.top_drive.get_or_insert_with(|| be.zeros(&self.shapes[top_state - 1]));
-            be.axpby(1.0, &self.v[top_state - 1], 0.0, drive);
+            let drive = self.top_drive.get_or_insert_with(|| be.zeros(&self.shapes[top_state]));
+            be.axpby(1.0, &self.v[top_state], 0.0, drive);
         }
         for &j in &stateful {
             match r.init {
-                InitialState::Feedforward => {
-                    be.axpby(1.0, cache.activity(j), 0.0, &mut self.v[j - 1])
-                }
-                InitialState::Zero => be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j - 1]),
+                InitialState::Feedforward => be.axpby(1.0, cache.activity(j), 0.0, &mut self.v[j]),
+                InitialState::Zero => be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j]),
             }
         }
         if r.solver_for(variant) == Solver::ClosedForm {
             self.closed_form(net, cache, variant, r, &stateful);
             return RelaxStats { iterations: r.steps, residual: None };
         }
-        if r.tolerance.is_some() && self.prev.len() != net.depth() {
+        if r.tolerance.is_some() && self.prev.len() != self.shapes.len() {
             self.prev = self.shapes.iter().map(|s| be.zeros(s)).collect();
         }
         let (eta, keep) = (r.eta, 1.0 - r.eta);
@@ -256,13 +281,13 @@ impl<B: Backend> Signals<B> {
         for _ in 0..r.steps {
             if r.tolerance.is_some() {
                 for &j in &stateful {
-                    be.axpby(1.0, &self.v[j - 1], 0.0, &mut self.prev[j - 1]);
+                    be.axpby(1.0, &self.v[j], 0.0, &mut self.prev[j]);
                 }
             }
             for &j in &order {
                 if j == top_state && frozen_top {
                     let drive = self.top_drive.as_ref().expect("computed above");
-                    be.axpby(eta, drive, keep, &mut self.v[j - 1]);
+                    be.axpby(eta, drive, keep, &mut self.v[j]);
                 } else {
                     self.drive(net, cache, variant, j, eta, keep);
                 }
@@ -271,9 +296,9 @@ impl<B: Backend> Signals<B> {
             if let Some(tol) = r.tolerance {
                 let mut worst: f64 = 0.0;
                 for &j in &stateful {
-                    be.axpby(1.0, &self.v[j - 1], -1.0, &mut self.prev[j - 1]);
-                    let change = be.dot(&self.prev[j - 1], &self.prev[j - 1]).sqrt();
-                    let size = be.dot(&self.v[j - 1], &self.v[j - 1]).sqrt();
+                    be.axpby(1.0, &self.v[j], -1.0, &mut self.prev[j]);
+                    let change = be.dot(&self.prev[j], &self.prev[j]).sqrt();
+                    let size = be.dot(&self.v[j], &self.v[j]).sqrt();
                     let rel = if change == 0.0 { 0.0 } else { change / (eta * size) };
                     worst = worst.max(rel);
                 }
@@ -315,14 +340,14 @@ impl<B: Backend> Signals<B> {
                     1.0
                 };
                 if feedforward {
-                    be.axpby(p[power], cache.activity(j), beta, &mut self.v[j - 1]);
+                    be.axpby(p[power], cache.activity(j), beta, &mut self.v[j]);
                 } else if beta == 0.0 {
                     // V(0) = 0 contributes nothing: only clear what the previous batch left.
-                    be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j - 1]);
+                    be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j]);
                 }
                 if j == top_state {
                     let drive = self.top_drive.as_ref().expect("computed before the solver");
-                    be.axpby(q[power], drive, 1.0, &mut self.v[j - 1]);
+                    be.axpby(q[power], drive, 1.0, &mut self.v[j]);
                 }
             }
         }

@@ -41,7 +41,7 @@ impl<B: Backend> Trainer<B> {
         optimizer.validate()?;
         if algorithm.needs_feedback_weights() {
             let missing = (0..net.depth()).find(|&i| {
-                net.needs_feedback(i)
+                net.needs_feedback(i, algorithm.relaxes_input())
                     && net.layers[i].weights().is_some_and(|w| w.feedback.is_none())
             });
             if let Some(i) = missing {
@@ -86,8 +86,7 @@ impl<B: Backend> Trainer<B> {
         let cache = net.forward(x);
         let top = self.loss.top_gradient(be, &cache.output, targets);
         let relax = self.signals.compute(net, &cache, &top, &self.algorithm);
-        let grads =
-            Gradients::compute(net, &cache, self.signals.as_slice(), &self.algorithm.variant);
+        let grads = Gradients::compute(net, &cache, &self.signals, &self.algorithm.variant);
         let (out, t) = (be.to_host(&cache.output), be.to_host(targets));
         let classes = net.output_width();
         let outcome = StepOutcome {

@@ -393,7 +393,7 @@ mod tests {
         let spec =
             ModelSpec::parse_widths("6-5-4-3", Activation::Tanh, Activation::Identity).unwrap();
         let mut net = spec.build(be.clone(), Init::PyTorch, 1).unwrap();
-        net.init_feedback(Init::papers(), 1);
+        net.init_feedback(Init::papers(), 1, false);
         let mut algorithm = Algorithm::relaxation(Relaxation::papers());
         algorithm.variant.feedback = Feedback::Learned;
         let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::adam(0.01), &net).unwrap();

@@ -101,6 +101,10 @@ pub struct TrainConfig {
     pub fderiv: Option<Fderiv>,
     /// The update's presynaptic term is the relaxed `v_{k-1}(T)` (paper 2).
     pub current_input: bool,
+    /// The input relaxes too, as in the authors' code (changes current-input and fderiv-*).
+    pub relax_input: bool,
+    /// fderiv re-evaluates `f'` at `W v` without the bias, as the authors' code does.
+    pub state_fprime_without_bias: bool,
     /// The relaxation's Euler step.
     pub eta: f64,
     /// Relaxation iterations `T` (the most, with a tolerance).
@@ -166,6 +170,8 @@ impl Default for TrainConfig {
             no_fprime_update: false,
             fderiv: None,
             current_input: false,
+            relax_input: false,
+            state_fprime_without_bias: false,
             eta: 0.1,
             steps: 100,
             tolerance: None,
@@ -244,6 +250,7 @@ impl TrainConfig {
             ),
             fprime_at_state_in_update: matches!(self.fderiv, Some(Fderiv::Update | Fderiv::Both)),
             current_input: self.current_input,
+            state_fprime_without_bias: self.state_fprime_without_bias,
         }
     }
 
@@ -260,6 +267,7 @@ impl TrainConfig {
                     schedule: self.schedule,
                     init: self.start,
                     solver: self.solver,
+                    relax_input: self.relax_input,
                 }),
                 variant: self.variant(),
             },

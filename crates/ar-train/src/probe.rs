@@ -36,9 +36,9 @@ pub fn probe<B: Backend>(
     let (mut exact, mut ours) = (Signals::new(), Signals::new());
     exact.compute(net, &cache, &top, &Algorithm::backprop());
     ours.compute(net, &cache, &top, algorithm);
-    let g_exact = Gradients::compute(net, &cache, exact.as_slice(), &Algorithm::backprop().variant)
-        .to_host(be);
-    let g_ours = Gradients::compute(net, &cache, ours.as_slice(), &algorithm.variant).to_host(be);
+    let g_exact =
+        Gradients::compute(net, &cache, &exact, &Algorithm::backprop().variant).to_host(be);
+    let g_ours = Gradients::compute(net, &cache, &ours, &algorithm.variant).to_host(be);
     let depth = net.depth();
     let flat = |g: &(Vec<f64>, Vec<f64>)| -> Vec<f64> { g.0.iter().chain(&g.1).copied().collect() };
     (0..depth)

@@ -37,7 +37,7 @@ pub fn update<B: Backend>(
     let top = loss.top_gradient(be, &cache.output, &t);
     let mut signals = Signals::new();
     let stats = signals.compute(net, &cache, &top, algorithm);
-    let grads = Gradients::compute(net, &cache, signals.as_slice(), &algorithm.variant);
+    let grads = Gradients::compute(net, &cache, &signals, &algorithm.variant);
     (grads.to_host(be), stats.map_or(0, |s| s.iterations))
 }
 

@@ -75,7 +75,7 @@ fn kolen_pollack_decay_shrinks_the_gap_geometrically() {
     let be = Be::new();
     for decay in [0.0, 0.05] {
         let mut n = net(&be);
-        n.init_feedback(Init::Normal { std: 0.3 }, 7);
+        n.init_feedback(Init::Normal { std: 0.3 }, 7, false);
         let before = feedback_gap(&be, &n);
         let lr = 0.1;
         let mut trainer =
@@ -96,7 +96,7 @@ fn kolen_pollack_decay_shrinks_the_gap_geometrically() {
 fn random_feedback_never_changes_while_weights_do() {
     let be = Be::new();
     let mut n = net(&be);
-    n.init_feedback(Init::papers(), 1);
+    n.init_feedback(Init::papers(), 1, false);
     let psi_before: Vec<Vec<f64>> = n.layers[1..]
         .iter()
         .map(|l| be.to_host(l.as_dense().expect("an MLP layer").feedback.as_ref().unwrap()))
@@ -181,5 +181,62 @@ fn f32_and_f64_steps_agree_to_single_precision() {
     assert!((o32.loss - o64.loss).abs() <= 1e-6 * o64.loss);
     for ((w32, b32v), (w64, b64v)) in g32.to_host(&b32).iter().zip(g64.to_host(&b64)) {
         assert!(relative_error(w32, &w64) < 1e-5 && relative_error(b32v, &b64v) < 1e-5);
+    }
+}
+
+#[test]
+fn feedback_alignment_trains_a_network_that_starts_with_pooling() {
+    // Backprop-style passes stop at the first weighted layer, which therefore needs no backward
+    // matrix (none is drawn for it), also when parameter-free layers lie below it.
+    let be = Be::new();
+    let pool = ar_core::PoolGeometry { kernel: 2, stride: 2 };
+    let specs = [
+        ar_core::LayerSpec::MaxPool2d(pool),
+        ar_core::LayerSpec::Flatten,
+        ar_core::LayerSpec::Dense { outputs: 5, activation: Activation::Tanh },
+        ar_core::LayerSpec::Dense { outputs: 3, activation: Activation::Identity },
+    ];
+    let mut n = Network::build(be, &[1, 4, 4], &specs, Init::PyTorch, 3).unwrap();
+    n.init_feedback(Init::papers(), 1, false);
+    assert!(n.layers[2].weights().unwrap().feedback.is_none());
+    let fa = Algorithm::feedback_alignment();
+    let mut trainer = Trainer::new(fa, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
+    let x =
+        be.from_host(&(0..32).map(|i| (i as f64 * 0.37).sin()).collect::<Vec<_>>(), &[2, 1, 4, 4]);
+    let t = be.from_host(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3]);
+    let before = be.to_host(n.layers[2].weights().unwrap().weight);
+    trainer.step(&mut n, &x, &t);
+    assert_ne!(before, be.to_host(n.layers[2].weights().unwrap().weight));
+}
+
+#[test]
+fn a_relaxing_input_needs_and_trains_the_first_layers_backward_matrix() {
+    let be = Be::new();
+    let r = Relaxation { relax_input: true, ..Relaxation::papers() };
+    let algorithm = Algorithm {
+        method: Method::Relaxation(r),
+        variant: Variant { feedback: Feedback::Learned, ..Variant::exact() },
+    };
+    let mut n = net(&be);
+    n.init_feedback(Init::papers(), 1, false);
+    let err =
+        Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap_err().to_string();
+    assert!(err.contains("layer 1") && err.contains("init_feedback"), "{err}");
+    let mut n = net(&be);
+    n.init_feedback(Init::papers(), 1, true);
+    let psi = |n: &Network<Be>| be.to_host(n.layers[0].weights().unwrap().feedback.unwrap());
+    let before = psi(&n);
+    let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
+    let (x, t) = batch(&be, 4, 0.0);
+    trainer.step(&mut n, &x, &t);
+    assert_ne!(before, psi(&n));
+    // The other layers' backward matrices are drawn as without the relaxing input.
+    let mut plain = net(&be);
+    plain.init_feedback(Init::papers(), 1, false);
+    let mut relaxing = net(&be);
+    relaxing.init_feedback(Init::papers(), 1, true);
+    for k in 1..3 {
+        let f = |m: &Network<Be>| be.to_host(m.layers[k].weights().unwrap().feedback.unwrap());
+        assert_eq!(f(&plain), f(&relaxing));
     }
 }

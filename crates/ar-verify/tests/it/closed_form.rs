@@ -1,5 +1,6 @@
 //! The closed-form relaxation reproduces the Euler trajectory's end point to rounding, for
-//! every linear variant, both schedules and starts, and settings including eta = 1 and T < L.
+//! every linear variant, both schedules and starts, with and without the relaxing input, and
+//! settings including eta = 1 and T < L.
 
 use ar_core::{
     Algorithm, Feedback, Init, InitialState, Method, Relaxation, Schedule, Solver, Variant,
@@ -18,6 +19,10 @@ fn closed_form_equals_euler_for_every_linear_variant() {
         ("no f' backward", Variant { fprime_in_backward: false, ..exact }),
         ("no f' update", Variant { fprime_in_update: false, ..exact }),
         ("fderiv-update", Variant { fprime_at_state_in_update: true, ..exact }),
+        (
+            "fderiv-update without the bias",
+            Variant { fprime_at_state_in_update: true, state_fprime_without_bias: true, ..exact },
+        ),
         ("current-input", Variant { current_input: true, ..exact }),
         (
             "learned + no f' + current-input",
@@ -33,14 +38,20 @@ fn closed_form_equals_euler_for_every_linear_variant() {
     let mut compared = 0;
     for case in all_cases(&NdArray::<f64>::new()) {
         let mut with_feedback = case.net.clone();
-        with_feedback.init_feedback(Init::papers(), 3);
+        with_feedback.init_feedback(Init::papers(), 3, true);
         for (label, variant) in variants {
             let net =
                 if variant.feedback == Feedback::Transpose { &case.net } else { &with_feedback };
             for (steps, eta) in settings {
                 for schedule in [Schedule::Parallel, Schedule::Sweep] {
-                    for init in [InitialState::Feedforward, InitialState::Zero] {
-                        let euler = Relaxation { init, ..relaxation(eta, steps, schedule) };
+                    for (init, relax_input) in [
+                        (InitialState::Feedforward, false),
+                        (InitialState::Zero, false),
+                        (InitialState::Feedforward, true),
+                        (InitialState::Zero, true),
+                    ] {
+                        let euler =
+                            Relaxation { init, relax_input, ..relaxation(eta, steps, schedule) };
                         let closed = Relaxation { solver: Solver::ClosedForm, ..euler };
                         let run = |r| Algorithm { method: Method::Relaxation(r), variant };
                         let (a, _) = update(net, &case.batch, case.loss, &run(euler));
@@ -48,7 +59,7 @@ fn closed_form_equals_euler_for_every_linear_variant() {
                         for row in compare(&case.name, label, &b, &a, Some(1e-12)) {
                             assert!(
                                 row.passed,
-                                "{}: {label}, T {steps}, eta {eta}, {schedule:?}, {init:?}, layer {:?}: {:.3e}",
+                                "{}: {label}, T {steps}, eta {eta}, {schedule:?}, {init:?}, relax input {relax_input}, layer {:?}: {:.3e}",
                                 case.name, row.layer, row.value
                             );
                             compared += 1;

@@ -88,6 +88,7 @@ fn relaxation_converges_to_backprop_from_either_start_and_schedule() {
                     schedule,
                     init,
                     solver: Solver::Euler,
+                    relax_input: false,
                 };
                 assert_matches_backprop(
                     &case,
@@ -223,4 +224,33 @@ fn fderiv_variants_are_exact_on_linear_networks() {
         rows[..3].iter().any(|r| !r.passed),
         "fderiv must change a relu network's update: {rows:?}"
     );
+}
+
+#[test]
+fn fderiv_without_the_bias_changes_only_what_the_bias_touches() {
+    // On the cases (nonzero biases) f' at W v differs from f' at W v + b where f' is
+    // re-evaluated at all (not at the first layer, whose input is the data, nor at a linear
+    // output); with the biases zeroed the two are the same computation.
+    let r = relaxation(0.1, 100, Schedule::Sweep);
+    let with = Variant { fprime_at_state_in_update: true, ..Variant::exact() };
+    let without = Variant { state_fprime_without_bias: true, ..with };
+    let mut differed = 0;
+    for case in all_cases(&Be::new()) {
+        let (a, _) = update(&case.net, &case.batch, case.loss, &ar(r, with));
+        let (b, _) = update(&case.net, &case.batch, case.loss, &ar(r, without));
+        differed += usize::from(a != b);
+        let mut zeroed = case.net.clone();
+        let be = *zeroed.backend();
+        for layer in &mut zeroed.layers {
+            if let Some(w) = layer.weights_mut() {
+                let shape = be.shape(w.bias);
+                *w.bias = be.zeros(&shape);
+            }
+        }
+        let (a, _) = update(&zeroed, &case.batch, case.loss, &ar(r, with));
+        let (b, _) = update(&zeroed, &case.batch, case.loss, &ar(r, without));
+        assert_eq!(a, b, "{}", case.name);
+    }
+    // Wherever a hidden layer's f' is re-evaluated above another hidden layer.
+    assert!(differed >= 3, "{differed}");
 }

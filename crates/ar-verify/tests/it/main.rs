@@ -4,3 +4,4 @@
 mod closed_form;
 mod identities;
 mod oracles;
+mod relax_input;
