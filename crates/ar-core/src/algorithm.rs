@@ -46,9 +46,10 @@ pub enum Solver {
     Euler,
     /// The same state in closed form: with the forward pass frozen the iteration is linear and
     /// its matrix is `(1 - eta) I + eta N` with `N` nilpotent, so the state after `T` steps is a
-    /// polynomial of degree `L - 2` in `N`, evaluated with `L - 2` top-down passes (Horner's
-    /// rule). Equal to Euler up to rounding; unavailable when `f'` is re-evaluated at the
-    /// relaxing state (fderiv-relax makes the iteration nonlinear) or with a tolerance stop.
+    /// polynomial of degree `S - 1` in `N` for `S` relaxing layers, evaluated with `S - 1`
+    /// top-down passes (Horner's rule). Equal to Euler up to rounding; unavailable when `f'` is
+    /// re-evaluated at the relaxing state (fderiv-relax makes the iteration nonlinear) or with a
+    /// tolerance stop.
     ClosedForm,
 }
 

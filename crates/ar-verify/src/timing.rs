@@ -44,7 +44,7 @@ pub fn step_flops(algorithm: &str, steps: usize, batch: usize) -> f64 {
         "bp" => below_top + top,
         // The top drive is computed once; each iteration multiplies through the other layers.
         "ar-euler" => top + steps as f64 * below_top,
-        // Horner's rule: L - 2 passes through the layers below the top.
+        // Horner's rule: S - 1 = 2 passes (S = 3 relaxing layers) below the top.
         _ => top + (WIDTHS.len() - 3) as f64 * below_top,
     };
     2.0 * forward + backward
