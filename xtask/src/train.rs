@@ -5,7 +5,7 @@
 use crate::backend::{dispatch, BackendName, Job};
 use crate::UsageError;
 use ar_backend::{Activation, Backend, Precision};
-use ar_core::{Feedback, InitialState, Loss, Schedule, Solver};
+use ar_core::{Feedback, FprimeUse, InitialState, Loss, Schedule, Solver};
 use ar_train::{
     AlgorithmName, Event, Fderiv, InitName, Observer, OptimizerName, Outcome, Session, TrainConfig,
     TrainError,
@@ -94,6 +94,14 @@ pub struct Args {
     /// With --fderiv, re-evaluate f' at W v without the bias, as the authors' code does.
     #[arg(long)]
     state_fprime_without_bias: bool,
+    /// Backward kernels of the convolutional layers, when they differ from --feedback (which
+    /// then applies to the dense layers only), as paper 2's code sets them per layer type.
+    #[arg(long, value_parser = one_of::<Feedback>(Feedback::NAMES))]
+    conv_feedback: Option<Feedback>,
+    /// Which f' the convolutional layers keep, when it differs from the dense layers'
+    /// (--no-fprime-backward and --no-fprime-update then apply to the dense layers only).
+    #[arg(long, value_parser = one_of::<FprimeUse>(FprimeUse::NAMES))]
+    conv_fprime: Option<FprimeUse>,
     /// Euler step of the relaxation (the "inference learning rate"), in (0, 2).
     #[arg(long, default_value_t = d().eta)]
     eta: f64,
@@ -198,6 +206,8 @@ impl Args {
             current_input: self.current_input,
             relax_input: self.relax_input,
             state_fprime_without_bias: self.state_fprime_without_bias,
+            conv_feedback: self.conv_feedback,
+            conv_fprime: self.conv_fprime,
             eta: self.eta,
             steps: self.steps,
             tolerance: self.tolerance,

@@ -2,7 +2,9 @@
 //! ("Variants"), as plain data validated once; with the names the command line and config
 //! files use for each choice.
 
+use crate::layer::Layer;
 use crate::CoreError;
+use ar_backend::Backend;
 use std::fmt;
 use std::str::FromStr;
 
@@ -96,7 +98,8 @@ impl Relaxation {
     pub fn solver_for(&self, variant: &Variant) -> Solver {
         match self.solver {
             Solver::Auto => {
-                let nonlinear = variant.fprime_at_state_in_relaxation && variant.fprime_in_backward;
+                let nonlinear =
+                    variant.fprime_at_state_in_relaxation && variant.any(|c| c.fprime_in_backward);
                 if nonlinear || self.tolerance.is_some() {
                     Solver::Euler
                 } else {
@@ -123,6 +126,55 @@ pub enum Method {
     Relaxation(Relaxation),
 }
 
+/// The choices that paper 2's code makes separately for dense and convolutional layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerChoices {
+    /// Backward weights.
+    pub feedback: Feedback,
+    /// Multiply by `f'(a)` inside the backward VJP.
+    pub fprime_in_backward: bool,
+    /// Multiply by `f'(a)` in the weight update.
+    pub fprime_in_update: bool,
+}
+
+/// Which `f'` a convolutional layer keeps, when it differs from the dense layers'
+/// (`--conv-fprime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FprimeUse {
+    /// In the backward VJP and in the update.
+    Both,
+    /// In the backward VJP only.
+    BackwardOnly,
+    /// In the update only.
+    UpdateOnly,
+    /// Nowhere.
+    Neither,
+}
+
+crate::named_enum!(FprimeUse, "f' use", Both => "both", BackwardOnly => "backward-only", UpdateOnly => "update-only", Neither => "neither");
+
+impl FprimeUse {
+    /// The use with these flags.
+    pub fn from_flags(in_backward: bool, in_update: bool) -> Self {
+        match (in_backward, in_update) {
+            (true, true) => FprimeUse::Both,
+            (true, false) => FprimeUse::BackwardOnly,
+            (false, true) => FprimeUse::UpdateOnly,
+            (false, false) => FprimeUse::Neither,
+        }
+    }
+
+    /// `(in the backward VJP, in the update)`.
+    pub fn flags(self) -> (bool, bool) {
+        match self {
+            FprimeUse::Both => (true, true),
+            FprimeUse::BackwardOnly => (true, false),
+            FprimeUse::UpdateOnly => (false, true),
+            FprimeUse::Neither => (false, false),
+        }
+    }
+}
+
 /// The simplifications of the papers; [`Variant::exact`] is none of them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Variant {
@@ -146,6 +198,10 @@ pub struct Variant {
     /// Where fderiv-relax and fderiv-update re-evaluate `f_k'`: at `W_k v_{k-1}` without the
     /// bias, as the authors' code does, instead of at `W_k v_{k-1} + b_k`.
     pub state_fprime_without_bias: bool,
+    /// Convolutional layers' own feedback and `f'` choices; `None`: the fields above apply to
+    /// every layer. When set, `feedback`, `fprime_in_backward` and `fprime_in_update` are the
+    /// dense layers' (paper 2's code sets them per layer type).
+    pub conv: Option<LayerChoices>,
 }
 
 impl Variant {
@@ -160,7 +216,49 @@ impl Variant {
             fprime_at_state_in_update: false,
             current_input: false,
             state_fprime_without_bias: false,
+            conv: None,
         }
+    }
+
+    /// The dense layers' choices (every layer's, without a convolutional override).
+    pub fn dense(&self) -> LayerChoices {
+        LayerChoices {
+            feedback: self.feedback,
+            fprime_in_backward: self.fprime_in_backward,
+            fprime_in_update: self.fprime_in_update,
+        }
+    }
+
+    /// The choices that apply to `layer`.
+    pub fn for_layer<B: Backend>(&self, layer: &Layer<B>) -> LayerChoices {
+        match (layer, self.conv) {
+            (Layer::Conv2d(_), Some(conv)) => conv,
+            _ => self.dense(),
+        }
+    }
+
+    /// The convolutional override that these settings give (`None` when neither is set).
+    pub fn conv_choices(
+        &self,
+        feedback: Option<Feedback>,
+        fprime: Option<FprimeUse>,
+    ) -> Option<LayerChoices> {
+        if feedback.is_none() && fprime.is_none() {
+            return None;
+        }
+        let d = self.dense();
+        let (fprime_in_backward, fprime_in_update) =
+            fprime.map_or((d.fprime_in_backward, d.fprime_in_update), FprimeUse::flags);
+        Some(LayerChoices {
+            feedback: feedback.unwrap_or(d.feedback),
+            fprime_in_backward,
+            fprime_in_update,
+        })
+    }
+
+    /// Whether any layer type's choices satisfy `test`.
+    pub fn any(&self, test: impl Fn(LayerChoices) -> bool) -> bool {
+        test(self.dense()) || self.conv.is_some_and(&test)
     }
 }
 
@@ -198,9 +296,9 @@ impl Algorithm {
         Algorithm { method: Method::Relaxation(relaxation), variant: Variant::exact() }
     }
 
-    /// Whether the network needs separate backward matrices `psi_k`.
+    /// Whether the network needs separate backward matrices `psi_k` (for some layer type).
     pub fn needs_feedback_weights(&self) -> bool {
-        self.variant.feedback != Feedback::Transpose
+        self.variant.any(|c| c.feedback != Feedback::Transpose)
     }
 
     /// Whether the input relaxes ([`Relaxation::relax_input`]).
@@ -219,6 +317,14 @@ impl Algorithm {
             Feedback::Learned => "learned psi".into(),
             Feedback::Random => "fixed random psi".into(),
         };
+        let conv = v.conv.map_or(String::new(), |c| {
+            format!(
+                " (conv layers: {} feedback, f' {})",
+                c.feedback,
+                FprimeUse::from_flags(c.fprime_in_backward, c.fprime_in_update)
+            )
+        });
+        let feedback = format!("{feedback}{conv}");
         match self.method {
             Method::Backprop => format!("one backward pass through {feedback}"),
             Method::Relaxation(r) => format!(
@@ -246,7 +352,7 @@ impl Algorithm {
                 v.feedback_decay
             ));
         }
-        if v.feedback_decay > 0.0 && v.feedback != Feedback::Learned {
+        if v.feedback_decay > 0.0 && !v.any(|c| c.feedback == Feedback::Learned) {
             return bad(format!(
                 "feedback decay {} applies only to learned feedback weights, not {:?}",
                 v.feedback_decay, v.feedback
@@ -280,7 +386,7 @@ impl Algorithm {
                     }
                 }
                 if r.solver == Solver::ClosedForm {
-                    if v.fprime_at_state_in_relaxation && v.fprime_in_backward {
+                    if v.fprime_at_state_in_relaxation && v.any(|c| c.fprime_in_backward) {
                         return bad("the closed-form solver needs a linear relaxation, but \
                                     fderiv-relax re-evaluates f' at the relaxing state; use \
                                     the Euler solver"
@@ -292,7 +398,7 @@ impl Algorithm {
                             .into());
                     }
                 }
-                if v.fprime_at_state_in_relaxation && !v.fprime_in_backward {
+                if v.fprime_at_state_in_relaxation && !v.any(|c| c.fprime_in_backward) {
                     return bad("fderiv-relax re-evaluates f' in the relaxation, which the \
                                 no-f'-in-relaxation variant removes; choose one"
                         .into());
@@ -304,7 +410,7 @@ impl Algorithm {
                                 the state (fderiv-relax, fderiv-update)"
                         .into());
                 }
-                if v.fprime_at_state_in_update && !v.fprime_in_update {
+                if v.fprime_at_state_in_update && !v.any(|c| c.fprime_in_update) {
                     return bad("fderiv-update re-evaluates f' in the update, which the \
                                 no-f'-in-update variant removes; choose one"
                         .into());
@@ -338,6 +444,21 @@ impl fmt::Display for Algorithm {
                 write!(f, "+{name}")?;
             }
         }
+        if let Some(c) = v.conv {
+            let d = v.dense();
+            if c.feedback != d.feedback {
+                write!(f, "+conv-{}", c.feedback)?;
+            }
+            if (c.fprime_in_backward, c.fprime_in_update)
+                != (d.fprime_in_backward, d.fprime_in_update)
+            {
+                write!(
+                    f,
+                    "+conv-f'-{}",
+                    FprimeUse::from_flags(c.fprime_in_backward, c.fprime_in_update)
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -353,8 +474,9 @@ const LABEL_FLAGS: [(FlagTest, &str); 5] = [
     (|v| v.current_input, "current-input"),
 ];
 
-/// Parses a label written by `Display`: `ar` gets [`Relaxation::papers`], and each `+part`
-/// switches on one simplification.
+/// Parses a label written by `Display`: `ar` gets [`Relaxation::papers`], each `+part`
+/// switches on one simplification, and `conv-FEEDBACK` and `conv-f'-USE` give the
+/// convolutional layers their own choices.
 impl FromStr for Algorithm {
     type Err = String;
 
@@ -366,8 +488,17 @@ impl FromStr for Algorithm {
             "fa" => Algorithm::feedback_alignment(),
             other => return Err(format!("unknown algorithm '{other}' (expected ar, bp or fa)")),
         };
+        let (mut conv_feedback, mut conv_fprime) = (None, None);
         for part in parts {
             let v = &mut a.variant;
+            if let Some(use_) = part.strip_prefix("conv-f'-") {
+                conv_fprime = Some(use_.parse::<FprimeUse>().map_err(|e| format!("'{s}': {e}"))?);
+                continue;
+            }
+            if let Some(kind) = part.strip_prefix("conv-") {
+                conv_feedback = Some(kind.parse::<Feedback>().map_err(|e| format!("'{s}': {e}"))?);
+                continue;
+            }
             match part {
                 "learned" => v.feedback = Feedback::Learned,
                 "random" => v.feedback = Feedback::Random,
@@ -378,12 +509,15 @@ impl FromStr for Algorithm {
                 "current-input" => v.current_input = true,
                 other => {
                     return Err(format!(
-                        "'{s}': unknown part '{other}' (expected learned, random, {})",
+                        "'{s}': unknown part '{other}' (expected learned, random, {}, \
+                         conv-FEEDBACK or conv-f'-USE)",
                         LABEL_FLAGS.map(|(_, n)| n).join(", ")
                     ))
                 }
             }
         }
+        let v = &mut a.variant;
+        v.conv = v.conv_choices(conv_feedback, conv_fprime);
         Ok(a)
     }
 }
@@ -428,9 +562,16 @@ mod tests {
             assert_eq!(&shown, name);
         }
         assert!("bogus".parse::<InitialState>().unwrap_err().contains("feedforward, zero"));
-        for label in
-            ["bp", "fa", "ar", "ar+learned+no-f'-backward", "ar+fderiv-relax+current-input"]
-        {
+        for label in [
+            "bp",
+            "fa",
+            "ar",
+            "ar+learned+no-f'-backward",
+            "ar+fderiv-relax+current-input",
+            "ar+learned+no-f'-backward+no-f'-update+conv-transpose",
+            "ar+conv-learned+conv-f'-update-only",
+            "fa+conv-transpose",
+        ] {
             let a: Algorithm = label.parse().unwrap();
             assert_eq!(a.to_string(), label);
         }

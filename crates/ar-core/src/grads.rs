@@ -52,11 +52,12 @@ impl<B: Backend> Gradients<B> {
             .map(|(i, layer)| {
                 let w = layer.weights()?;
                 let k = i + 1;
+                let choices = variant.for_layer(layer);
                 let needs_state = variant.current_input
-                    || (variant.fprime_in_update && variant.fprime_at_state_in_update);
+                    || (choices.fprime_in_update && variant.fprime_at_state_in_update);
                 let relaxed_input =
                     if needs_state { state_input(net, states, input_relaxed, k) } else { None };
-                let e = if !variant.fprime_in_update {
+                let e = if !choices.fprime_in_update {
                     signals[i].clone()
                 } else if let (true, Some(x)) =
                     (variant.fprime_at_state_in_update, relaxed_input.as_ref())
@@ -71,7 +72,7 @@ impl<B: Backend> Gradients<B> {
                     (true, Some(x)) => x,
                     _ => &cache.inputs[i],
                 };
-                let learned = variant.feedback == Feedback::Learned && w.feedback.is_some();
+                let learned = choices.feedback == Feedback::Learned && w.feedback.is_some();
                 let mut weight = be.zeros(&be.shape(w.weight));
                 let mut bias = be.zeros(&be.shape(w.bias));
                 let feedback = match layer {

@@ -1,5 +1,6 @@
 //! A sequential network, its feedforward pass and the frozen cache the backward phase reads.
 
+use crate::algorithm::{Algorithm, Feedback};
 use crate::init::{self, Init};
 use crate::layer::{Conv2d, Dense, DenseShape, Layer};
 use crate::CoreError;
@@ -202,24 +203,31 @@ impl<B: Backend> Network<B> {
         Network::from_layers(backend, input_shape, layers)
     }
 
-    /// Whether layer `i` (0-based) needs a backward matrix or kernel: every weighted layer above
-    /// the first weighted one, since nothing is sent below the first, and the first too when the
-    /// input relaxes.
-    pub fn needs_feedback(&self, i: usize, relax_input: bool) -> bool {
+    /// Whether layer `i` (0-based) sends signals down: every weighted layer above the first
+    /// weighted one (nothing is sent below the first), and the first too when the input relaxes.
+    pub fn sends_down(&self, i: usize, relax_input: bool) -> bool {
         self.layers[i].is_parametric()
             && (relax_input || self.layers[..i].iter().any(Layer::is_parametric))
     }
 
-    /// Draws every needed backward matrix or kernel from `init` (like a forward weight of the
-    /// same fan-in) with its own stream of `seed`. Dense layers get `psi` of `W^T`'s shape,
-    /// convolutions a kernel of `K`'s layout. With `relax_input` the first weighted layer gets
-    /// one too, drawn last, so the other layers' draws do not depend on it.
-    pub fn init_feedback(&mut self, init: Init, seed: u64, relax_input: bool) {
+    /// Whether layer `i` (0-based) needs a backward matrix or kernel under `algorithm`: it
+    /// sends signals down, through something other than `W^T` for its layer type.
+    pub fn needs_feedback(&self, i: usize, algorithm: &Algorithm) -> bool {
+        self.sends_down(i, algorithm.relaxes_input())
+            && algorithm.variant.for_layer(&self.layers[i]).feedback != Feedback::Transpose
+    }
+
+    /// Draws every backward matrix or kernel `algorithm` needs from `init` (like a forward
+    /// weight of the same fan-in) with its own stream of `seed`. Dense layers get `psi` of
+    /// `W^T`'s shape, convolutions a kernel of `K`'s layout. When the input relaxes the first
+    /// weighted layer gets one too, drawn last, so the other layers' draws do not depend on it.
+    pub fn init_feedback(&mut self, init: Init, seed: u64, algorithm: &Algorithm) {
         let mut rng = init::rng(seed, init::Stream::Feedback);
         let be = self.backend.clone();
         let first = self.layers.iter().position(Layer::is_parametric);
-        let above_first = (0..self.layers.len()).filter(|&i| self.needs_feedback(i, false));
-        let order: Vec<usize> = above_first.chain(first.filter(|_| relax_input)).collect();
+        let above_first = (0..self.layers.len()).filter(|&i| Some(i) != first);
+        let order: Vec<usize> =
+            above_first.chain(first).filter(|&i| self.needs_feedback(i, algorithm)).collect();
         for i in order {
             match &mut self.layers[i] {
                 Layer::Dense(d) => {
@@ -244,7 +252,7 @@ impl<B: Backend> Network<B> {
     pub fn set_feedback_to_transpose(&mut self) {
         let be = self.backend.clone();
         for i in 0..self.layers.len() {
-            if !self.needs_feedback(i, true) {
+            if !self.sends_down(i, true) {
                 continue;
             }
             match &mut self.layers[i] {

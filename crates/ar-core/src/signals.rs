@@ -171,8 +171,9 @@ impl<B: Backend> Signals<B> {
     ) {
         let be = net.backend();
         let layer = &net.layers[k - 1];
+        let choices = variant.for_layer(layer);
         let at_state = layer.is_parametric()
-            && variant.fprime_in_backward
+            && choices.fprime_in_backward
             && variant.fprime_at_state_in_relaxation;
         if at_state {
             // f_k' at the pre-activation of layer k's input computed from the state being
@@ -196,8 +197,8 @@ impl<B: Backend> Signals<B> {
             layer.backward_into(be, signal, false, argmax, alpha, beta, target);
             return;
         }
-        let use_feedback = variant.feedback != Feedback::Transpose;
-        if !variant.fprime_in_backward {
+        let use_feedback = choices.feedback != Feedback::Transpose;
+        if !choices.fprime_in_backward {
             layer.backward_into(be, signal, use_feedback, None, alpha, beta, target);
             return;
         }
@@ -243,14 +244,13 @@ impl<B: Backend> Signals<B> {
             return RelaxStats { iterations: 0, residual: None };
         };
         self.input_relaxed = r.relax_input;
-        if variant.fprime_in_backward
-            && variant.fprime_at_state_in_relaxation
-            && self.state_fprime.is_empty()
-        {
+        let unfrozen =
+            variant.fprime_at_state_in_relaxation && variant.any(|c| c.fprime_in_backward);
+        if unfrozen && self.state_fprime.is_empty() {
             self.state_fprime = vec![None; net.depth() + 1];
         }
         // With the forward pass frozen, the drive of the top stateful layer never changes.
-        let frozen_top = !(variant.fprime_in_backward && variant.fprime_at_state_in_relaxation);
+        let frozen_top = !unfrozen;
         if frozen_top {
             self.drive(net, cache, variant, top_state, 1.0, 0.0);
             let drive = self.top_drive.get_or_insert_with(|| be.zeros(&self.shapes[top_state]));

@@ -41,13 +41,13 @@ impl<B: Backend> Trainer<B> {
         optimizer.validate()?;
         if algorithm.needs_feedback_weights() {
             let missing = (0..net.depth()).find(|&i| {
-                net.needs_feedback(i, algorithm.relaxes_input())
+                net.needs_feedback(i, &algorithm)
                     && net.layers[i].weights().is_some_and(|w| w.feedback.is_none())
             });
             if let Some(i) = missing {
                 return Err(CoreError::InvalidConfig(format!(
                     "{:?} feedback needs backward weights, but layer {} has none (call init_feedback)",
-                    algorithm.variant.feedback,
+                    algorithm.variant.for_layer(&net.layers[i]).feedback,
                     i + 1
                 )));
             }
@@ -112,8 +112,9 @@ impl<B: Backend> Trainer<B> {
             let (Some(g), Some(w)) = (g.as_mut(), layer.weights()) else {
                 continue;
             };
-            if variant.feedback != Feedback::Learned {
+            if variant.for_layer(layer).feedback != Feedback::Learned {
                 g.feedback = None;
+                continue;
             }
             if variant.feedback_decay > 0.0 {
                 be.axpby(variant.feedback_decay, w.weight, 1.0, &mut g.weight);

@@ -393,9 +393,9 @@ mod tests {
         let spec =
             ModelSpec::parse_widths("6-5-4-3", Activation::Tanh, Activation::Identity).unwrap();
         let mut net = spec.build(be.clone(), Init::PyTorch, 1).unwrap();
-        net.init_feedback(Init::papers(), 1, false);
         let mut algorithm = Algorithm::relaxation(Relaxation::papers());
         algorithm.variant.feedback = Feedback::Learned;
+        net.init_feedback(Init::papers(), 1, &algorithm);
         let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::adam(0.01), &net).unwrap();
         let x = be.from_host(&(0..12).map(|i| (i as f64 * 0.3).cos()).collect::<Vec<_>>(), &[2, 6]);
         let t = be.from_host(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3]);

@@ -5,8 +5,8 @@
 use crate::TrainError;
 use ar_backend::{Activation, Backend, Precision};
 use ar_core::{
-    Algorithm, CoreError, Feedback, Init, InitialState, Loss, Method, Optimizer, OptimizerKind,
-    Relaxation, Schedule, Solver, Variant,
+    Algorithm, CoreError, Feedback, FprimeUse, Init, InitialState, Loss, Method, Optimizer,
+    OptimizerKind, Relaxation, Schedule, Solver, Variant,
 };
 use ar_data::{Dataset, Normalization};
 use ar_models::ModelSpec;
@@ -105,6 +105,13 @@ pub struct TrainConfig {
     pub relax_input: bool,
     /// fderiv re-evaluates `f'` at `W v` without the bias, as the authors' code does.
     pub state_fprime_without_bias: bool,
+    /// Backward kernels of the convolutional layers, when they differ from `feedback` (which
+    /// then applies to the dense layers).
+    #[serde(with = "text_option", skip_serializing_if = "Option::is_none")]
+    pub conv_feedback: Option<Feedback>,
+    /// Which `f'` the convolutional layers keep, when it differs from the dense layers'.
+    #[serde(with = "text_option", skip_serializing_if = "Option::is_none")]
+    pub conv_fprime: Option<FprimeUse>,
     /// The relaxation's Euler step.
     pub eta: f64,
     /// Relaxation iterations `T` (the most, with a tolerance).
@@ -172,6 +179,8 @@ impl Default for TrainConfig {
             current_input: false,
             relax_input: false,
             state_fprime_without_bias: false,
+            conv_feedback: None,
+            conv_fprime: None,
             eta: 0.1,
             steps: 100,
             tolerance: None,
@@ -239,7 +248,7 @@ impl TrainConfig {
 
     /// The variant the AR (and the baselines') flags describe.
     pub fn variant(&self) -> Variant {
-        Variant {
+        let v = Variant {
             feedback: self.feedback,
             feedback_decay: self.feedback_decay,
             fprime_in_backward: !self.no_fprime_backward,
@@ -251,7 +260,9 @@ impl TrainConfig {
             fprime_at_state_in_update: matches!(self.fderiv, Some(Fderiv::Update | Fderiv::Both)),
             current_input: self.current_input,
             state_fprime_without_bias: self.state_fprime_without_bias,
-        }
+            conv: None,
+        };
+        Variant { conv: v.conv_choices(self.conv_feedback, self.conv_fprime), ..v }
     }
 
     /// The algorithm `name` stands for under this config.

@@ -240,7 +240,7 @@ impl<B: Backend> Session<B> {
             let checkpoint = dir.checkpoint(&label);
             let mut net = spec.build(be.clone(), init, config.seed)?;
             if algorithm.needs_feedback_weights() {
-                net.init_feedback(init, config.seed, algorithm.relaxes_input());
+                net.init_feedback(init, config.seed, &algorithm);
             }
             let mut trainer =
                 Trainer::new(algorithm, config.loss, config.optimizer(), &net).map_err(|e| {

@@ -298,7 +298,7 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
 
     // The approximate variants, measured (angle to the gradient), not judged.
     let mut random_feedback = net.clone();
-    random_feedback.init_feedback(Init::papers(), 5, false);
+    random_feedback.init_feedback(Init::papers(), 5, &Algorithm::feedback_alignment());
     let papers = Relaxation { solver: Solver::Euler, ..Relaxation::papers() };
     let no_fprime = Variant { fprime_in_backward: false, ..exact };
     let variants: [(&str, Algorithm, &Network<B>); 9] = [

@@ -75,7 +75,7 @@ fn kolen_pollack_decay_shrinks_the_gap_geometrically() {
     let be = Be::new();
     for decay in [0.0, 0.05] {
         let mut n = net(&be);
-        n.init_feedback(Init::Normal { std: 0.3 }, 7, false);
+        n.init_feedback(Init::Normal { std: 0.3 }, 7, &learned(decay));
         let before = feedback_gap(&be, &n);
         let lr = 0.1;
         let mut trainer =
@@ -96,7 +96,7 @@ fn kolen_pollack_decay_shrinks_the_gap_geometrically() {
 fn random_feedback_never_changes_while_weights_do() {
     let be = Be::new();
     let mut n = net(&be);
-    n.init_feedback(Init::papers(), 1, false);
+    n.init_feedback(Init::papers(), 1, &learned(0.0));
     let psi_before: Vec<Vec<f64>> = n.layers[1..]
         .iter()
         .map(|l| be.to_host(l.as_dense().expect("an MLP layer").feedback.as_ref().unwrap()))
@@ -197,9 +197,9 @@ fn feedback_alignment_trains_a_network_that_starts_with_pooling() {
         ar_core::LayerSpec::Dense { outputs: 3, activation: Activation::Identity },
     ];
     let mut n = Network::build(be, &[1, 4, 4], &specs, Init::PyTorch, 3).unwrap();
-    n.init_feedback(Init::papers(), 1, false);
-    assert!(n.layers[2].weights().unwrap().feedback.is_none());
     let fa = Algorithm::feedback_alignment();
+    n.init_feedback(Init::papers(), 1, &fa);
+    assert!(n.layers[2].weights().unwrap().feedback.is_none());
     let mut trainer = Trainer::new(fa, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
     let x =
         be.from_host(&(0..32).map(|i| (i as f64 * 0.37).sin()).collect::<Vec<_>>(), &[2, 1, 4, 4]);
@@ -217,13 +217,14 @@ fn a_relaxing_input_needs_and_trains_the_first_layers_backward_matrix() {
         method: Method::Relaxation(r),
         variant: Variant { feedback: Feedback::Learned, ..Variant::exact() },
     };
+    let without = Algorithm { method: Method::Relaxation(Relaxation::papers()), ..algorithm };
     let mut n = net(&be);
-    n.init_feedback(Init::papers(), 1, false);
+    n.init_feedback(Init::papers(), 1, &without);
     let err =
         Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap_err().to_string();
     assert!(err.contains("layer 1") && err.contains("init_feedback"), "{err}");
     let mut n = net(&be);
-    n.init_feedback(Init::papers(), 1, true);
+    n.init_feedback(Init::papers(), 1, &algorithm);
     let psi = |n: &Network<Be>| be.to_host(n.layers[0].weights().unwrap().feedback.unwrap());
     let before = psi(&n);
     let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
@@ -232,11 +233,115 @@ fn a_relaxing_input_needs_and_trains_the_first_layers_backward_matrix() {
     assert_ne!(before, psi(&n));
     // The other layers' backward matrices are drawn as without the relaxing input.
     let mut plain = net(&be);
-    plain.init_feedback(Init::papers(), 1, false);
+    plain.init_feedback(Init::papers(), 1, &without);
     let mut relaxing = net(&be);
-    relaxing.init_feedback(Init::papers(), 1, true);
+    relaxing.init_feedback(Init::papers(), 1, &algorithm);
     for k in 1..3 {
         let f = |m: &Network<Be>| be.to_host(m.layers[k].weights().unwrap().feedback.unwrap());
         assert_eq!(f(&plain), f(&relaxing));
     }
+}
+
+/// conv 2 3x3 (pad 1), conv 3 3x3 (pad 1), flatten, dense 5, dense 3 on 1x4x4, with the convs'
+/// activation as given.
+fn cnn(be: &Be, conv_activation: Activation) -> Network<Be> {
+    let g = ar_core::ConvGeometry { stride: 1, padding: 1 };
+    let conv = |out_channels| ar_core::LayerSpec::Conv2d {
+        out_channels,
+        kernel: 3,
+        geometry: g,
+        activation: conv_activation,
+    };
+    let specs = [
+        conv(2),
+        conv(3),
+        ar_core::LayerSpec::Flatten,
+        ar_core::LayerSpec::Dense { outputs: 5, activation: Activation::Tanh },
+        ar_core::LayerSpec::Dense { outputs: 3, activation: Activation::Identity },
+    ];
+    Network::build(*be, &[1, 4, 4], &specs, Init::PyTorch, 5).unwrap()
+}
+
+fn cnn_batch(be: &Be) -> (<Be as Backend>::Tensor, <Be as Backend>::Tensor) {
+    let x = (0..32).map(|i| (i as f64 * 0.53).cos()).collect::<Vec<_>>();
+    (be.from_host(&x, &[2, 1, 4, 4]), be.from_host(&[0.0, 1.0, 0.0, 0.0, 0.0, 1.0], &[2, 3]))
+}
+
+fn relaxing(label: &str) -> Algorithm {
+    label.parse().unwrap()
+}
+
+/// The update of one step of `algorithm` on `net`, every layer's weight on the host.
+fn one_update(net: &Network<Be>, algorithm: Algorithm) -> Vec<Vec<f64>> {
+    let be = *net.backend();
+    let (x, t) = cnn_batch(&be);
+    let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(1.0, 0.0), net).unwrap();
+    let (grads, _) = trainer.gradients(net, &x, &t);
+    grads.layers.iter().flatten().map(|g| be.to_host(&g.weight)).collect()
+}
+
+#[test]
+fn per_layer_type_feedback_builds_backward_weights_only_where_used() {
+    let be = Be::new();
+    let has_psi = |n: &Network<Be>| -> Vec<bool> {
+        n.layers.iter().filter_map(|l| l.weights()).map(|w| w.feedback.is_some()).collect()
+    };
+    // Learned dense feedback, W^T through the convolutions (the authors' "everything" CNN
+    // condition): backward matrices for the dense layers only (none for the first layer).
+    let mut n = cnn(&be, Activation::Tanh);
+    n.init_feedback(Init::papers(), 1, &relaxing("ar+learned+conv-transpose"));
+    assert_eq!(has_psi(&n), [false, false, true, true]);
+    // The other way round: a backward kernel for the second convolution only.
+    let mut n = cnn(&be, Activation::Tanh);
+    n.init_feedback(Init::papers(), 1, &relaxing("ar+conv-learned"));
+    assert_eq!(has_psi(&n), [false, true, false, false]);
+    // And a step trains the dense psi and leaves the convolutions on W^T.
+    let mut n = cnn(&be, Activation::Tanh);
+    let algorithm = relaxing("ar+learned+conv-transpose");
+    n.init_feedback(Init::papers(), 1, &algorithm);
+    let psi = |n: &Network<Be>| be.to_host(n.layers[3].weights().unwrap().feedback.unwrap());
+    let before = psi(&n);
+    let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.1, 0.0), &n).unwrap();
+    let (x, t) = cnn_batch(&be);
+    trainer.step(&mut n, &x, &t);
+    assert_ne!(before, psi(&n));
+    assert!(n.layers[1].weights().unwrap().feedback.is_none());
+}
+
+#[test]
+fn conv_transpose_ignores_the_convolutions_backward_kernels() {
+    // Two networks alike but for the second convolution's backward kernel (random in one,
+    // exactly K in the other): with conv-transpose their updates agree exactly; with learned
+    // kernels everywhere they differ.
+    let be = Be::new();
+    let mut random = cnn(&be, Activation::Tanh);
+    random.init_feedback(Init::papers(), 1, &relaxing("ar+learned"));
+    let mut exact_kernel = random.clone();
+    let k = exact_kernel.layers[1].weights().unwrap().weight.clone();
+    *exact_kernel.layers[1].weights_mut().unwrap().feedback = Some(k);
+    let split = relaxing("ar+learned+conv-transpose");
+    assert_eq!(one_update(&random, split), one_update(&exact_kernel, split));
+    let all = relaxing("ar+learned");
+    assert_ne!(one_update(&random, all), one_update(&exact_kernel, all));
+}
+
+#[test]
+fn conv_fprime_choices_apply_to_convolutions_only() {
+    let be = Be::new();
+    let exact = relaxing("ar");
+    let conv_drops = relaxing("ar+conv-f'-neither");
+    // An MLP has no convolution: the override changes nothing.
+    let mlp = net(&be);
+    let update = |n: &Network<Be>, a: Algorithm| -> Vec<Vec<f64>> {
+        let (x, t) = batch(&be, 3, 0.5);
+        let mut trainer = Trainer::new(a, Loss::Mse, Optimizer::sgd(1.0, 0.0), n).unwrap();
+        let (g, _) = trainer.gradients(n, &x, &t);
+        g.layers.iter().flatten().map(|g| be.to_host(&g.weight)).collect()
+    };
+    assert_eq!(update(&mlp, exact), update(&mlp, conv_drops));
+    // Convolutions with f' = 1 (identity) do not care either; with tanh they do.
+    let linear = cnn(&be, Activation::Identity);
+    assert_eq!(one_update(&linear, exact), one_update(&linear, conv_drops));
+    let curved = cnn(&be, Activation::Tanh);
+    assert_ne!(one_update(&curved, exact), one_update(&curved, conv_drops));
 }

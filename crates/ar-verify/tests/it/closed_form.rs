@@ -38,7 +38,10 @@ fn closed_form_equals_euler_for_every_linear_variant() {
     let mut compared = 0;
     for case in all_cases(&NdArray::<f64>::new()) {
         let mut with_feedback = case.net.clone();
-        with_feedback.init_feedback(Init::papers(), 3, true);
+        let learned = Variant { feedback: Feedback::Learned, ..exact };
+        let relaxing = Relaxation { relax_input: true, ..relaxation(0.1, 1, Schedule::Sweep) };
+        let needs_all = Algorithm { method: Method::Relaxation(relaxing), variant: learned };
+        with_feedback.init_feedback(Init::papers(), 3, &needs_all);
         for (label, variant) in variants {
             let net =
                 if variant.feedback == Feedback::Transpose { &case.net } else { &with_feedback };
