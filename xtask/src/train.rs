@@ -102,6 +102,17 @@ pub struct Args {
     /// (--no-fprime-backward and --no-fprime-update then apply to the dense layers only).
     #[arg(long, value_parser = one_of::<FprimeUse>(FprimeUse::NAMES))]
     conv_fprime: Option<FprimeUse>,
+    /// Multiply the convolutions' gradients by this (their learning rate, under SGD); the
+    /// authors' code amounts to 2.
+    #[arg(long, default_value_t = d().conv_lr_scale)]
+    conv_lr_scale: f64,
+    /// Clamp each element of a convolution's batch-mean gradient to [-X, X] before the scale;
+    /// the authors' code amounts to 50 / (4 * batch size).
+    #[arg(long, value_name = "X")]
+    conv_grad_clip: Option<f64>,
+    /// Convolutions without bias (kept at zero), as in the authors' code.
+    #[arg(long)]
+    no_conv_bias: bool,
     /// Euler step of the relaxation (the "inference learning rate"), in (0, 2).
     #[arg(long, default_value_t = d().eta)]
     eta: f64,
@@ -208,6 +219,9 @@ impl Args {
             state_fprime_without_bias: self.state_fprime_without_bias,
             conv_feedback: self.conv_feedback,
             conv_fprime: self.conv_fprime,
+            conv_lr_scale: self.conv_lr_scale,
+            conv_grad_clip: self.conv_grad_clip,
+            no_conv_bias: self.no_conv_bias,
             eta: self.eta,
             steps: self.steps,
             tolerance: self.tolerance,

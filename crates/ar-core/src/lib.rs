@@ -75,4 +75,5 @@ pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
     closed_form_coefficients, learning_signals, state_input, stateful_layers, RelaxStats, Signals,
 };
+pub use train::ConvUpdate;
 pub use train::{count_correct, StepOutcome, Trainer};

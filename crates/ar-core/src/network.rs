@@ -247,6 +247,18 @@ impl<B: Backend> Network<B> {
         }
     }
 
+    /// Sets every convolution's bias to zero (with [`crate::ConvUpdate::bias`] false, they stay
+    /// there: convolutions without bias, as in paper 2's code).
+    pub fn zero_conv_biases(&mut self) {
+        let be = self.backend.clone();
+        for layer in &mut self.layers {
+            if let Layer::Conv2d(c) = layer {
+                let shape = be.shape(&c.bias);
+                c.bias = be.zeros(&shape);
+            }
+        }
+    }
+
     /// Sets every needed backward matrix to exactly `W^T` (kernel: exactly `K`), for tests of
     /// the variants' special cases.
     pub fn set_feedback_to_transpose(&mut self) {

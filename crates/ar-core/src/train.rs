@@ -1,7 +1,8 @@
 //! One training step: forward pass, loss gradient, learning signals, update, optimiser.
 
 use crate::algorithm::{Algorithm, Feedback};
-use crate::grads::Gradients;
+use crate::grads::{Gradients, LayerGrads};
+use crate::layer::Layer;
 use crate::loss::Loss;
 use crate::network::Network;
 use crate::optim::Optimizer;
@@ -20,6 +21,72 @@ pub struct StepOutcome {
     pub relax: Option<RelaxStats>,
 }
 
+/// How convolutional layers' updates differ from the dense layers' (paper 2's code scales and
+/// clips them and has no conv biases; docs/algorithm.md, "Differences from the authors' code").
+/// The default changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvUpdate {
+    /// Multiplies the convolutions' gradients (their learning rate, under SGD); the authors'
+    /// code amounts to 2.
+    pub lr_scale: f64,
+    /// Clamps each element of a convolution's batch-mean gradient to `[-clip, clip]` before the
+    /// scale. The authors' code clips `2 * sum_b` of its per-sample updates at 50, on a top error
+    /// twice this project's: `4 * batch` times the batch-mean gradient, so `50 / (4 * batch)`.
+    pub clip: Option<f64>,
+    /// Whether conv biases train. With `false` their gradient is zero, so biases that start at
+    /// zero ([`Network::zero_conv_biases`]) stay there, as if there were none.
+    pub bias: bool,
+}
+
+impl Default for ConvUpdate {
+    fn default() -> Self {
+        ConvUpdate { lr_scale: 1.0, clip: None, bias: true }
+    }
+}
+
+impl ConvUpdate {
+    /// Checks ranges; errors name the setting and its value.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if !(self.lr_scale > 0.0 && self.lr_scale.is_finite()) {
+            return Err(CoreError::InvalidConfig(format!(
+                "the conv learning-rate scale must be finite and > 0, got {}",
+                self.lr_scale
+            )));
+        }
+        if let Some(clip) = self.clip.filter(|c| !(*c > 0.0 && c.is_finite())) {
+            return Err(CoreError::InvalidConfig(format!(
+                "the conv gradient clip must be finite and > 0, got {clip}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies the scale, clip and bias rule to one convolution's update (`psi`'s too).
+    fn apply<B: Backend>(&self, be: &B, g: &mut LayerGrads<B>) {
+        let clamp_scale = |t: &mut B::Tensor| {
+            if let Some(c) = self.clip {
+                // Once per convolution and step, on its (small) kernel: a host round trip.
+                let clipped: Vec<f64> = be.to_host(t).iter().map(|x| x.clamp(-c, c)).collect();
+                *t = be.from_host(&clipped, &be.shape(t));
+            }
+            if self.lr_scale != 1.0 {
+                let unscaled = t.clone();
+                be.axpby(self.lr_scale, &unscaled, 0.0, t);
+            }
+        };
+        clamp_scale(&mut g.weight);
+        if let Some(psi) = g.feedback.as_mut() {
+            clamp_scale(psi);
+        }
+        if self.bias {
+            clamp_scale(&mut g.bias);
+        } else {
+            let shape = be.shape(&g.bias);
+            g.bias = be.zeros(&shape);
+        }
+    }
+}
+
 /// Trains a network with one algorithm, loss and optimiser, reusing its buffers across steps.
 #[derive(Clone, Debug)]
 pub struct Trainer<B: Backend> {
@@ -27,6 +94,7 @@ pub struct Trainer<B: Backend> {
     loss: Loss,
     optimizer: Optimizer<B>,
     signals: Signals<B>,
+    conv_update: ConvUpdate,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -52,7 +120,15 @@ impl<B: Backend> Trainer<B> {
                 )));
             }
         }
-        Ok(Trainer { algorithm, loss, optimizer, signals: Signals::new() })
+        let conv_update = ConvUpdate::default();
+        Ok(Trainer { algorithm, loss, optimizer, signals: Signals::new(), conv_update })
+    }
+
+    /// The trainer with convolutional layers updated by `rule` (see [`ConvUpdate`]).
+    pub fn with_conv_update(mut self, rule: ConvUpdate) -> Result<Self, CoreError> {
+        rule.validate()?;
+        self.conv_update = rule;
+        Ok(self)
     }
 
     /// The algorithm.
@@ -112,6 +188,9 @@ impl<B: Backend> Trainer<B> {
             let (Some(g), Some(w)) = (g.as_mut(), layer.weights()) else {
                 continue;
             };
+            if matches!(layer, Layer::Conv2d(_)) && self.conv_update != ConvUpdate::default() {
+                self.conv_update.apply(&be, g);
+            }
             if variant.for_layer(layer).feedback != Feedback::Learned {
                 g.feedback = None;
                 continue;

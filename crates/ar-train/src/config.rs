@@ -5,8 +5,8 @@
 use crate::TrainError;
 use ar_backend::{Activation, Backend, Precision};
 use ar_core::{
-    Algorithm, CoreError, Feedback, FprimeUse, Init, InitialState, Loss, Method, Optimizer,
-    OptimizerKind, Relaxation, Schedule, Solver, Variant,
+    Algorithm, ConvUpdate, CoreError, Feedback, FprimeUse, Init, InitialState, Loss, Method,
+    Optimizer, OptimizerKind, Relaxation, Schedule, Solver, Variant,
 };
 use ar_data::{Dataset, Normalization};
 use ar_models::ModelSpec;
@@ -112,6 +112,14 @@ pub struct TrainConfig {
     /// Which `f'` the convolutional layers keep, when it differs from the dense layers'.
     #[serde(with = "text_option", skip_serializing_if = "Option::is_none")]
     pub conv_fprime: Option<FprimeUse>,
+    /// Multiplies the convolutions' gradients (the authors' code: 2).
+    pub conv_lr_scale: f64,
+    /// Clamps each element of a convolution's batch-mean gradient (the authors' code: 50 / (4
+    /// batch size)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conv_grad_clip: Option<f64>,
+    /// Convolutions without bias (zero, never trained), as in the authors' code.
+    pub no_conv_bias: bool,
     /// The relaxation's Euler step.
     pub eta: f64,
     /// Relaxation iterations `T` (the most, with a tolerance).
@@ -181,6 +189,9 @@ impl Default for TrainConfig {
             state_fprime_without_bias: false,
             conv_feedback: None,
             conv_fprime: None,
+            conv_lr_scale: 1.0,
+            conv_grad_clip: None,
+            no_conv_bias: false,
             eta: 0.1,
             steps: 100,
             tolerance: None,
@@ -285,6 +296,15 @@ impl TrainConfig {
         }
     }
 
+    /// How the convolutional layers are updated.
+    pub fn conv_update(&self) -> ConvUpdate {
+        ConvUpdate {
+            lr_scale: self.conv_lr_scale,
+            clip: self.conv_grad_clip,
+            bias: !self.no_conv_bias,
+        }
+    }
+
     /// A fresh optimiser.
     pub fn optimizer<B: Backend>(&self) -> Optimizer<B> {
         match self.optimizer {
@@ -336,6 +356,14 @@ impl TrainConfig {
             }
             self.algorithm(*a).validate().map_err(|e| bad("algorithms", format!("{a}: {e}")))?;
         }
+        self.conv_update().validate().map_err(|e| {
+            let key = if self.conv_lr_scale > 0.0 && self.conv_lr_scale.is_finite() {
+                "conv-grad-clip"
+            } else {
+                "conv-lr-scale"
+            };
+            bad(key, e.to_string())
+        })?;
         let kind = match self.optimizer {
             OptimizerName::Sgd => OptimizerKind::Sgd { momentum: self.momentum },
             OptimizerName::Adam => OptimizerKind::ADAM,

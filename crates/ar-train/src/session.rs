@@ -242,9 +242,14 @@ impl<B: Backend> Session<B> {
             if algorithm.needs_feedback_weights() {
                 net.init_feedback(init, config.seed, &algorithm);
             }
-            let mut trainer =
-                Trainer::new(algorithm, config.loss, config.optimizer(), &net).map_err(|e| {
-                    TrainError::Config { key: "algorithms".into(), message: format!("{name}: {e}") }
+            if config.no_conv_bias {
+                net.zero_conv_biases();
+            }
+            let mut trainer = Trainer::new(algorithm, config.loss, config.optimizer(), &net)
+                .and_then(|t| t.with_conv_update(config.conv_update()))
+                .map_err(|e| TrainError::Config {
+                    key: "algorithms".into(),
+                    message: format!("{name}: {e}"),
                 })?;
             let mut state = TrainingState { epochs_done: 0, batches_done: 0 };
             let mut partial = Partial::default();

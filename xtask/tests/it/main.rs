@@ -362,7 +362,7 @@ fn every_experiment_config_parses_and_validates() {
             checked += 1;
         }
     }
-    assert!(checked >= 59, "{checked}");
+    assert!(checked >= 107, "{checked}");
 }
 
 /// The candle backend trains every algorithm from the same initial weights as ndarray: the

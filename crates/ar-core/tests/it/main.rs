@@ -345,3 +345,69 @@ fn conv_fprime_choices_apply_to_convolutions_only() {
     let curved = cnn(&be, Activation::Tanh);
     assert_ne!(one_update(&curved, exact), one_update(&curved, conv_drops));
 }
+
+/// Every weighted layer's `(weight, bias)` on the host.
+fn params(n: &Network<Be>) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let be = *n.backend();
+    n.layers
+        .iter()
+        .filter_map(|l| l.weights())
+        .map(|w| (be.to_host(w.weight), be.to_host(w.bias)))
+        .collect()
+}
+
+/// One SGD step (lr 1, no momentum) of exact AR under `rule`: the change of every parameter.
+fn sgd_change(rule: ar_core::ConvUpdate, zero_conv_bias: bool) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let be = Be::new();
+    let mut n = cnn(&be, Activation::Tanh);
+    if zero_conv_bias {
+        n.zero_conv_biases();
+    }
+    let before = params(&n);
+    let mut trainer = Trainer::new(relaxing("ar"), Loss::Mse, Optimizer::sgd(1.0, 0.0), &n)
+        .unwrap()
+        .with_conv_update(rule)
+        .unwrap();
+    let (x, t) = cnn_batch(&be);
+    trainer.step(&mut n, &x, &t);
+    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a - b).collect::<Vec<_>>();
+    params(&n).iter().zip(&before).map(|(a, b)| (diff(&a.0, &b.0), diff(&a.1, &b.1))).collect()
+}
+
+#[test]
+fn conv_update_scales_clips_and_drops_conv_biases_only() {
+    let plain = sgd_change(ar_core::ConvUpdate::default(), false);
+    let conv = |i: usize| i < 2; // the first two weighted layers are the convolutions
+                                 // Scale 2: the convolutions move twice as far (to the rounding of `new - old`).
+    let scaled = sgd_change(ar_core::ConvUpdate { lr_scale: 2.0, ..Default::default() }, false);
+    for (i, (s, p)) in scaled.iter().zip(&plain).enumerate() {
+        let factor = if conv(i) { 2.0 } else { 1.0 };
+        for (a, b) in s.0.iter().zip(&p.0) {
+            assert!((a - b * factor).abs() <= 1e-15, "layer {i}: {a} vs {factor} x {b}");
+        }
+    }
+    // Clip: each conv step element is the plain one clamped; the dense layers are untouched.
+    let c = 1e-3;
+    let clipped = sgd_change(ar_core::ConvUpdate { clip: Some(c), ..Default::default() }, false);
+    for (i, (s, p)) in clipped.iter().zip(&plain).enumerate() {
+        let want: Vec<f64> =
+            p.0.iter().map(|x| if conv(i) { x.clamp(-c, c) } else { *x }).collect();
+        for (a, b) in s.0.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-15, "layer {i}: {a} vs {b}");
+        }
+    }
+    assert!(plain[1].0.iter().any(|x| x.abs() > c), "the clip must bind somewhere");
+    // No conv bias: zero biases stay zero; the dense biases still learn.
+    let unbiased = sgd_change(ar_core::ConvUpdate { bias: false, ..Default::default() }, true);
+    for (i, (_, db)) in unbiased.iter().enumerate() {
+        assert_eq!(db.iter().all(|x| *x == 0.0), conv(i), "layer {i} bias change {db:?}");
+    }
+    let bad = ar_core::ConvUpdate { lr_scale: 0.0, ..Default::default() };
+    let be = Be::new();
+    let n = cnn(&be, Activation::Tanh);
+    let err = Trainer::new(relaxing("ar"), Loss::Mse, Optimizer::sgd(1.0, 0.0), &n)
+        .unwrap()
+        .with_conv_update(bad)
+        .unwrap_err();
+    assert!(err.to_string().contains("scale"), "{err}");
+}
