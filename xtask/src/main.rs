@@ -1,11 +1,12 @@
-//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `eval`, `data`,
-//! `bench`. It parses, prints and calls the library crates.
+//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `sweep`, `eval`,
+//! `data`, `bench`. It parses, prints and calls the library crates.
 
 mod backend;
 mod bench;
 mod config;
 mod data;
 mod eval;
+mod sweep;
 mod train;
 mod verify;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Train networks with activation relaxation and/or backprop (with no arguments: the bundled
     /// digits, AR against backprop side by side). Every run writes a directory (see --out).
     Train(Box<train::Args>),
+    /// Train every config x seed into its own run directory (OUT/CONFIG/seed-N); the same
+    /// command run again skips finished runs and resumes an interrupted one.
+    Sweep(sweep::Args),
     /// Report the test accuracy of a checkpoint written by `train`.
     Eval(eval::Args),
     /// Fetch and verify data sets: `data fetch NAME|all`, `data check`.
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::VerifyGradients(args) => verify::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),

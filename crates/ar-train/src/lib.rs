@@ -28,6 +28,7 @@ mod plot;
 mod probe;
 mod rundir;
 mod session;
+pub mod sweep;
 
 pub use config::{AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig};
 pub use error::TrainError;

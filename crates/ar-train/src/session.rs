@@ -358,6 +358,11 @@ impl<B: Backend> Session<B> {
         self.stop.clone()
     }
 
+    /// Makes `flag` this session's stop flag (one flag can stop every session of a sweep).
+    pub fn share_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = flag;
+    }
+
     /// Whether every algorithm has trained every epoch.
     pub fn is_finished(&self) -> bool {
         self.trainees.iter().all(|t| t.state.epochs_done >= self.config.epochs())

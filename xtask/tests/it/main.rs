@@ -457,3 +457,66 @@ fn the_digits_cnn_trains_on_the_bundled_data() {
     assert!(text(&eval).contains(&format!("{acc:.2}%")), "eval: {} vs {acc}", text(&eval));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A 2-config x 2-seed grid on the digits, killed once its first run has finished, then run
+/// again: the finished run is skipped, the others (the killed one resumed) end, and a third
+/// run of the command does nothing; the resumed run's weights equal an uninterrupted run's.
+#[test]
+fn a_killed_sweep_run_again_skips_finished_runs_and_completes_the_grid() {
+    let root = run_dir("sweep");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    // Many Euler steps make each AR run last long enough (about 1.5 s) to be caught mid-run.
+    let ar = "algorithms = [\"ar\"]\nepochs = 3\nsolver = \"euler\"\nsteps = 5000\n";
+    std::fs::write(configs.join("a-ar.toml"), ar).unwrap();
+    std::fs::write(configs.join("b-bp.toml"), "algorithms = [\"bp\"]\nepochs = 2\n").unwrap();
+    let out = root.join("runs");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["sweep", configs.to_str().unwrap(), "--seeds", "0..2", "--no-estimate", "--out"]
+                .map(String::from)
+                .to_vec();
+        a.push(out.to_str().unwrap().into());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args(&[]))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_done = out.join("a-ar/seed-0/sweep-done.json");
+    let waited = std::time::Instant::now();
+    while !first_done.exists() && waited.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first_done.exists(), "the first run did not finish in 120 s");
+    let again = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args(&[])).output().unwrap();
+    let said = text(&again);
+    assert!(again.status.success(), "{said}");
+    assert!(said.contains("[1/4] a-ar seed 0: done before (finished), skipped"), "{said}");
+    assert!(said.contains("[2/4] a-ar seed 1: finished"), "the kill missed the second run: {said}");
+    assert!(said.contains("all 4 jobs done"), "{said}");
+    let third = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args(&[])).output().unwrap();
+    assert_eq!(text(&third).matches("skipped").count(), 4, "{}", text(&third));
+    // Whatever the kill interrupted ended as an uninterrupted run does.
+    let fresh = root.join("fresh");
+    let o = xtask(&[
+        "train",
+        "--config",
+        configs.join("a-ar.toml").to_str().unwrap(),
+        "--seed",
+        "1",
+        "--quiet",
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        tensors(&out.join("a-ar/seed-1/checkpoints/ar.safetensors")),
+        tensors(&fresh.join("checkpoints/ar.safetensors"))
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

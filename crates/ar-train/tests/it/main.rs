@@ -194,3 +194,62 @@ fn a_diverging_run_stops_with_where_and_keeps_its_checkpoint() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A 2-config x 2-seed sweep on the digits, stopped in its second job and run again: the first
+/// job is skipped, the second resumes and ends bit-identical to an uninterrupted run, and the
+/// rest run; a third pass does nothing.
+#[test]
+fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one() {
+    use ar_train::sweep::{plan, JobStatus};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let root = scratch("sweep");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let write = |name: &str, algorithms: &[AlgorithmName]| {
+        let c = TrainConfig { algorithms: algorithms.to_vec(), probe_every: 5, ..config() };
+        std::fs::write(configs.join(name), c.to_toml()).unwrap();
+    };
+    write("a-ar.toml", &[AlgorithmName::Ar]);
+    write("b-bp.toml", &[AlgorithmName::Bp]);
+    std::fs::write(configs.join("notes.txt"), "not a config").unwrap();
+    let be = NdArray::<f64>::new();
+    let jobs = plan(std::slice::from_ref(&configs), &[0, 1], Some(1), &root.join("runs")).unwrap();
+    let names: Vec<String> = jobs.iter().map(|j| format!("{}/{}", j.name, j.config.seed)).collect();
+    assert_eq!(names, ["a-ar/0", "a-ar/1", "b-bp/0", "b-bp/1"]);
+    assert!(jobs.iter().all(|j| j.status() == JobStatus::Fresh && j.config.epochs() == 1));
+
+    // First pass: job 0 finishes, job 1 is stopped mid-epoch.
+    let stop = Arc::new(AtomicBool::new(false));
+    assert_eq!(jobs[0].run(be, stop.clone(), &mut Silent).unwrap(), Some(Outcome::Finished));
+    let raise = stop.clone();
+    let mut observer = |e: Event<'_>| {
+        if let Event::Batch { batch: 9, .. } = e {
+            raise.store(true, Ordering::SeqCst);
+        }
+    };
+    assert_eq!(jobs[1].run(be, stop.clone(), &mut observer).unwrap(), Some(Outcome::Stopped));
+    assert!(matches!(jobs[0].status(), JobStatus::Done(_)));
+    assert_eq!(jobs[1].status(), JobStatus::Partial);
+
+    // Second pass, as the same command run again.
+    stop.store(false, Ordering::SeqCst);
+    let outcomes: Vec<_> =
+        jobs.iter().map(|j| j.run(be, stop.clone(), &mut Silent).unwrap()).collect();
+    assert_eq!(outcomes[0], None, "the finished job is skipped");
+    assert!(outcomes[1..].iter().all(|o| *o == Some(Outcome::Finished)));
+    let uninterrupted = root.join("uninterrupted");
+    let mut full = Session::create(&uninterrupted, jobs[1].config.clone(), be).unwrap();
+    full.run(&mut Silent).unwrap();
+    let resumed = Session::resume(&jobs[1].dir, be).unwrap();
+    assert_eq!(state(&resumed), state(&full));
+    assert_eq!(table(&jobs[1].dir, "metrics"), table(&uninterrupted, "metrics"));
+    drop(resumed);
+
+    // Third pass: everything is done.
+    assert!(jobs.iter().all(|j| j.run(be, stop.clone(), &mut Silent).unwrap().is_none()));
+    // Asking for more epochs reopens the finished jobs.
+    let more = plan(&[configs], &[0], Some(2), &root.join("runs")).unwrap();
+    assert_eq!(more[0].status(), JobStatus::Partial);
+    std::fs::remove_dir_all(&root).ok();
+}
