@@ -1,4 +1,4 @@
-//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `sweep`, `eval`,
+//! The workspace's command line: `cargo xtask verify-gradients`, `train`, `sweep`, `report`, `eval`,
 //! `data`, `bench`. It parses, prints and calls the library crates.
 
 mod backend;
@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod data;
 mod eval;
+mod report;
 mod sweep;
 mod train;
 mod verify;
@@ -33,6 +34,9 @@ enum Command {
     /// Train every config x seed into its own run directory (OUT/CONFIG/seed-N); the same
     /// command run again skips finished runs and resumes an interrupted one.
     Sweep(sweep::Args),
+    /// Tabulate a sweep's runs: per condition and algorithm, accuracy over seeds, per-layer
+    /// angles to the gradient, time per epoch (markdown, with accuracy charts).
+    Report(report::Args),
     /// Report the test accuracy of a checkpoint written by `train`.
     Eval(eval::Args),
     /// Fetch and verify data sets: `data fetch NAME|all`, `data check`.
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::VerifyGradients(args) => verify::run(args),
         Command::Train(args) => train::run(*args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Report(args) => report::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),

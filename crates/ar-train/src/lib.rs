@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod plot;
 mod probe;
+pub mod report;
 mod rundir;
 mod session;
 pub mod sweep;

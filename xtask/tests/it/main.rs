@@ -501,6 +501,14 @@ fn a_killed_sweep_run_again_skips_finished_runs_and_completes_the_grid() {
     assert!(said.contains("all 4 jobs done"), "{said}");
     let third = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args(&[])).output().unwrap();
     assert_eq!(text(&third).matches("skipped").count(), 4, "{}", text(&third));
+    // The report: one row per condition, each over both seeds.
+    let report = xtask(&["report", out.to_str().unwrap()]);
+    let table = text(&report);
+    assert!(report.status.success(), "{table}");
+    let rows: Vec<&str> =
+        table.lines().filter(|l| l.starts_with("| a-ar") || l.starts_with("| b-bp")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().all(|r| r.split('|').nth(3).map(str::trim) == Some("2")), "{table}");
     // Whatever the kill interrupted ended as an uninterrupted run does.
     let fresh = root.join("fresh");
     let o = xtask(&[

@@ -1,0 +1,273 @@
+//! Reports over a sweep's run directories (`OUT/CONDITION/seed-N`, see [`crate::sweep`]): per
+//! condition and algorithm, final and best test accuracy as mean +- sd over seeds, the epoch of
+//! the best, each layer's final angle to the exact gradient, seconds per epoch, and how runs
+//! ended; as a markdown table and one SVG of accuracy curves (mean over seeds) per data set.
+
+use crate::config::TrainConfig;
+use crate::plot::{line_chart, Series};
+use crate::probe::ProbeRow;
+use crate::session::EpochMetrics;
+use crate::sweep::{Done, DONE_FILE};
+use crate::TrainError;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One run directory's results.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// The condition (the config's name, the run directory's parent).
+    pub condition: String,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Its config.
+    pub config: TrainConfig,
+    /// Per-epoch metrics, every algorithm.
+    pub metrics: Vec<EpochMetrics>,
+    /// Probe rows, every algorithm.
+    pub probes: Vec<ProbeRow>,
+    /// How the run ended (`None`: not ended, or not run by a sweep).
+    pub done: Option<Done>,
+}
+
+/// Every run directory under `root` (`root/CONDITION/RUN/config.toml`), in name order.
+pub fn collect(root: &Path) -> Result<Vec<RunRecord>, TrainError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    let mut records = Vec::new();
+    let mut conditions: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(io(root))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    conditions.sort();
+    for condition_dir in conditions {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(&condition_dir)
+            .map_err(io(&condition_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("config.toml").is_file())
+            .collect();
+        runs.sort();
+        for dir in runs {
+            let config = TrainConfig::read(&dir.join("config.toml"))?;
+            let done = std::fs::read_to_string(dir.join(DONE_FILE))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            records.push(RunRecord {
+                condition: condition_dir
+                    .file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+                metrics: rows(&dir.join("metrics.jsonl"))?,
+                probes: rows(&dir.join("probes.jsonl"))?,
+                config,
+                done,
+                dir,
+            });
+        }
+    }
+    Ok(records)
+}
+
+/// The rows of a JSON-lines table (none if the file is missing); a torn last line is ignored.
+fn rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(TrainError::File {
+                    path: path.to_path_buf(),
+                    message: format!("line {}: {e}", i + 1),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// One condition x algorithm, over its seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The condition (config name).
+    pub condition: String,
+    /// The data set.
+    pub dataset: String,
+    /// The algorithm's label.
+    pub algorithm: String,
+    /// Runs with at least one epoch.
+    pub n: usize,
+    /// The most epochs any of them reached.
+    pub epochs: usize,
+    /// Final test accuracy, mean and sd (fractions).
+    pub final_accuracy: (f64, f64),
+    /// Best test accuracy, mean and sd.
+    pub best_accuracy: (f64, f64),
+    /// The epoch of the best, mean over seeds.
+    pub best_epoch: f64,
+    /// Each layer's angle to the exact gradient at its last probe, mean over seeds.
+    pub angles: Vec<(usize, f64)>,
+    /// Seconds of training per epoch, mean.
+    pub seconds_per_epoch: f64,
+    /// How runs that did not finish ended (diverged, or still under way).
+    pub notes: Vec<String>,
+    /// The config file name the runs came from, for the reproducing command.
+    pub source: String,
+}
+
+/// The table's rows: one per condition x algorithm, in condition order.
+pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
+    let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
+    for r in records {
+        for label in r.metrics.iter().map(|m| m.algorithm.clone()) {
+            let runs = groups.entry((r.condition.clone(), label)).or_default();
+            if !runs.iter().any(|x| x.dir == r.dir) {
+                runs.push(r);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((condition, algorithm), runs) in groups {
+        let (mut finals, mut bests, mut best_epochs, mut seconds) =
+            (vec![], vec![], vec![], vec![]);
+        let mut angles: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        let mut notes = Vec::new();
+        let mut epochs = 0;
+        for r in &runs {
+            let history: Vec<&EpochMetrics> =
+                r.metrics.iter().filter(|m| m.algorithm == algorithm).collect();
+            let Some(last) = history.last() else { continue };
+            epochs = epochs.max(last.epoch);
+            finals.push(last.test_accuracy);
+            let best = history.iter().fold(history[0], |b, m| {
+                if m.test_accuracy > b.test_accuracy {
+                    m
+                } else {
+                    b
+                }
+            });
+            bests.push(best.test_accuracy);
+            best_epochs.push(best.epoch as f64);
+            seconds.extend(history.iter().map(|m| m.seconds));
+            if let Some(step) =
+                r.probes.iter().filter(|p| p.algorithm == algorithm).map(|p| p.step).max()
+            {
+                for p in r.probes.iter().filter(|p| p.algorithm == algorithm && p.step == step) {
+                    angles.entry(p.probe.layer).or_default().push(p.probe.angle_deg);
+                }
+            }
+            let seed = r.config.seed;
+            match &r.done {
+                Some(d) if d.outcome != "finished" => {
+                    notes.push(format!("seed {seed}: {}", d.outcome))
+                }
+                None => notes.push(format!("seed {seed}: not finished ({} epochs)", last.epoch)),
+                _ => {}
+            }
+        }
+        if finals.is_empty() {
+            continue;
+        }
+        out.push(Row {
+            dataset: runs[0].config.dataset.clone(),
+            source: format!("{condition}.toml"),
+            condition,
+            algorithm,
+            n: finals.len(),
+            epochs,
+            final_accuracy: mean_sd(&finals),
+            best_accuracy: mean_sd(&bests),
+            best_epoch: mean_sd(&best_epochs).0,
+            angles: angles.into_iter().map(|(l, a)| (l, mean_sd(&a).0)).collect(),
+            seconds_per_epoch: mean_sd(&seconds).0,
+            notes,
+        });
+    }
+    out
+}
+
+/// The rows as a markdown table, one per data set; `command` is how a reader reruns a
+/// condition (`{config}` stands for its file name).
+pub fn markdown(rows: &[Row], command: &str) -> String {
+    let mut s = String::new();
+    let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
+    datasets.dedup();
+    let pct = |(m, sd): (f64, f64)| format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd);
+    for dataset in datasets {
+        let _ = writeln!(s, "### {dataset}\n");
+        let _ = writeln!(
+            s,
+            "| condition | algorithm | n | epochs | final test accuracy (%) | best (%) | best at epoch | \
+             final angle to the gradient per layer (degrees) | s per epoch | notes | command |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in rows.iter().filter(|r| r.dataset == dataset) {
+            let angles: Vec<String> =
+                r.angles.iter().map(|(l, a)| format!("{l}: {a:.2}")).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.3} | {} | `{}` |",
+                r.condition,
+                r.algorithm,
+                r.n,
+                r.epochs,
+                pct(r.final_accuracy),
+                pct(r.best_accuracy),
+                r.best_epoch,
+                if angles.is_empty() { "-".into() } else { angles.join(", ") },
+                r.seconds_per_epoch,
+                if r.notes.is_empty() { "-".into() } else { r.notes.join("; ") },
+                command.replace("{config}", &r.source)
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// One SVG per data set: each condition x algorithm's test accuracy per epoch, the mean over
+/// seeds (the table gives the spread).
+pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
+    let mut by_dataset: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> =
+        BTreeMap::new();
+    for r in records {
+        for m in &r.metrics {
+            by_dataset
+                .entry(r.config.dataset.clone())
+                .or_default()
+                .entry(format!("{} {}", r.condition, m.algorithm))
+                .or_default()
+                .entry(m.epoch)
+                .or_default()
+                .push(100.0 * m.test_accuracy);
+        }
+    }
+    by_dataset
+        .into_iter()
+        .map(|(dataset, curves)| {
+            let mut series = Vec::new();
+            for (name, epochs) in curves {
+                let points = epochs.iter().map(|(e, xs)| (*e as f64, mean_sd(xs).0)).collect();
+                series.push(Series { name, points });
+            }
+            let title = format!("{dataset}: test accuracy, mean over seeds");
+            (dataset, line_chart(&title, "epoch", "test accuracy (%)", &series))
+        })
+        .collect()
+}
