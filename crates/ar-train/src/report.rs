@@ -60,7 +60,7 @@ pub fn collect(root: &Path) -> Result<Vec<RunRecord>, TrainError> {
                     .file_name()
                     .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
                 metrics: rows(&dir.join("metrics.jsonl"))?,
-                probes: rows(&dir.join("probes.jsonl"))?,
+                probes: probe_rows(&dir)?,
                 config,
                 done,
                 dir,
@@ -85,6 +85,52 @@ fn rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainErro
                     message: format!("line {}: {e}", i + 1),
                 })
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The probe rows of a run: `probes.jsonl`, or `probes.csv` where only the CSV was kept (the
+/// committed results keep the CSV, a sixth of the size).
+fn probe_rows(dir: &Path) -> Result<Vec<ProbeRow>, TrainError> {
+    if dir.join("probes.jsonl").is_file() {
+        return rows(&dir.join("probes.jsonl"));
+    }
+    let path = dir.join("probes.csv");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let bad = |message: String| TrainError::File { path: path.clone(), message };
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != header.len() {
+            continue; // a torn last line
+        }
+        // Every column by name, as JSON, so serde reads it like a JSON-lines row. A NaN or
+        // infinite measurement (a diverging run) has no JSON form: such rows are left out.
+        let mut row = serde_json::Map::new();
+        let mut finite = true;
+        for (name, cell) in header.iter().zip(&cells) {
+            let value = if *name == "algorithm" {
+                serde_json::Value::String((*cell).to_string())
+            } else if cell.is_empty() {
+                serde_json::Value::Null
+            } else if let Ok(v) = serde_json::from_str(cell) {
+                v
+            } else if cell.parse::<f64>().is_ok() {
+                finite = false;
+                serde_json::Value::Null
+            } else {
+                return Err(bad(format!("line {}: '{cell}' in column {name}", i + 2)));
+            };
+            row.insert((*name).to_string(), value);
+        }
+        if finite {
+            out.push(
+                serde_json::from_value(serde_json::Value::Object(row))
+                    .map_err(|e| bad(format!("line {}: {e}", i + 2)))?,
+            );
         }
     }
     Ok(out)

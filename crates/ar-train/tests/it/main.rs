@@ -248,6 +248,16 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
 
     // Third pass: everything is done.
     assert!(jobs.iter().all(|j| j.run(be, stop.clone(), &mut Silent).unwrap().is_none()));
+    // The report reads the committed form (probes.csv without probes.jsonl) alike.
+    let summary =
+        || ar_train::report::summarize(&ar_train::report::collect(&root.join("runs")).unwrap());
+    let from_json = summary();
+    assert_eq!(from_json.len(), 2);
+    assert!(from_json.iter().all(|r| r.n == 2 && !r.angles.is_empty()), "{from_json:?}");
+    for job in &jobs {
+        std::fs::remove_file(job.dir.join("probes.jsonl")).unwrap();
+    }
+    assert_eq!(summary(), from_json);
     // Asking for more epochs reopens the finished jobs.
     let more = plan(&[configs], &[0], Some(2), &root.join("runs")).unwrap();
     assert_eq!(more[0].status(), JobStatus::Partial);
