@@ -6,9 +6,9 @@
 use crate::backend::{dispatch, BackendName, Job};
 use anyhow::Context;
 use ar_backend::{Backend, Precision};
-use ar_verify::timing::{step_flops, time_training, Measurement, Workload, BATCH};
+use ar_verify::timing::{peer_ratios, time_training, Measurement, Peer, Workload, BATCH};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 /// Flags of `bench`.
 #[derive(clap::Args, Debug)]
@@ -94,27 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             m.model, m.backend, m.algorithm, m.seconds, m.samples_per_second, gflops, m.ratio_to_bp
         );
     }
-    if args.peer {
-        let find = |model: &str, a: &str, peer: bool| {
-            rows.iter().find(|m| {
-                m.model == model && m.algorithm == a && m.backend.starts_with("pytorch") == peer
-            })
-        };
-        for model in ["paper1-mlp", "paper2-cnn"] {
-            let Some(theirs_bp) = find(model, "bp", true) else { continue };
-            for ours in ["bp", "ar-euler", "ar-closed-form"] {
-                let theirs = find(model, ours, true).unwrap_or(theirs_bp);
-                if let Some(o) = find(model, ours, false) {
-                    println!(
-                        "{model}: {} {ours} / {} {}: {:.2}",
-                        o.backend,
-                        theirs.backend,
-                        theirs.algorithm,
-                        o.seconds / theirs.seconds
-                    );
-                }
-            }
-        }
+    for (label, ratio) in peer_ratios(&rows) {
+        println!("{label}: {ratio:.2}");
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&rows)?)
@@ -126,56 +107,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Times bench/peer_pytorch.py on the MLP (and the CNN unless --cnn-batches is 0).
 fn peer(args: &Args) -> anyhow::Result<Vec<Measurement>> {
-    let mut rows = peer_model(args, "mlp", args.batches)?;
+    let peer = Peer {
+        python: args.python.clone(),
+        script: args
+            .peer_script
+            .clone()
+            .unwrap_or_else(|| crate::repo_root().join("bench/peer_pytorch.py")),
+        threads: args
+            .peer_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        device: args.peer_device.clone(),
+        steps: args.steps,
+        batch_size: args.batch_size,
+    };
+    let mut rows = peer.time(Workload::Mlp, args.batches).map_err(anyhow::Error::msg)?;
     if args.cnn_batches > 0 {
-        rows.extend(peer_model(args, "cnn", args.cnn_batches)?);
+        rows.extend(peer.time(Workload::Cnn, args.cnn_batches).map_err(anyhow::Error::msg)?);
     }
-    Ok(rows)
-}
-
-/// Runs the peer script for one model; it prints one JSON object per algorithm.
-fn peer_model(args: &Args, model: &str, batches: usize) -> anyhow::Result<Vec<Measurement>> {
-    let script = args.peer_script.clone().unwrap_or_else(|| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peer_pytorch.py")
-    });
-    let threads = args
-        .peer_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let out = Command::new(&args.python)
-        .arg(&script)
-        .args(["--model", model, "--batches", &batches.to_string()])
-        .args(["--steps", &args.steps.to_string()])
-        .args(["--batch-size", &args.batch_size.to_string()])
-        .args(["--threads", &threads.to_string(), "--device", &args.peer_device])
-        .output()
-        .with_context(|| format!("running {} {}", args.python.display(), script.display()))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "the PyTorch peer failed (is torch installed? `pip install torch`): {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        );
-    }
-    let mut rows: Vec<Measurement> = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let algorithm = v["algorithm"].as_str().unwrap_or("?").to_string();
-        let seconds = v["seconds"].as_f64().unwrap_or(f64::NAN);
-        let gflops = if model == "mlp" {
-            step_flops(&algorithm, args.steps, args.batch_size) * batches as f64 / seconds / 1e9
-        } else {
-            f64::NAN
-        };
-        rows.push(Measurement {
-            model: if model == "mlp" { "paper1-mlp" } else { "paper2-cnn" }.into(),
-            backend: v["backend"].as_str().unwrap_or("pytorch").to_string(),
-            gflops,
-            samples_per_second: (batches * args.batch_size) as f64 / seconds,
-            algorithm,
-            seconds,
-            ratio_to_bp: f64::NAN,
-        });
-    }
-    let bp = rows.iter().find(|m| m.algorithm == "bp").map_or(f64::NAN, |m| m.seconds);
-    rows.iter_mut().for_each(|m| m.ratio_to_bp = m.seconds / bp);
     Ok(rows)
 }

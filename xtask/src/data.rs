@@ -3,7 +3,6 @@
 //! checksums of the uncompressed files).
 
 use anyhow::bail;
-use ar_data::Split;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -101,56 +100,16 @@ fn check(dir: &DataDir, require: &[String]) -> anyhow::Result<ExitCode> {
     );
     let mut ok = true;
     for &name in ar_data::NAMES {
-        let folder = dir.of(name);
-        let files = ar_fetch::existing_files(name, &folder);
-        let is_present = ar_fetch::present(name, &folder);
-        let known = ar_fetch::expected_hashes(name).len();
-        let (checked, problems) = ar_fetch::verify(name, &folder);
-        let sums = if known == 0 {
-            "none published".to_string()
-        } else if !problems.is_empty() {
-            ok = false;
-            format!("{} BAD", problems.len())
-        } else if checked == known {
-            format!("{checked}/{known} ok")
-        } else {
-            format!("{checked}/{known} checked")
-        };
-        let mut counts = Vec::new();
-        for split in Split::ALL {
-            counts.push(if is_present || name == "digits" {
-                match ar_data::load(name, &folder, split) {
-                    Ok(d) => d.len().to_string(),
-                    Err(e) => {
-                        ok = false;
-                        problems_line(&e.to_string());
-                        "ERROR".into()
-                    }
-                }
-            } else {
-                "-".into()
-            });
-        }
-        if !is_present && name != "digits" && require.iter().any(|r| r == name) {
-            ok = false;
-        }
-        let present_text = match (name, files, is_present) {
-            ("digits", 0, _) => "bundled",
-            (_, _, true) => "yes",
-            _ => "no",
-        };
-        println!(
-            "{name:<14} {present_text:<8} {files:>9} {sums:<24} {:>9} {:>9}",
-            counts[0], counts[1]
-        );
-        for p in problems {
-            problems_line(&p);
+        let st = ar_fetch::status(name, &dir.of(name));
+        let missing = st.present == "no" && require.iter().any(|r| r == name);
+        ok &= st.ok() && !missing;
+        let (present, files, sums, [train, test]) =
+            (st.present, st.files, &st.checksums, &st.counts);
+        println!("{name:<14} {present:<8} {files:>9} {sums:<24} {train:>9} {test:>9}");
+        for p in &st.problems {
+            println!("    problem: {p}");
         }
     }
     println!("(digits has no split of its own: train and test count the whole set; missing sets: cargo xtask data fetch NAME)");
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn problems_line(p: &str) {
-    println!("    problem: {p}");
 }

@@ -3,11 +3,9 @@
 //! and outputs for checking the checkpoint in another framework.
 
 use anyhow::{bail, Context};
-use ar_backend::Backend;
 use ar_models::load_checkpoint;
 use ar_ndarray::NdArray;
-use ar_train::{evaluate, upload};
-use std::collections::HashMap;
+use ar_train::{dump_predictions, evaluate};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,29 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         loss
     );
     if let Some(path) = &args.dump {
-        let n = args.dump_count.min(test_set.len());
-        let idx: Vec<usize> = (0..n).collect();
-        let (x, _) = upload(&ckpt.net, test_set, &idx, norm)?;
-        let out = ckpt.net.predict(&x);
-        let predictions: Vec<f64> = be.argmax_rows(&out).into_iter().map(|p| p as f64).collect();
-        let tensors: Vec<(&str, Vec<usize>, Vec<f64>)> = vec![
-            ("inputs", vec![n, test_set.sample_len()], be.to_host(&x)),
-            ("outputs", vec![n, test_set.num_classes], be.to_host(&out)),
-            ("predictions", vec![n], predictions),
-        ];
-        let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
-            .into_iter()
-            .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, s, b)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), b)
-                    .map(|v| (n.to_string(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let data = safetensors::serialize(views, None::<HashMap<String, String>>)?;
-        ar_models::write_atomically(path, &data)?;
+        let n = dump_predictions(&ckpt.net, test_set, norm, args.dump_count, path)?;
         println!("wrote {n} inputs, outputs and predictions to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,13 +1,15 @@
 //! `cargo xtask sweep`: every config x seed into its own run directory through
 //! `ar_train::sweep`; running the same command again skips finished runs and resumes the
-//! interrupted one.
+//! interrupted one. `--slurm` writes the sweep as a SLURM job array (`ar_train::slurm`), whose
+//! tasks come back here as `--manifest FILE --task N`.
 
 use crate::backend::{dispatch, BackendName, Job as BackendJob};
 use crate::train::cli_error;
 use crate::UsageError;
 use anyhow::Context;
 use ar_backend::Backend;
-use ar_train::sweep::{plan, Job, JobStatus};
+use ar_train::slurm::{array_job, submit, task_job, SlurmOptions};
+use ar_train::sweep::{human_duration as duration, plan, run_parallel, Job, JobStatus};
 use ar_train::{Outcome, Silent};
 use clap::ValueEnum;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Config files, or folders whose *.toml files are configs (experiments/paper1, ...).
-    #[arg(required = true, value_name = "CONFIG_OR_DIR")]
+    #[arg(required_unless_present = "manifest", value_name = "CONFIG_OR_DIR")]
     inputs: Vec<PathBuf>,
     /// Seeds: a range `0..3` (end excluded) or a list `0,1,2`.
     #[arg(long, default_value = "0..3", value_parser = parse_seeds)]
@@ -37,6 +39,56 @@ pub struct Args {
     /// Skip the time estimate (it trains a few batches of each config first).
     #[arg(long)]
     no_estimate: bool,
+    /// Jobs trained at once. Seconds per epoch are comparable across runs only at 1, on an
+    /// otherwise idle machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    jobs: usize,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+/// The SLURM route of `sweep` (docs/cluster.md).
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "SLURM")]
+struct SlurmArgs {
+    /// Write the sweep as one sbatch job-array script (one task per config x seed) and its
+    /// manifest under OUT/slurm/, instead of running it here.
+    #[arg(long)]
+    slurm: bool,
+    /// With --slurm: submit the script with sbatch and print the job id.
+    #[arg(long, requires = "slurm")]
+    submit: bool,
+    /// With --slurm: print the script and manifest, write and submit nothing.
+    #[arg(long, requires = "slurm", conflicts_with = "submit")]
+    dry_run: bool,
+    /// The partition of every task.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// Each task's time limit (e.g. 2:00:00); a task that hits it resumes when requeued.
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// CPUs per task.
+    #[arg(long, requires = "slurm")]
+    cpus_per_task: Option<u32>,
+    /// Memory per task (e.g. 4G).
+    #[arg(long, requires = "slurm")]
+    mem: Option<String>,
+    /// Generic resources per task (e.g. gpu:1, with --backend candle-cuda).
+    #[arg(long, requires = "slurm")]
+    gres: Option<String>,
+    /// At most this many tasks at once (the array's %N throttle).
+    #[arg(long, requires = "slurm")]
+    array_limit: Option<u32>,
+    /// The xtask binary the tasks run, on the shared filesystem (default: this one). Build it
+    /// once with `cargo build --release -p xtask`.
+    #[arg(long, requires = "slurm")]
+    binary: Option<PathBuf>,
+    /// Run one task of a sweep written by --slurm: its manifest (what the array script calls).
+    #[arg(long, requires = "task", conflicts_with = "slurm")]
+    manifest: Option<PathBuf>,
+    /// The task's number (SLURM_ARRAY_TASK_ID).
+    #[arg(long, requires = "manifest")]
+    task: Option<usize>,
 }
 
 /// The seeds of a sweep.
@@ -44,90 +96,102 @@ pub struct Args {
 pub struct Seeds(Vec<u64>);
 
 fn parse_seeds(s: &str) -> Result<Seeds, String> {
-    let bad = || format!("'{s}': expected a range like 0..3 or a list like 0,1,2");
-    let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
-        let (a, b) = (a.trim().parse::<u64>(), b.trim().parse::<u64>());
-        let (Ok(a), Ok(b)) = (a, b) else { return Err(bad()) };
-        (a..b).collect()
-    } else {
-        s.split(',')
-            .map(|x| x.trim().parse::<u64>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad())?
-    };
-    if seeds.is_empty() {
-        return Err(format!("'{s}' names no seed"));
-    }
-    Ok(Seeds(seeds))
+    ar_train::sweep::parse_seeds(s).map(Seeds)
 }
 
-/// Plans the sweep, prints the plan, and runs every job not yet done.
+/// Plans the sweep, prints the plan, and runs every job not yet done; or writes it as a SLURM
+/// array; or runs one task of such an array.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let jobs = plan(&args.inputs, &args.seeds.0, args.epochs, &args.out).map_err(cli_error)?;
-    if jobs.is_empty() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // Ctrl-C, and the SIGTERM a scheduler sends before requeueing or preempting a task.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    if let (Some(manifest), Some(task)) = (&args.slurm.manifest, args.slurm.task) {
+        let job = task_job(manifest, task).map_err(cli_error)?;
+        return run_jobs(&[job], 1, &stop);
+    }
+    let backend = args.backend.map(|b| b.to_string());
+    let sweep = plan(&args.inputs, &args.seeds.0, args.epochs, backend.as_deref(), &args.out)
+        .map_err(cli_error)?;
+    if sweep.jobs.is_empty() {
         return Err(UsageError("no config files found in the given paths".into()).into());
     }
-    let backend_of = |job: &Job| -> anyhow::Result<BackendName> {
-        match args.backend {
-            Some(b) => Ok(b),
-            None => BackendName::from_str(&job.config.backend, true).map_err(|_| {
-                UsageError(format!(
-                    "{}: unknown backend '{}'",
-                    job.source.display(),
-                    job.config.backend
-                ))
-                .into()
-            }),
-        }
-    };
-    let todo: Vec<&Job> =
-        jobs.iter().filter(|j| !matches!(j.status(), JobStatus::Done(_))).collect();
+    if args.slurm.slurm {
+        return write_array(&sweep, args.slurm);
+    }
+    let todo = sweep.todo();
     let partial = todo.iter().filter(|j| j.status() == JobStatus::Partial).count();
     println!(
         "sweep: {} jobs ({} configs x {} seeds) into {}: {} done, {} to resume, {} to start",
-        jobs.len(),
-        jobs.len() / args.seeds.0.len(),
-        args.seeds.0.len(),
+        sweep.jobs.len(),
+        sweep.configs,
+        sweep.seeds.len(),
         args.out.display(),
-        jobs.len() - todo.len(),
+        sweep.jobs.len() - todo.len(),
         partial,
         todo.len() - partial
     );
     if !args.no_estimate && !todo.is_empty() {
         let mut total = 0.0;
-        let mut seen: Vec<&str> = Vec::new();
-        for job in &todo {
-            if seen.contains(&job.name.as_str()) {
-                continue;
-            }
-            seen.push(&job.name);
+        for (job, runs) in sweep.conditions_to_do() {
             let per_epoch = dispatch(backend_of(job)?, job.config.precision, Estimate(job))?;
-            let runs = todo.iter().filter(|j| j.name == job.name).count();
+            let epochs = job.config.epochs();
+            let each = duration(per_epoch);
             println!(
-                "  {}: {} epochs, about {} per epoch (a few batches timed), {} runs",
-                job.name,
-                job.config.epochs(),
-                duration(per_epoch),
-                runs
+                "  {}: {epochs} epochs, about {each} per epoch (a few batches timed), {runs} runs",
+                job.name
             );
-            total += per_epoch * (job.config.epochs() * runs) as f64;
+            total += per_epoch * (epochs * runs) as f64;
         }
         println!("  estimate: {} in all (less for runs already under way)", duration(total));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    let (start, mut epochs_done, epochs_left) =
-        (Instant::now(), 0usize, todo.iter().map(|j| j.config.epochs()).sum::<usize>());
+    run_jobs(&sweep.jobs, args.jobs, &stop)
+}
+
+/// The backend a job's config names.
+fn backend_of(job: &Job) -> anyhow::Result<BackendName> {
+    BackendName::from_str(&job.config.backend, true).map_err(|_| {
+        let (file, name) = (job.source.display(), &job.config.backend);
+        UsageError(format!("{file}: unknown backend '{name}'")).into()
+    })
+}
+
+/// Runs every job not done, `workers` at a time, one progress line each; exit status 130 when
+/// stopped.
+fn run_jobs(jobs: &[Job], workers: usize, stop: &Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+    let label = |i: usize| {
+        format!("[{}/{}] {} seed {}", i + 1, jobs.len(), jobs[i].name, jobs[i].config.seed)
+    };
+    let mut todo = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        let label = format!("[{}/{}] {} seed {}", i + 1, jobs.len(), job.name, job.config.seed);
-        if let JobStatus::Done(d) = job.status() {
-            println!("{label}: done before ({}), skipped", d.outcome);
-            continue;
+        match job.status() {
+            JobStatus::Done(d) => println!("{}: done before ({}), skipped", label(i), d.outcome),
+            _ => todo.push(i),
+        }
+    }
+    let epochs_left: usize = todo.iter().map(|&i| jobs[i].config.epochs()).sum();
+    let (start, mut epochs_done) = (Instant::now(), 0usize);
+    let (mut failure, mut stopped) = (None, false);
+    let pending: Vec<Job> = todo.iter().map(|&i| jobs[i].clone()).collect();
+    let run = |job: &Job| {
+        if job.status() == JobStatus::Partial {
+            println!("{} seed {}: resuming in {}", job.name, job.config.seed, job.dir.display());
         }
         let began = Instant::now();
-        let outcome = dispatch(backend_of(job)?, job.config.precision, RunJob(job, stop.clone()))?;
-        epochs_done += job.config.epochs();
+        let outcome = dispatch(backend_of(job)?, job.config.precision, RunJob(job, stop.clone()));
+        outcome.map(|o| (o, began.elapsed().as_secs_f64()))
+    };
+    run_parallel(&pending, workers, stop, run, |k, result| {
+        let name = label(todo[k]);
+        let (outcome, took) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                failure.get_or_insert(e);
+                return;
+            }
+        };
+        epochs_done += pending[k].config.epochs();
         let elapsed = start.elapsed().as_secs_f64();
         let left = elapsed / epochs_done as f64 * epochs_left.saturating_sub(epochs_done) as f64;
         let what = match outcome {
@@ -136,32 +200,65 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 format!("{label} diverged at epoch {epoch}")
             }
             Some(Outcome::Stopped) => {
-                println!("{label}: stopped; run the same command again to continue");
-                return Ok(ExitCode::from(130));
+                stopped = true;
+                return println!("{name}: stopped; run the same command again to continue");
             }
             None => "done before".into(),
         };
-        println!(
-            "{label}: {what} in {}, about {} left",
-            duration(began.elapsed().as_secs_f64()),
-            duration(left)
-        );
+        println!("{name}: {what} in {}, about {} left", duration(took), duration(left));
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
-    println!("sweep: all {} jobs done, in {}", jobs.len(), args.out.display());
+    if stopped {
+        return Ok(ExitCode::from(130));
+    }
+    println!("sweep: all {} jobs done", jobs.len());
     Ok(ExitCode::SUCCESS)
 }
 
-/// `0.4 s`, `12 s`, `3.4 min`, `2.1 h`.
-fn duration(seconds: f64) -> String {
-    if seconds < 10.0 {
-        format!("{seconds:.1} s")
-    } else if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{:.1} min", seconds / 60.0)
-    } else {
-        format!("{:.1} h", seconds / 3600.0)
+/// Writes (or with --dry-run prints) the sweep's array script and manifest; with --submit,
+/// submits it.
+fn write_array(sweep: &ar_train::sweep::Sweep, a: SlurmArgs) -> anyhow::Result<ExitCode> {
+    let binary = match a.binary {
+        Some(b) => b,
+        None => std::env::current_exe().context("finding this binary for the tasks")?,
+    };
+    let opts = SlurmOptions {
+        partition: a.partition,
+        time: a.time,
+        cpus_per_task: a.cpus_per_task,
+        mem: a.mem,
+        gres: a.gres,
+        array_limit: a.array_limit,
+        binary,
+        data_dir: std::env::var_os(ar_data::DATA_DIR_ENV).map(PathBuf::from),
+    };
+    let array = array_job(sweep, &opts).map_err(cli_error)?;
+    if a.dry_run {
+        print!(
+            "# {}\n{}\n# {}\n{}",
+            array.script_path.display(),
+            array.script,
+            array.manifest_path.display(),
+            array.manifest
+        );
+        return Ok(ExitCode::SUCCESS);
     }
+    array.write().map_err(cli_error)?;
+    println!(
+        "wrote {} ({} array tasks) and {}",
+        array.script_path.display(),
+        array.tasks,
+        array.manifest_path.display()
+    );
+    if a.submit {
+        let id = submit(&array.script_path).map_err(cli_error)?;
+        println!("submitted job {id}: squeue -j {id}; logs in {}", array.log_dir.display());
+    } else {
+        println!("submit with: sbatch {}", array.script_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Estimate<'a>(&'a Job);

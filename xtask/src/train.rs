@@ -268,7 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let out = match (&args.resume, &args.out) {
         (Some(dir), _) | (None, Some(dir)) => dir.clone(),
-        (None, None) => default_out(&config),
+        (None, None) => ar_train::timestamped_dir(&crate::repo_root().join("runs"), &config),
     };
     dispatch(
         args.backend,
@@ -293,36 +293,8 @@ impl Job for Train {
             Session::create(&self.out, self.config, be)
         }
         .map_err(cli_error)?;
-        let c = session.config();
-        let (train, test) = (&session.data().train, &session.data().test);
         if !self.quiet {
-            println!(
-                "data: {} ({} train / {} test, {}x{}x{}), model: {}, loss: {}, batch {}, {} lr {}, seed {}, backend {}",
-                train.name,
-                train.len(),
-                test.len(),
-                train.shape[0],
-                train.shape[1],
-                train.shape[2],
-                session.model(),
-                c.loss,
-                c.batch_size,
-                c.optimizer,
-                c.lr,
-                c.seed,
-                session.trainees()[0].net.backend().name()
-            );
-            for t in session.trainees() {
-                println!("  {}: {}", t.label, t.trainer.algorithm().describe());
-            }
-            println!("run directory: {}", session.dir().display());
-            if session.resumed() {
-                let s = session.trainees()[0].state;
-                println!(
-                    "resuming after epoch {} and {} batches of the next",
-                    s.epochs_done, s.batches_done
-                );
-            }
+            print!("{}", session.describe());
         }
         let stop = session.stop_flag();
         // A second Ctrl-C while saving would kill the process; that is the user's call.
@@ -423,39 +395,4 @@ impl Observer for Bars {
             Event::EpochsDone { .. } => println!("{}", std::mem::take(&mut self.line)),
         }
     }
-}
-
-/// `runs/<date>-<time>-<data set>-<algorithms>` in the repository, numbered if taken.
-fn default_out(config: &TrainConfig) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let algs: Vec<String> = config.algorithms.iter().map(|a| a.to_string()).collect();
-    let name = format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{}-{}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        config.dataset,
-        algs.join("-")
-    );
-    let runs = crate::repo_root().join("runs");
-    let mut dir = runs.join(&name);
-    let mut n = 2;
-    while dir.exists() {
-        dir = runs.join(format!("{name}-{n}"));
-        n += 1;
-    }
-    dir
 }

@@ -92,6 +92,63 @@ pub fn existing_files(name: &str, dir: &Path) -> usize {
     found.len()
 }
 
+/// What `data check` reports of one data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    /// `bundled` (digits with no file of its own), `yes` or `no`.
+    pub present: &'static str,
+    /// How many of its expected files exist.
+    pub files: usize,
+    /// The checksums: `none published`, `N BAD`, `N/M ok` or `N/M checked`.
+    pub checksums: String,
+    /// Sample counts of the train and test splits (`-` when absent, `ERROR` when unreadable).
+    pub counts: [String; 2],
+    /// Wrong checksums and unreadable files, one line each.
+    pub problems: Vec<String>,
+}
+
+impl Status {
+    /// Whether nothing present is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks data set `name` in its folder `dir`: files, checksums, and both splits read.
+pub fn status(name: &str, dir: &Path) -> Status {
+    let files = existing_files(name, dir);
+    let is_present = present(name, dir);
+    let known = expected_hashes(name).len();
+    let (checked, mut problems) = verify(name, dir);
+    let checksums = if known == 0 {
+        "none published".to_string()
+    } else if !problems.is_empty() {
+        format!("{} BAD", problems.len())
+    } else if checked == known {
+        format!("{checked}/{known} ok")
+    } else {
+        format!("{checked}/{known} checked")
+    };
+    let counts = Split::ALL.map(|split| {
+        if !is_present && name != "digits" {
+            return "-".to_string();
+        }
+        match ar_data::load(name, dir, split) {
+            Ok(d) => d.len().to_string(),
+            Err(e) => {
+                problems.push(e.to_string());
+                "ERROR".into()
+            }
+        }
+    });
+    let present = match (name, files, is_present) {
+        ("digits", 0, _) => "bundled",
+        (_, _, true) => "yes",
+        _ => "no",
+    };
+    Status { present, files, checksums, counts, problems }
+}
+
 /// Fetches data set `name` into its folder `target` unless it is there with the right
 /// checksums, then verifies the checksums and reads both splits. Progress lines go to `log`.
 pub fn fetch(name: &str, target: &Path, log: &mut dyn FnMut(String)) -> Result<(), FetchError> {

@@ -188,6 +188,25 @@ pub fn save_checkpoint<B: Backend>(
     write_atomically(path, &bytes)
 }
 
+/// Writes plain f64 tensors (name, shape, values) to a safetensors file at `path`, atomically.
+pub fn write_f64_tensors(
+    path: &Path,
+    tensors: &[(&str, Vec<usize>, Vec<f64>)],
+) -> Result<(), ModelError> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| to_bytes(v, Precision::F64)).collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            TensorView::new(Dtype::F64, shape.clone(), b)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| err(path, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let data = safetensors::serialize(views, None).map_err(|e| err(path, e.to_string()))?;
+    write_atomically(path, &data)
+}
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, so a
 /// crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {

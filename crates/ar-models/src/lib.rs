@@ -5,7 +5,8 @@ mod checkpoint;
 mod spec;
 
 pub use checkpoint::{
-    load_checkpoint, save_checkpoint, write_atomically, Checkpoint, TrainingState,
+    load_checkpoint, save_checkpoint, write_atomically, write_f64_tensors, Checkpoint,
+    TrainingState,
 };
 pub use spec::ModelSpec;
 

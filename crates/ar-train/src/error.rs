@@ -46,6 +46,9 @@ pub enum TrainError {
         /// What is wrong with it.
         message: String,
     },
+    /// The SLURM scheduler could not be reached or refused a job.
+    #[error("{0}")]
+    Slurm(String),
     /// The data could not be read.
     #[error(transparent)]
     Data(#[from] ar_data::DataError),

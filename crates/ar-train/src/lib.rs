@@ -29,13 +29,14 @@ mod probe;
 pub mod report;
 mod rundir;
 mod session;
+pub mod slurm;
 pub mod sweep;
 
 pub use config::{AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig};
 pub use error::TrainError;
 pub use plot::{line_chart, Series};
 pub use probe::{probe, LayerProbe, ProbeRow};
-pub use rundir::{checkpoint_path, RunDir, METRICS_COLUMNS, PROBES_COLUMNS};
+pub use rundir::{checkpoint_path, timestamped_dir, RunDir, METRICS_COLUMNS, PROBES_COLUMNS};
 pub use session::{EpochMetrics, Event, Observer, Outcome, Session, Silent, Trainee};
 
 use ar_backend::Backend;
@@ -71,4 +72,31 @@ pub fn evaluate<B: Backend>(
         correct += ar_core::count_correct(&out, &t, data.num_classes);
     }
     Ok((loss_sum / data.len() as f64, correct as f64 / data.len() as f64))
+}
+
+/// The first `n` samples of `data` (inputs, the network's outputs, its predicted classes),
+/// written as f64 tensors `inputs`, `outputs` and `predictions` to a safetensors file, for
+/// checking a checkpoint in another framework. Returns how many samples it wrote.
+pub fn dump_predictions<B: Backend>(
+    net: &Network<B>,
+    data: &Dataset,
+    norm: &Normalization,
+    n: usize,
+    path: &std::path::Path,
+) -> Result<usize, TrainError> {
+    let n = n.min(data.len());
+    let idx: Vec<usize> = (0..n).collect();
+    let (x, _) = upload(net, data, &idx, norm)?;
+    let be = net.backend();
+    let out = net.predict(&x);
+    let predictions = be.argmax_rows(&out).into_iter().map(|p| p as f64).collect();
+    ar_models::write_f64_tensors(
+        path,
+        &[
+            ("inputs", vec![n, data.sample_len()], be.to_host(&x)),
+            ("outputs", vec![n, data.num_classes], be.to_host(&out)),
+            ("predictions", vec![n], predictions),
+        ],
+    )?;
+    Ok(n)
 }

@@ -2,12 +2,15 @@
 
 use std::fmt::Write;
 
-/// One named line of `(x, y)` points.
+/// One named line of `(x, y)` points, optionally with a shaded band around it.
 pub struct Series {
     /// Legend text.
     pub name: String,
     /// Points in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// `(x, low, high)` in drawing order: a band drawn under the line (e.g. the range over
+    /// seeds); empty for none.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 const COLORS: [&str; 8] =
@@ -20,10 +23,15 @@ fn escape(s: &str) -> String {
 /// An SVG line chart with axes, ticks, a title and a legend.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 190.0, 40.0, 50.0);
-    let points =
-        series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let band_ends =
+        series.iter().flat_map(|s| s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
+    let points = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .chain(band_ends)
+        .filter(|p| p.0.is_finite() && p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in points {
+    for (x, y) in points {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if x0 > x1 {
@@ -95,6 +103,21 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     );
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let band: Vec<&(f64, f64, f64)> = s
+            .band
+            .iter()
+            .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
+            .collect();
+        if band.len() > 1 {
+            let upper = band.iter().map(|&&(x, _, hi)| format!("{:.1},{:.1}", sx(x), sy(hi)));
+            let lower = band.iter().rev().map(|&&(x, lo, _)| format!("{:.1},{:.1}", sx(x), sy(lo)));
+            let outline: Vec<String> = upper.chain(lower).collect();
+            let _ = writeln!(
+                svg,
+                r#"<polygon fill="{color}" fill-opacity="0.15" stroke="none" points="{}"/>"#,
+                outline.join(" ")
+            );
+        }
         let path: Vec<String> = s
             .points
             .iter()
@@ -144,12 +167,21 @@ mod tests {
     #[test]
     fn chart_has_a_line_per_series_and_escapes_text() {
         let s = vec![
-            Series { name: "ar <test>".into(), points: vec![(1.0, 0.5), (2.0, 0.9)] },
-            Series { name: "bp".into(), points: vec![(1.0, 0.6), (2.0, f64::NAN), (3.0, 0.95)] },
+            Series {
+                name: "ar <test>".into(),
+                points: vec![(1.0, 0.5), (2.0, 0.9)],
+                band: vec![(1.0, 0.4, 0.6), (2.0, 0.85, 0.97)],
+            },
+            Series {
+                name: "bp".into(),
+                points: vec![(1.0, 0.6), (2.0, f64::NAN), (3.0, 0.95)],
+                band: vec![],
+            },
         ];
         let svg = line_chart("accuracy", "epoch", "test accuracy", &s);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<polygon").count(), 1, "one band");
         assert!(svg.contains("ar &lt;test&gt;"));
         assert!(!svg.contains("NaN"));
     }

@@ -59,7 +59,7 @@ pub fn collect(root: &Path) -> Result<Vec<RunRecord>, TrainError> {
                 condition: condition_dir
                     .file_name()
                     .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-                metrics: rows(&dir.join("metrics.jsonl"))?,
+                metrics: json_rows(&dir.join("metrics.jsonl"))?,
                 probes: probe_rows(&dir)?,
                 config,
                 done,
@@ -71,7 +71,7 @@ pub fn collect(root: &Path) -> Result<Vec<RunRecord>, TrainError> {
 }
 
 /// The rows of a JSON-lines table (none if the file is missing); a torn last line is ignored.
-fn rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
+fn json_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out = Vec::new();
@@ -94,7 +94,7 @@ fn rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainErro
 /// committed results keep the CSV, a sixth of the size).
 fn probe_rows(dir: &Path) -> Result<Vec<ProbeRow>, TrainError> {
     if dir.join("probes.jsonl").is_file() {
-        return rows(&dir.join("probes.jsonl"));
+        return json_rows(&dir.join("probes.jsonl"));
     }
     let path = dir.join("probes.csv");
     let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
@@ -248,12 +248,99 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
     out
 }
 
+/// Cuts every run back to its first `epochs` epochs (metrics and probes), as if each had been
+/// asked for that many: the table at an earlier epoch, from the same runs.
+pub fn truncate(records: &mut [RunRecord], epochs: usize) {
+    for r in records {
+        r.metrics.retain(|m| m.epoch <= epochs);
+        r.probes.retain(|p| p.epoch <= epochs);
+    }
+}
+
+/// The report's rows: the [`summarize`]d runs, each naming as its source the file of `configs`
+/// whose name is its condition, and one row (n = 0) per config of `configs` with no run, saying
+/// why: its data is not on this machine, or it has not been run yet. Sorted by condition.
+pub fn rows(records: &[RunRecord], configs: &[PathBuf]) -> Result<Vec<Row>, TrainError> {
+    let stem = |p: &Path| p.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
+    let mut out = summarize(records);
+    for row in &mut out {
+        if let Some(file) = configs.iter().find(|c| stem(c) == row.condition) {
+            row.source = file.display().to_string();
+        }
+    }
+    for file in configs {
+        let condition = stem(file);
+        if records.iter().any(|r| r.condition == condition) {
+            continue;
+        }
+        let config = TrainConfig::read(file)?;
+        let root = ar_data::data_root(config.data_dir.as_deref());
+        let dir = ar_data::dataset_dir(&root, &config.dataset);
+        let reachable = config.dataset == "digits"
+            || ar_data::Split::ALL
+                .iter()
+                .all(|&s| ar_data::locate(&config.dataset, &dir, s).is_ok());
+        let why = if reachable {
+            "not run yet".to_string()
+        } else {
+            format!(
+                "not run here: data not reachable (`cargo xtask data fetch {}`)",
+                config.dataset
+            )
+        };
+        let algorithms: Vec<String> = config.algorithms.iter().map(|a| a.to_string()).collect();
+        out.push(Row {
+            condition,
+            dataset: config.dataset.clone(),
+            algorithm: algorithms.join(", "),
+            n: 0,
+            epochs: config.epochs(),
+            final_accuracy: (f64::NAN, f64::NAN),
+            best_accuracy: (f64::NAN, f64::NAN),
+            best_epoch: f64::NAN,
+            angles: Vec::new(),
+            seconds_per_epoch: f64::NAN,
+            notes: vec![why],
+            source: file.display().to_string(),
+        });
+    }
+    out.sort_by(|a, b| (&a.condition, &a.algorithm).cmp(&(&b.condition, &b.algorithm)));
+    Ok(out)
+}
+
+/// The report as markdown: `preface`, the tables (see [`markdown`]) and a chart per data set,
+/// whose SVGs go beside `out` as `STEM-DATASET.svg`; written to `out`. Returns the row count.
+pub fn write(
+    records: &[RunRecord],
+    rows: &[Row],
+    preface: &str,
+    command: &str,
+    out: &Path,
+) -> Result<usize, TrainError> {
+    let mut text = preface.to_string();
+    text.push_str(&markdown(rows, command));
+    let stem = out.file_stem().map_or("report".into(), |s| s.to_string_lossy().into_owned());
+    let folder = out.parent().map(PathBuf::from).unwrap_or_default();
+    for (dataset, svg) in accuracy_charts(records) {
+        let name = format!("{stem}-{dataset}.svg");
+        let path = folder.join(&name);
+        std::fs::write(&path, svg).map_err(TrainError::io(&path))?;
+        let _ = writeln!(text, "![{dataset}: test accuracy per epoch]({name})\n");
+    }
+    std::fs::write(out, &text).map_err(TrainError::io(out))?;
+    Ok(rows.len())
+}
+
 /// The rows as a markdown table, one per data set; `command` is how a reader reruns a
 /// condition (`{config}` stands for its file name).
 pub fn markdown(rows: &[Row], command: &str) -> String {
     let mut s = String::new();
-    let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
-    datasets.dedup();
+    let mut datasets: Vec<&str> = Vec::new();
+    for r in rows {
+        if !datasets.contains(&r.dataset.as_str()) {
+            datasets.push(&r.dataset);
+        }
+    }
     let pct = |(m, sd): (f64, f64)| format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd);
     for dataset in datasets {
         let _ = writeln!(s, "### {dataset}\n");
@@ -264,6 +351,13 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         for r in rows.iter().filter(|r| r.dataset == dataset) {
+            let rerun = command.replace("{config}", &r.source);
+            if r.n == 0 {
+                let (c, a, notes) = (&r.condition, &r.algorithm, r.notes.join("; "));
+                let _ =
+                    writeln!(s, "| {c} | {a} | 0 | - | - | - | - | - | - | {notes} | `{rerun}` |");
+                continue;
+            }
             let angles: Vec<String> =
                 r.angles.iter().map(|(l, a)| format!("{l}: {a:.2}")).collect();
             let _ = writeln!(
@@ -279,7 +373,7 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
                 if angles.is_empty() { "-".into() } else { angles.join(", ") },
                 r.seconds_per_epoch,
                 if r.notes.is_empty() { "-".into() } else { r.notes.join("; ") },
-                command.replace("{config}", &r.source)
+                rerun
             );
         }
         s.push('\n');
@@ -288,7 +382,7 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
 }
 
 /// One SVG per data set: each condition x algorithm's test accuracy per epoch, the mean over
-/// seeds (the table gives the spread).
+/// seeds as a line in a band from the lowest to the highest seed.
 pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
     let mut by_dataset: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> =
         BTreeMap::new();
@@ -310,9 +404,17 @@ pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
             let mut series = Vec::new();
             for (name, epochs) in curves {
                 let points = epochs.iter().map(|(e, xs)| (*e as f64, mean_sd(xs).0)).collect();
-                series.push(Series { name, points });
+                let band = epochs
+                    .iter()
+                    .filter(|(_, xs)| xs.len() > 1)
+                    .map(|(e, xs)| {
+                        let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+                        (*e as f64, lo, xs.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+                    })
+                    .collect();
+                series.push(Series { name, points, band });
             }
-            let title = format!("{dataset}: test accuracy, mean over seeds");
+            let title = format!("{dataset}: test accuracy, mean and range over seeds");
             (dataset, line_chart(&title, "epoch", "test accuracy (%)", &series))
         })
         .collect()

@@ -7,7 +7,7 @@
 //! while it trains in the directory.
 
 use crate::plot::{line_chart, Series};
-use crate::TrainError;
+use crate::{TrainConfig, TrainError};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -39,6 +39,40 @@ pub const PROBES_COLUMNS: [&str; 9] = [
     "feedback_angle_deg",
     "feedback_norm_ratio",
 ];
+
+/// A new run directory under `parent` named by the time now (UTC), the data set and the
+/// algorithms (`20261127-153000-mnist-ar-bp`), numbered (`-2`, `-3`, ...) if taken.
+pub fn timestamped_dir(parent: &Path, config: &TrainConfig) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = run_name(secs, config);
+    let mut dir = parent.join(&name);
+    let mut n = 2;
+    while dir.exists() {
+        dir = parent.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// `YYYYMMDD-HHMMSS-DATASET-ALGORITHMS` for `unix_seconds` (UTC).
+fn run_name(unix_seconds: u64, config: &TrainConfig) -> String {
+    let (days, rem) = (unix_seconds / 86400, unix_seconds % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let algs: Vec<String> = config.algorithms.iter().map(|a| a.to_string()).collect();
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    format!("{year:04}{month:02}{day:02}-{h:02}{m:02}{s:02}-{}-{}", config.dataset, algs.join("-"))
+}
 
 /// An open run directory, locked by this process for as long as the value lives.
 #[derive(Debug)]
@@ -155,7 +189,7 @@ impl RunDir {
             }
         }
         let series = |m: BTreeMap<String, Vec<(f64, f64)>>| -> Vec<Series> {
-            m.into_iter().map(|(name, points)| Series { name, points }).collect()
+            m.into_iter().map(|(name, points)| Series { name, points, band: Vec::new() }).collect()
         };
         let svg = line_chart("accuracy", "epoch", "accuracy (%)", &series(accuracy));
         write_plot(&self.path.join("plots/accuracy.svg"), &svg)?;
@@ -216,4 +250,17 @@ fn replace(path: &Path, text: &str) -> Result<(), TrainError> {
 
 fn write_plot(path: &Path, svg: &str) -> Result<(), TrainError> {
     std::fs::write(path, svg).map_err(TrainError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_carry_the_utc_date_and_time() {
+        let c = TrainConfig::default();
+        // 2024-02-29 23:59:58 UTC, a leap day; and the epoch itself.
+        assert_eq!(run_name(1_709_251_198, &c), "20240229-235958-digits-ar-bp");
+        assert_eq!(run_name(0, &c), "19700101-000000-digits-ar-bp");
+    }
 }

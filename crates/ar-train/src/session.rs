@@ -43,6 +43,9 @@ struct Partial {
     loss_sum: f64,
     correct: usize,
     seen: usize,
+    /// Seconds trained in this epoch before the last stop (absent in older checkpoints).
+    #[serde(default)]
+    seconds: f64,
 }
 
 /// One algorithm being trained: its network, trainer, progress and history.
@@ -347,6 +350,36 @@ impl<B: Backend> Session<B> {
         self.resumed
     }
 
+    /// A few lines saying what the session trains: data, model, loss, optimiser, backend, each
+    /// algorithm, the run directory, and where a resumed run continues.
+    pub fn describe(&self) -> String {
+        let (c, train, test) = (&self.config, &self.data.train, &self.data.test);
+        let backend = self.trainees.first().map_or(String::new(), |t| t.net.backend().name());
+        let [ch, h, w] = train.shape;
+        let mut s = format!(
+            "data: {} ({} train / {} test, {ch}x{h}x{w}), model: {}, loss: {}, batch {}, {} lr {}, \
+             seed {}, backend {backend}\n",
+            train.name,
+            train.len(),
+            test.len(),
+            self.model,
+            c.loss,
+            c.batch_size,
+            c.optimizer,
+            c.lr,
+            c.seed,
+        );
+        for t in &self.trainees {
+            s.push_str(&format!("  {}: {}\n", t.label, t.trainer.algorithm().describe()));
+        }
+        s.push_str(&format!("run directory: {}\n", self.dir().display()));
+        if let (true, Some(t)) = (self.resumed, self.trainees.first()) {
+            let (e, b) = (t.state.epochs_done, t.state.batches_done);
+            s.push_str(&format!("resuming after epoch {e} and {b} batches of the next\n"));
+        }
+        s
+    }
+
     /// The algorithms being trained, in the config's order.
     pub fn trainees(&self) -> &[Trainee<B>] {
         &self.trainees
@@ -451,9 +484,12 @@ impl<B: Backend> Session<B> {
                 }
                 let seconds = start.elapsed().as_secs_f64();
                 t.seconds += seconds;
+                // An epoch's time counts every stretch of it, across stops and resumes.
+                t.partial.seconds += seconds;
                 if stopped {
                     break;
                 }
+                let seconds = t.partial.seconds;
                 let (test_loss, test_accuracy) =
                     evaluate(&t.net, &self.data.test, norm, t.trainer.loss())?;
                 let seen = t.partial.seen.max(1) as f64;
@@ -465,7 +501,7 @@ impl<B: Backend> Session<B> {
                     test_loss,
                     test_accuracy,
                     seconds,
-                    samples_per_second: samples as f64 / seconds.max(1e-9),
+                    samples_per_second: t.partial.seen as f64 / seconds.max(1e-9),
                 };
                 t.state = TrainingState { epochs_done: epoch + 1, batches_done: 0 };
                 t.partial = Partial::default();

@@ -10,7 +10,7 @@ use ar_core::Trainer;
 use ar_data::BatchOrder;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,32 +79,153 @@ pub fn config_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TrainError> {
     Ok(files)
 }
 
+/// A planned sweep: every config x seed, in config then seed order.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// The jobs, config by config, each config's seeds in the order given.
+    pub jobs: Vec<Job>,
+    /// How many config files the sweep runs.
+    pub configs: usize,
+    /// The seeds of every config.
+    pub seeds: Vec<u64>,
+    /// The folder holding the run directories.
+    pub out: PathBuf,
+}
+
 /// Every config x seed of `inputs` (see [`config_files`]), with `epochs` replacing each
-/// config's own when given, into run directories under `out`. Each config is validated.
+/// config's own when given and `backend` each config's backend, into run directories
+/// `out/CONFIG/seed-N`. Each config is validated.
 pub fn plan(
     inputs: &[PathBuf],
     seeds: &[u64],
     epochs: Option<usize>,
+    backend: Option<&str>,
     out: &Path,
-) -> Result<Vec<Job>, TrainError> {
+) -> Result<Sweep, TrainError> {
+    let files = config_files(inputs)?;
     let mut jobs = Vec::new();
-    for source in config_files(inputs)? {
-        let base = TrainConfig::read(&source)?;
+    for source in &files {
+        let base = TrainConfig::read(source)?;
         let name = source.file_stem().map_or("config".into(), |s| s.to_string_lossy().into_owned());
         for &seed in seeds {
-            let mut config = TrainConfig { seed, ..base.clone() };
-            if epochs.is_some() {
-                config.epochs = epochs;
-            }
-            config.validate()?;
             let dir = out.join(&name).join(format!("seed-{seed}"));
-            jobs.push(Job { name: name.clone(), source: source.clone(), config, dir });
+            jobs.push(Job::from_config(&name, source, &base, seed, epochs, backend, dir)?);
         }
     }
-    Ok(jobs)
+    Ok(Sweep { jobs, configs: files.len(), seeds: seeds.to_vec(), out: out.to_path_buf() })
+}
+
+impl Sweep {
+    /// The jobs not yet done.
+    pub fn todo(&self) -> Vec<&Job> {
+        self.jobs.iter().filter(|j| !matches!(j.status(), JobStatus::Done(_))).collect()
+    }
+
+    /// One job of each condition with work left, and how many of that condition's jobs are
+    /// left: what a time estimate needs to time.
+    pub fn conditions_to_do(&self) -> Vec<(&Job, usize)> {
+        let todo = self.todo();
+        let mut out: Vec<(&Job, usize)> = Vec::new();
+        for job in todo {
+            match out.iter_mut().find(|(j, _)| j.name == job.name) {
+                Some((_, n)) => *n += 1,
+                None => out.push((job, 1)),
+            }
+        }
+        out
+    }
+}
+
+/// Runs `run` on every job, up to `workers` at a time, starting them in order; `finished` is
+/// called on this thread with each job's index and result as the job ends. No new job starts
+/// once `stop` is raised.
+pub fn run_parallel<T: Send>(
+    jobs: &[Job],
+    workers: usize,
+    stop: &AtomicBool,
+    run: impl Fn(&Job) -> T + Sync,
+    mut finished: impl FnMut(usize, T),
+) {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, jobs.len().max(1)) {
+            let (tx, next, run) = (tx.clone(), &next, &run);
+            scope.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { break };
+                    if tx.send((i, run(job))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (i, result) in rx {
+            finished(i, result);
+        }
+    });
+}
+
+/// Seeds written as a range `0..3` (end excluded) or a list `0,1,2`.
+pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("'{s}': expected a range like 0..3 or a list like 0,1,2");
+    let seeds: Vec<u64> = match s.split_once("..") {
+        Some((a, b)) => {
+            let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
+                return Err(bad());
+            };
+            (a..b).collect()
+        }
+        None => s
+            .split(',')
+            .map(|x| x.trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?,
+    };
+    if seeds.is_empty() {
+        return Err(format!("'{s}' names no seed"));
+    }
+    Ok(seeds)
+}
+
+/// `0.4 s`, `12 s`, `3.4 min`, `2.1 h`: a duration as progress lines print it.
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 impl Job {
+    /// The job `seed` of the config `base` (read from `source`, named `name`), with `epochs`
+    /// and `backend` replacing the config's own when given, in `dir`; validated.
+    pub fn from_config(
+        name: &str,
+        source: &Path,
+        base: &TrainConfig,
+        seed: u64,
+        epochs: Option<usize>,
+        backend: Option<&str>,
+        dir: PathBuf,
+    ) -> Result<Job, TrainError> {
+        let mut config = TrainConfig { seed, ..base.clone() };
+        if epochs.is_some() {
+            config.epochs = epochs;
+        }
+        if let Some(b) = backend {
+            config.backend = b.to_string();
+        }
+        config.validate()?;
+        Ok(Job { name: name.to_string(), source: source.to_path_buf(), config, dir })
+    }
+
     /// Where the job stands, from its run directory.
     pub fn status(&self) -> JobStatus {
         if !self.dir.join("config.toml").exists() {
@@ -193,5 +314,19 @@ impl Job {
             seconds += start.elapsed().as_secs_f64() / steps as f64 * per_epoch as f64;
         }
         Ok(seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_as_ranges_or_lists() {
+        assert_eq!(parse_seeds("0..3").unwrap(), [0, 1, 2]);
+        assert_eq!(parse_seeds("4, 7,9").unwrap(), [4, 7, 9]);
+        assert!(parse_seeds("3..3").unwrap_err().contains("names no seed"));
+        assert!(parse_seeds("a..b").unwrap_err().contains("expected a range"));
+        assert!(parse_seeds("1,,2").is_err());
     }
 }

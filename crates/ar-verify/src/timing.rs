@@ -59,6 +59,16 @@ pub enum Workload {
     Cnn,
 }
 
+impl Workload {
+    /// The model's name in measurements: `paper1-mlp` or `paper2-cnn`.
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Workload::Mlp => "paper1-mlp",
+            Workload::Cnn => "paper2-cnn",
+        }
+    }
+}
+
 /// Times `batches` training steps (after one warm-up step) of backprop, AR with `steps` Euler
 /// iterations and AR in closed form on `workload`, on random batches of `batch` samples from a
 /// seeded pool. Each step reads its loss back, so the clock also waits for a GPU's queue.
@@ -116,10 +126,7 @@ pub fn time_training<B: Backend>(
         let _ = net.parameters();
         let seconds = start.elapsed().as_secs_f64();
         out.push(Measurement {
-            model: match workload {
-                Workload::Mlp => "paper1-mlp".into(),
-                Workload::Cnn => "paper2-cnn".into(),
-            },
+            model: workload.model_name().into(),
             backend: be.name(),
             algorithm: name.into(),
             seconds,
@@ -134,4 +141,101 @@ pub fn time_training<B: Backend>(
     let bp = out[0].seconds;
     out.iter_mut().for_each(|m| m.ratio_to_bp = m.seconds / bp);
     Ok(out)
+}
+
+/// The independent PyTorch implementation (`bench/peer_pytorch.py`) and how to run it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The Python interpreter (with torch).
+    pub python: std::path::PathBuf,
+    /// The peer script.
+    pub script: std::path::PathBuf,
+    /// Torch CPU threads.
+    pub threads: usize,
+    /// The torch device: `cpu` or `cuda`.
+    pub device: String,
+    /// Relaxation steps T of its Euler AR.
+    pub steps: usize,
+    /// Samples per batch.
+    pub batch_size: usize,
+}
+
+impl Peer {
+    /// Times `batches` batches of `workload` with the peer script, which prints one JSON object
+    /// per algorithm; the rows are comparable with [`time_training`]'s.
+    pub fn time(&self, workload: Workload, batches: usize) -> Result<Vec<Measurement>, String> {
+        let model = match workload {
+            Workload::Mlp => "mlp",
+            Workload::Cnn => "cnn",
+        };
+        let out = std::process::Command::new(&self.python)
+            .arg(&self.script)
+            .args(["--model", model, "--batches", &batches.to_string()])
+            .args(["--steps", &self.steps.to_string()])
+            .args(["--batch-size", &self.batch_size.to_string()])
+            .args(["--threads", &self.threads.to_string(), "--device", &self.device])
+            .output()
+            .map_err(|e| {
+                format!("running {} {}: {e}", self.python.display(), self.script.display())
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "the PyTorch peer failed (is torch installed? `pip install torch`): {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ));
+        }
+        let mut rows: Vec<Measurement> = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| format!("the peer printed '{line}': {e}"))?;
+            let algorithm = v["algorithm"].as_str().unwrap_or("?").to_string();
+            let seconds = v["seconds"].as_f64().unwrap_or(f64::NAN);
+            let gflops = match workload {
+                Workload::Mlp => {
+                    step_flops(&algorithm, self.steps, self.batch_size) * batches as f64
+                        / seconds
+                        / 1e9
+                }
+                Workload::Cnn => f64::NAN,
+            };
+            rows.push(Measurement {
+                model: workload.model_name().into(),
+                backend: v["backend"].as_str().unwrap_or("pytorch").to_string(),
+                gflops,
+                samples_per_second: (batches * self.batch_size) as f64 / seconds,
+                algorithm,
+                seconds,
+                ratio_to_bp: f64::NAN,
+            });
+        }
+        let bp = rows.iter().find(|m| m.algorithm == "bp").map_or(f64::NAN, |m| m.seconds);
+        rows.iter_mut().for_each(|m| m.ratio_to_bp = m.seconds / bp);
+        Ok(rows)
+    }
+}
+
+/// Our time over the peer's, per model and algorithm of ours (against the peer's same
+/// algorithm, or its backprop where it has no such one): `(label, ratio)` with labels like
+/// `paper1-mlp: ndarray-f32 ar-euler / pytorch-cpu ar-euler`.
+pub fn peer_ratios(rows: &[Measurement]) -> Vec<(String, f64)> {
+    let find = |model: &str, a: &str, peer: bool| {
+        rows.iter().find(|m| {
+            m.model == model && m.algorithm == a && m.backend.starts_with("pytorch") == peer
+        })
+    };
+    let mut out = Vec::new();
+    for model in [Workload::Mlp.model_name(), Workload::Cnn.model_name()] {
+        let Some(theirs_bp) = find(model, "bp", true) else { continue };
+        for ours in ["bp", "ar-euler", "ar-closed-form"] {
+            let theirs = find(model, ours, true).unwrap_or(theirs_bp);
+            if let Some(o) = find(model, ours, false) {
+                let label = format!(
+                    "{model}: {} {ours} / {} {}",
+                    o.backend, theirs.backend, theirs.algorithm
+                );
+                out.push((label, o.seconds / theirs.seconds));
+            }
+        }
+    }
+    out
 }

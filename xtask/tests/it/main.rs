@@ -327,6 +327,14 @@ fn config_files_supply_flags_and_reject_unknown_keys() {
             && all.trim().lines().count() == 1,
         "{all}"
     );
+    // A true boolean is its flag, a false one no flag; a file TOML cannot parse names itself.
+    std::fs::write(&cfg, "current-input = true\nquiet = false\n").unwrap();
+    let listed = text(&xtask(&["train", "--config", cfg.to_str().unwrap(), "--dry-run"]));
+    assert!(listed.contains("current-input = true"), "{listed}");
+    std::fs::write(&cfg, "lr = ").unwrap();
+    let out = xtask(&["train", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("exp.toml"), "{}", text(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -526,5 +534,72 @@ fn a_killed_sweep_run_again_skips_finished_runs_and_completes_the_grid() {
         tensors(&out.join("a-ar/seed-1/checkpoints/ar.safetensors")),
         tensors(&fresh.join("checkpoints/ar.safetensors"))
     );
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// `sweep --slurm --dry-run` prints the array script (array size, throttle, resources, the
+/// task command) and the manifest (one line per config x seed), and writes nothing.
+#[test]
+fn sweep_slurm_dry_run_prints_the_array_script_and_manifest() {
+    let root = run_dir("slurm-dry-run");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    std::fs::write(configs.join("a-ar.toml"), "algorithms = [\"ar\"]\n").unwrap();
+    std::fs::write(configs.join("b-bp.toml"), "algorithms = [\"bp\"]\n").unwrap();
+    let out = root.join("runs");
+    let o = xtask(&[
+        "sweep",
+        configs.to_str().unwrap(),
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--slurm",
+        "--dry-run",
+        "--partition",
+        "short",
+        "--time",
+        "0:10:00",
+        "--cpus-per-task",
+        "2",
+        "--mem",
+        "2G",
+        "--array-limit",
+        "3",
+        "--binary",
+        "/opt/ar/xtask",
+    ]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    for line in [
+        "#SBATCH --array=0-3%3",
+        "#SBATCH --partition=short",
+        "#SBATCH --time=0:10:00",
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH --mem=2G",
+        "#SBATCH --requeue",
+    ] {
+        assert!(said.lines().any(|l| l == line), "no '{line}' in:\n{said}");
+    }
+    assert!(said.contains("exec '/opt/ar/xtask' sweep --manifest '"), "{said}");
+    let tasks: Vec<Vec<&str>> = said
+        .lines()
+        .filter(|l| l.split('\t').count() == 6)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(tasks.len(), 4, "{said}");
+    for (i, (name, seed)) in
+        [("a-ar", "0"), ("a-ar", "1"), ("b-bp", "0"), ("b-bp", "1")].iter().enumerate()
+    {
+        assert_eq!((tasks[i][0], tasks[i][1], tasks[i][2]), (i.to_string().as_str(), *seed, "2"));
+        assert!(tasks[i][4].ends_with(&format!("runs/{name}/seed-{seed}")), "{:?}", tasks[i]);
+        assert!(tasks[i][5].ends_with(&format!("configs/{name}.toml")), "{:?}", tasks[i]);
+    }
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+    // The flags of the route need --slurm.
+    let o = xtask(&["sweep", configs.to_str().unwrap(), "--submit"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     std::fs::remove_dir_all(&root).ok();
 }

@@ -214,7 +214,8 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     write("b-bp.toml", &[AlgorithmName::Bp]);
     std::fs::write(configs.join("notes.txt"), "not a config").unwrap();
     let be = NdArray::<f64>::new();
-    let jobs = plan(std::slice::from_ref(&configs), &[0, 1], Some(1), &root.join("runs")).unwrap();
+    let sweep = plan(std::slice::from_ref(&configs), &[0, 1], Some(1), None, &root.join("runs"));
+    let jobs = sweep.unwrap().jobs;
     let names: Vec<String> = jobs.iter().map(|j| format!("{}/{}", j.name, j.config.seed)).collect();
     assert_eq!(names, ["a-ar/0", "a-ar/1", "b-bp/0", "b-bp/1"]);
     assert!(jobs.iter().all(|j| j.status() == JobStatus::Fresh && j.config.epochs() == 1));
@@ -232,10 +233,14 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     assert!(matches!(jobs[0].status(), JobStatus::Done(_)));
     assert_eq!(jobs[1].status(), JobStatus::Partial);
 
-    // Second pass, as the same command run again.
+    // Second pass, as the same command run again, two jobs at a time.
     stop.store(false, Ordering::SeqCst);
-    let outcomes: Vec<_> =
-        jobs.iter().map(|j| j.run(be, stop.clone(), &mut Silent).unwrap()).collect();
+    let mut ended = Vec::new();
+    let run = |j: &ar_train::sweep::Job| j.run(be, stop.clone(), &mut Silent).unwrap();
+    ar_train::sweep::run_parallel(&jobs, 2, &stop, run, |i, o| ended.push((i, o)));
+    ended.sort_by_key(|(i, _)| *i);
+    let outcomes: Vec<_> = ended.into_iter().map(|(_, o)| o).collect();
+    assert_eq!(outcomes.len(), 4);
     assert_eq!(outcomes[0], None, "the finished job is skipped");
     assert!(outcomes[1..].iter().all(|o| *o == Some(Outcome::Finished)));
     let uninterrupted = root.join("uninterrupted");
@@ -258,8 +263,100 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
         std::fs::remove_file(job.dir.join("probes.jsonl")).unwrap();
     }
     assert_eq!(summary(), from_json);
+    // The report's rows name each run's config file; a config with no run gets a row saying why.
+    let other = root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let cifar = TrainConfig { dataset: "cifar10".into(), model: "cnn-paper".into(), ..config() };
+    std::fs::write(other.join("c-cifar.toml"), cifar.to_toml()).unwrap();
+    let files = ar_train::sweep::config_files(&[configs.clone(), other]).unwrap();
+    let mut records = ar_train::report::collect(&root.join("runs")).unwrap();
+    let rows = ar_train::report::rows(&records, &files).unwrap();
+    let conditions: Vec<(&str, usize)> = rows.iter().map(|r| (r.condition.as_str(), r.n)).collect();
+    assert_eq!(conditions, [("a-ar", 2), ("b-bp", 2), ("c-cifar", 0)]);
+    assert!(rows[0].source.ends_with("configs/a-ar.toml"), "{}", rows[0].source);
+    assert!(rows[2].notes[0].starts_with("not run here: data not reachable"), "{:?}", rows[2]);
+    let table = ar_train::report::markdown(&rows, "sweep {config}");
+    assert!(table.contains("### cifar10") && table.contains("c-cifar.toml`"), "{table}");
+    // Cut back to no epoch, no run has a result left.
+    ar_train::report::truncate(&mut records, 0);
+    assert!(ar_train::report::summarize(&records).is_empty());
     // Asking for more epochs reopens the finished jobs.
-    let more = plan(&[configs], &[0], Some(2), &root.join("runs")).unwrap();
-    assert_eq!(more[0].status(), JobStatus::Partial);
+    let more = plan(&[configs], &[0], Some(2), None, &root.join("runs")).unwrap();
+    assert_eq!(more.jobs[0].status(), JobStatus::Partial);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// A sweep written as a SLURM array: one task per job, each task's manifest line giving back
+/// exactly its job; resources, throttle and requeue in the script; bad values refused.
+#[test]
+fn a_slurm_array_maps_each_task_to_its_sweep_job() {
+    use ar_train::slurm::{array_job, task_job, SlurmOptions};
+    use ar_train::sweep::plan;
+    let root = scratch("slurm");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    for name in ["a-ar", "b-bp"] {
+        std::fs::write(configs.join(format!("{name}.toml")), config().to_toml()).unwrap();
+    }
+    let sweep = plan(
+        std::slice::from_ref(&configs),
+        &[3, 4, 5],
+        Some(2),
+        Some("candle"),
+        &root.join("runs"),
+    )
+    .unwrap();
+    let opts = SlurmOptions {
+        partition: Some("gpu".into()),
+        time: Some("1:00:00".into()),
+        cpus_per_task: Some(4),
+        mem: Some("8G".into()),
+        gres: Some("gpu:1".into()),
+        array_limit: Some(2),
+        binary: root.join("bin/xtask"),
+        data_dir: Some(root.join("data")),
+    };
+    let array = array_job(&sweep, &opts).unwrap();
+    assert_eq!(array.tasks, 6);
+    let directives: Vec<&str> =
+        array.script.lines().filter_map(|l| l.strip_prefix("#SBATCH --")).collect();
+    for expected in [
+        "array=0-5%2",
+        "partition=gpu",
+        "time=1:00:00",
+        "cpus-per-task=4",
+        "mem=8G",
+        "gres=gpu:1",
+        "requeue",
+    ] {
+        assert!(directives.contains(&expected), "{expected} missing from\n{}", array.script);
+    }
+    let last = array.script.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("exec '{}' sweep --manifest ", root.join("bin/xtask").display())),
+        "{last}"
+    );
+    assert!(last.ends_with("--task \"$SLURM_ARRAY_TASK_ID\""), "{last}");
+    let tasks: Vec<&str> = array.manifest.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(tasks.len(), 6);
+    array.write().unwrap();
+    assert!(array.log_dir.is_dir());
+    for (i, job) in sweep.jobs.iter().enumerate() {
+        assert_eq!(&task_job(&array.manifest_path, i).unwrap(), job, "task {i}");
+    }
+    assert_eq!(sweep.jobs[4].config.seed, 4);
+    assert_eq!(sweep.jobs[4].config.backend, "candle");
+    let err = task_job(&array.manifest_path, 6).unwrap_err().to_string();
+    assert!(err.contains("no task 6"), "{err}");
+    // The same sweep writes the same files; a different one, others.
+    assert_eq!(array_job(&sweep, &opts).unwrap().script_path, array.script_path);
+    let other =
+        plan(std::slice::from_ref(&configs), &[3], Some(2), None, &root.join("runs")).unwrap();
+    assert_ne!(array_job(&other, &opts).unwrap().script_path, array.script_path);
+    // What an #SBATCH line cannot carry is refused, naming the value.
+    let spaced = SlurmOptions { mem: Some("8 G".into()), ..opts.clone() };
+    assert!(array_job(&sweep, &spaced).unwrap_err().to_string().contains("mem '8 G'"));
+    let spaced = SlurmOptions { binary: root.join("my bin/xtask"), ..opts };
+    assert!(array_job(&sweep, &spaced).unwrap_err().to_string().contains("my bin"));
     std::fs::remove_dir_all(&root).ok();
 }
