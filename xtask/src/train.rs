@@ -326,23 +326,7 @@ impl Job for Train {
         }
         let epochs = session.config().epochs();
         println!("\nfinal test accuracy after {epochs} epochs (run directory {dir}):");
-        let data = session.data();
-        for t in session.trainees() {
-            let (_, acc) =
-                ar_train::evaluate(&t.net, &data.test, &data.normalization, t.trainer.loss())
-                    .map_err(cli_error)?;
-            let per_batch = if t.steps_run > 0 {
-                format!(" ({:.2} ms per batch)", 1e3 * t.seconds / t.steps_run as f64)
-            } else {
-                String::new()
-            };
-            println!(
-                "  {:<width$} {:6.2}%   {:.2} s training{per_batch}",
-                t.label,
-                100.0 * acc,
-                t.seconds
-            );
-        }
+        print!("{}", session.summary().map_err(cli_error)?);
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -1,7 +1,8 @@
 //! Reports over a sweep's run directories (`OUT/CONDITION/seed-N`, see [`crate::sweep`]): per
 //! condition and algorithm, final and best test accuracy as mean +- sd over seeds, the epoch of
 //! the best, each layer's final angle to the exact gradient, seconds per epoch, and how runs
-//! ended; as a markdown table and one SVG of accuracy curves (mean over seeds) per data set.
+//! ended; as markdown tables and one SVG of accuracy curves (mean and range over seeds) per data
+//! set and model.
 
 use crate::config::TrainConfig;
 use crate::plot::{line_chart, Series};
@@ -155,6 +156,8 @@ pub struct Row {
     pub condition: String,
     /// The data set.
     pub dataset: String,
+    /// The table the row goes in: data set and model (see [`table_of`]).
+    pub table: String,
     /// The algorithm's label.
     pub algorithm: String,
     /// Runs with at least one epoch.
@@ -232,6 +235,7 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
         }
         out.push(Row {
             dataset: runs[0].config.dataset.clone(),
+            table: table_of(&runs[0].config),
             source: format!("{condition}.toml"),
             condition,
             algorithm,
@@ -292,6 +296,7 @@ pub fn rows(records: &[RunRecord], configs: &[PathBuf]) -> Result<Vec<Row>, Trai
         out.push(Row {
             condition,
             dataset: config.dataset.clone(),
+            table: table_of(&config),
             algorithm: algorithms.join(", "),
             n: 0,
             epochs: config.epochs(),
@@ -321,36 +326,39 @@ pub fn write(
     text.push_str(&markdown(rows, command));
     let stem = out.file_stem().map_or("report".into(), |s| s.to_string_lossy().into_owned());
     let folder = out.parent().map(PathBuf::from).unwrap_or_default();
-    for (dataset, svg) in accuracy_charts(records) {
-        let name = format!("{stem}-{dataset}.svg");
+    for (table, svg) in accuracy_charts(records) {
+        let slug: Vec<&str> = table.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+        let slug: Vec<&str> = slug.into_iter().filter(|p| !p.is_empty()).collect();
+        let name = format!("{stem}-{}.svg", slug.join("-"));
         let path = folder.join(&name);
         std::fs::write(&path, svg).map_err(TrainError::io(&path))?;
-        let _ = writeln!(text, "![{dataset}: test accuracy per epoch]({name})\n");
+        let _ = writeln!(text, "![{table}: test accuracy per epoch]({name})\n");
     }
     std::fs::write(out, &text).map_err(TrainError::io(out))?;
     Ok(rows.len())
 }
 
-/// The rows as a markdown table, one per data set; `command` is how a reader reruns a
+/// The rows as markdown tables, one per data set and model; `command` is how a reader reruns a
 /// condition (`{config}` stands for its file name).
 pub fn markdown(rows: &[Row], command: &str) -> String {
     let mut s = String::new();
-    let mut datasets: Vec<&str> = Vec::new();
+    let mut tables: Vec<&str> = Vec::new();
     for r in rows {
-        if !datasets.contains(&r.dataset.as_str()) {
-            datasets.push(&r.dataset);
+        if !tables.contains(&r.table.as_str()) {
+            tables.push(&r.table);
         }
     }
     let pct = |(m, sd): (f64, f64)| format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd);
-    for dataset in datasets {
-        let _ = writeln!(s, "### {dataset}\n");
+    tables.sort();
+    for table in tables {
+        let _ = writeln!(s, "### {table}\n");
         let _ = writeln!(
             s,
             "| condition | algorithm | n | epochs | final test accuracy (%) | best (%) | best at epoch | \
              final angle to the gradient per layer (degrees) | s per epoch | notes | command |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
-        for r in rows.iter().filter(|r| r.dataset == dataset) {
+        for r in rows.iter().filter(|r| r.table == table) {
             let rerun = command.replace("{config}", &r.source);
             if r.n == 0 {
                 let (c, a, notes) = (&r.condition, &r.algorithm, r.notes.join("; "));
@@ -381,15 +389,22 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
     s
 }
 
-/// One SVG per data set: each condition x algorithm's test accuracy per epoch, the mean over
+/// The table a run belongs to: its data set and model, with the hidden activation where the
+/// config sets one (`mnist, paper1-mlp`, `fashion-mnist, paper1-mlp tanh`).
+pub fn table_of(config: &TrainConfig) -> String {
+    let act = config.hidden_activation.map_or(String::new(), |a| format!(" {a}"));
+    format!("{}, {}{act}", config.dataset, config.model)
+}
+
+/// One SVG per table (data set and model): each condition x algorithm's test accuracy per epoch, the mean over
 /// seeds as a line in a band from the lowest to the highest seed.
 pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
-    let mut by_dataset: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> =
+    let mut by_table: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> =
         BTreeMap::new();
     for r in records {
         for m in &r.metrics {
-            by_dataset
-                .entry(r.config.dataset.clone())
+            by_table
+                .entry(table_of(&r.config))
                 .or_default()
                 .entry(format!("{} {}", r.condition, m.algorithm))
                 .or_default()
@@ -398,9 +413,9 @@ pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
                 .push(100.0 * m.test_accuracy);
         }
     }
-    by_dataset
+    by_table
         .into_iter()
-        .map(|(dataset, curves)| {
+        .map(|(table, curves)| {
             let mut series = Vec::new();
             for (name, epochs) in curves {
                 let points = epochs.iter().map(|(e, xs)| (*e as f64, mean_sd(xs).0)).collect();
@@ -414,8 +429,8 @@ pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
                     .collect();
                 series.push(Series { name, points, band });
             }
-            let title = format!("{dataset}: test accuracy, mean and range over seeds");
-            (dataset, line_chart(&title, "epoch", "test accuracy (%)", &series))
+            let title = format!("{table}: test accuracy, mean and range over seeds");
+            (table, line_chart(&title, "epoch", "test accuracy (%)", &series))
         })
         .collect()
 }

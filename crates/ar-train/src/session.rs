@@ -380,6 +380,25 @@ impl<B: Backend> Session<B> {
         s
     }
 
+    /// Each algorithm's test accuracy now and its training time, one line each.
+    pub fn summary(&self) -> Result<String, TrainError> {
+        let width = self.trainees.iter().map(|t| t.label.len()).max().unwrap_or(2);
+        let (test, norm) = (&self.data.test, &self.data.normalization);
+        let mut s = String::new();
+        for t in &self.trainees {
+            let (_, acc) = crate::evaluate(&t.net, test, norm, t.trainer.loss())?;
+            let per_batch = match t.steps_run {
+                0 => String::new(),
+                n => format!(" ({:.2} ms per batch)", 1e3 * t.seconds / n as f64),
+            };
+            let (label, acc, secs) = (&t.label, 100.0 * acc, t.seconds);
+            s.push_str(&format!(
+                "  {label:<width$} {acc:6.2}%   {secs:.2} s training{per_batch}\n"
+            ));
+        }
+        Ok(s)
+    }
+
     /// The algorithms being trained, in the config's order.
     pub fn trainees(&self) -> &[Trainee<B>] {
         &self.trainees
