@@ -46,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => String::new(),
     };
+    if !preface.is_empty() {
+        preface = format!("{}\n\n", preface.trim_end());
+    }
     let runs = args.runs.display();
     let at = args.at_epoch.map_or(String::new(), |n| format!(" --at-epoch {n}"));
     preface.push_str(&format!(
