@@ -64,7 +64,8 @@ struct SlurmArgs {
     /// The partition of every task.
     #[arg(long, requires = "slurm")]
     partition: Option<String>,
-    /// Each task's time limit (e.g. 2:00:00); a task that hits it resumes when requeued.
+    /// Each task's time limit (e.g. 2:00:00); a task cut by it resumes when the script is
+    /// submitted again.
     #[arg(long, requires = "slurm")]
     time: Option<String>,
     /// CPUs per task.

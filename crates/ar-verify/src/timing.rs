@@ -152,7 +152,7 @@ pub struct Peer {
     pub script: std::path::PathBuf,
     /// Torch CPU threads.
     pub threads: usize,
-    /// The torch device: `cpu` or `cuda`.
+    /// The torch device the peer runs on (`cpu`, or a GPU device name torch knows).
     pub device: String,
     /// Relaxation steps T of its Euler AR.
     pub steps: usize,
