@@ -342,14 +342,10 @@ pub fn write(
 /// condition (`{config}` stands for its file name).
 pub fn markdown(rows: &[Row], command: &str) -> String {
     let mut s = String::new();
-    let mut tables: Vec<&str> = Vec::new();
-    for r in rows {
-        if !tables.contains(&r.table.as_str()) {
-            tables.push(&r.table);
-        }
-    }
+    let mut tables: Vec<&str> = rows.iter().map(|r| r.table.as_str()).collect();
     let pct = |(m, sd): (f64, f64)| format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd);
     tables.sort();
+    tables.dedup();
     for table in tables {
         let _ = writeln!(s, "### {table}\n");
         let _ = writeln!(
