@@ -2,9 +2,9 @@
 //! and one GEMM for the whole batch, its input VJP (the transposed convolution, a GEMM and
 //! col2im), and its weight and bias gradients.
 
+use crate::gemm::matmul;
 use crate::Scalar;
 use ar_backend::ConvGeometry;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Ix2};
 
 /// The four sizes of an NCHW array, checked.
@@ -144,7 +144,7 @@ pub(crate) fn conv2d<F: Scalar>(
     assert_eq!(out.shape(), [batch, o, oh, ow], "conv2d: output buffer of shape {:?}", out.shape());
     let cols = im2col(&x.view(), kh, kw, g);
     let mut prod = Array2::<F>::zeros((o, batch * oh * ow));
-    general_mat_mul(F::one(), &km, &cols, F::zero(), &mut prod);
+    matmul(F::one(), km, cols.view(), F::zero(), prod.view_mut());
     let os = out.as_slice_mut().expect("standard layout");
     let p = oh * ow;
     for b in 0..batch {
@@ -185,7 +185,7 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
     );
     let em = channels_first(e);
     let mut dcols = Array2::<F>::zeros((c * kh * kw, batch * oh * ow));
-    general_mat_mul(alpha, &km.t(), &em, F::zero(), &mut dcols);
+    matmul(alpha, km.t(), em.view(), F::zero(), dcols.view_mut());
     if beta == F::zero() {
         out.fill(F::zero());
     } else if beta != F::one() {
@@ -215,8 +215,8 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
         e.shape(),
         x.shape()
     );
-    let mut m = out.view_mut().into_shape_with_order((o, c * kh * kw)).expect("standard layout");
-    general_mat_mul(scale, &em, &cols.t(), F::zero(), &mut m);
+    let m = out.view_mut().into_shape_with_order((o, c * kh * kw)).expect("standard layout");
+    matmul(scale, em.view(), cols.t(), F::zero(), m);
 }
 
 /// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]`.

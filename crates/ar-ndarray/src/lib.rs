@@ -1,13 +1,13 @@
 //! The CPU backend: [`Backend`] on `ndarray` arrays, in f32 or f64.
 //!
-//! Matrix products go through `ndarray::linalg::general_mat_mul` (the `matrixmultiply` kernels),
-//! which accumulates into the output in place, so `gemm` with `beta != 0` is the fused
+//! Matrix products go through the `gemm` crate's kernels in fixed blocks on rayon's pool
+//! (src/gemm.rs), accumulating into the output in place, so `gemm` with `beta != 0` is the fused
 //! relaxation step `v <- (1 - eta) v + eta * e W`.
 
 mod conv;
+mod gemm;
 
 use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry, Precision};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 use std::fmt::Debug;
@@ -123,18 +123,7 @@ impl<F: Scalar> Backend for NdArray<F> {
         let b = matrix(b, "gemm: b");
         let a = if transpose_a { a.reversed_axes() } else { a };
         let b = if transpose_b { b.reversed_axes() } else { b };
-        let mut c = matrix_mut(c, "gemm: c");
-        assert!(
-            a.ncols() == b.nrows() && c.nrows() == a.nrows() && c.ncols() == b.ncols(),
-            "gemm: cannot multiply {:?} by {:?} into {:?}",
-            a.shape(),
-            b.shape(),
-            c.shape()
-        );
-        if beta == 0.0 {
-            c.fill(F::zero());
-        }
-        general_mat_mul(cast(alpha), &a, &b, cast(beta), &mut c);
+        gemm::matmul(cast(alpha), a, b, cast(beta), matrix_mut(c, "gemm: c"));
     }
 
     fn axpby(&self, alpha: f64, x: &ArrayD<F>, beta: f64, y: &mut ArrayD<F>) {

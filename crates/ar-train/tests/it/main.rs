@@ -1,6 +1,6 @@
 //! Behaviour of training sessions, in process: stop and resume end bit-identical to an
 //! uninterrupted run, run directories are locked and kept consistent with their checkpoints,
-//! and damaged checkpoints are refused on resume.
+//! damaged checkpoints are refused on resume, and the thread count leaves every bit unchanged.
 
 use ar_backend::Backend;
 use ar_core::Feedback;
@@ -117,6 +117,42 @@ fn stopping_mid_epoch_and_resuming_ends_bit_identical_in_f32() {
 #[test]
 fn stopping_mid_epoch_and_resuming_ends_bit_identical_in_f64() {
     stop_mid_epoch_and_resume(NdArray::<f64>::new(), "f64");
+}
+
+/// One epoch of paper 1's hidden widths (64-300-300-100-10) and of the digits CNN (AR by Euler steps and backprop), run on
+/// rayon pools of 1, 2 and 3 threads: the weights and optimiser state agree bit for bit, because
+/// the backend cuts its products into blocks fixed by the shapes alone.
+#[test]
+fn the_number_of_threads_does_not_change_a_single_bit() {
+    for model in ["64-300-300-100-10", "cnn-digits"] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let dir = scratch(&format!("threads-{model}-{threads}"));
+            let c = TrainConfig {
+                model: model.into(),
+                algorithms: vec![AlgorithmName::Ar, AlgorithmName::Bp],
+                solver: ar_core::Solver::Euler,
+                epochs: Some(1),
+                ..TrainConfig::default()
+            };
+            let mut s = Session::create(&dir, c, NdArray::<f32>::new()).unwrap();
+            assert_eq!(pool.install(|| s.run(&mut Silent)).unwrap(), Outcome::Finished);
+            let (weights, history) = (state(&s), metrics(&s));
+            drop(s);
+            std::fs::remove_dir_all(&dir).ok();
+            (weights, history)
+        };
+        let (weights, history) = run(1);
+        for threads in [2, 3] {
+            let (w, h) = run(threads);
+            let differs = w.iter().zip(&weights).find(|(a, b)| a != b).map(|(a, _)| &a.0);
+            assert_eq!(
+                differs, None,
+                "{model}: {threads} threads against 1, first tensor that differs"
+            );
+            assert_eq!(h, history, "{model}: epoch metrics, {threads} threads against 1");
+        }
+    }
 }
 
 /// A process killed after an epoch's checkpoint but with rows written past it (here: rows of a
