@@ -24,6 +24,14 @@ import torch
 import torch.nn.functional as F
 
 
+def linear(h, w, b):
+    return h @ w.T + b
+
+
+def flat_linear(h, w, b):
+    return h.flatten(1) @ w.T + b
+
+
 def mlp_layers(device):
     widths = [784, 300, 300, 100, 10]
     layers = []
@@ -31,7 +39,7 @@ def mlp_layers(device):
         w = torch.randn(o, i, device=device) * 0.05
         b = torch.zeros(o, device=device)
         last = k == len(widths) - 2
-        layers.append(([w, b], lambda h, w, b: h @ w.T + b, None if last else "relu"))
+        layers.append(([w, b], linear, None if last else "relu"))
     return layers, (784,)
 
 
@@ -45,9 +53,9 @@ def cnn_layers(device):
     layers = [
         (conv(3, 6), lambda h, w, b: F.conv2d(h, w, b), "tanh"),
         (conv(6, 16), lambda h, w, b: F.conv2d(F.max_pool2d(h, 2), w, b), "tanh"),
-        (fc(1600, 120), lambda h, w, b: h.flatten(1) @ w.T + b, "tanh"),
-        (fc(120, 120), lambda h, w, b: h @ w.T + b, "tanh"),
-        (fc(120, 10), lambda h, w, b: h @ w.T + b, None),
+        (fc(1600, 120), flat_linear, "tanh"),
+        (fc(120, 120), linear, "tanh"),
+        (fc(120, 10), linear, None),
     ]
     return layers, (3, 32, 32)
 
@@ -97,14 +105,20 @@ def main():
         loss.backward()
         opt.step()
 
-    # Activation relaxation, written out; each layer's input map frozen by torch.func.vjp.
+    # Activation relaxation, written out: a dense layer sends e @ W down, a conv layer (with the
+    # pooling before it) its input map frozen by torch.func.vjp.
     layers2, _ = make(device)
 
     @torch.no_grad()
     def ar_step(x, t):
         hs, fps, maps = [x], [], []
         for (w, b), f, kind in layers2:
-            a, vjp = torch.func.vjp(lambda h, w=w, b=b, f=f: f(h, w, b), hs[-1])
+            h = hs[-1]
+            if f is linear or f is flat_linear:
+                a = f(h, w, b)
+                vjp = lambda e, w=w, shape=h.shape: ((e @ w).reshape(shape),)
+            else:
+                a, vjp = torch.func.vjp(lambda h, w=w, b=b, f=f: f(h, w, b), h)
             fps.append(fprime(kind, a))
             maps.append(vjp)
             hs.append(act(kind, a))
