@@ -6,6 +6,7 @@ use crate::gemm::matmul;
 use crate::Scalar;
 use ar_backend::ConvGeometry;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Ix2};
+use rayon::prelude::*;
 
 /// The four sizes of an NCHW array, checked.
 pub(crate) fn dims4<F>(t: &ArrayViewD<'_, F>, what: &str) -> [usize; 4] {
@@ -18,6 +19,14 @@ fn out_len(g: &ConvGeometry, input: usize, kernel: usize, what: &str) -> usize {
     g.output_len(input, kernel).unwrap_or_else(|| {
         panic!("{what}: a kernel of {kernel} does not fit {input} pixels with {g:?}")
     })
+}
+
+/// With stride 1, the output columns `lo..hi` whose input column `ox + j - padding` lies inside
+/// `0..w` (`lo == hi` when there is none).
+fn stride_one_span(j: usize, padding: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = padding.saturating_sub(j).min(ow);
+    let hi = (w + padding).saturating_sub(j).min(ow).max(lo);
+    (lo, hi)
 }
 
 /// `cols[(c, i, j), (b, oy, ox)] = x[b, c, oy s + i - p, ox s + j - p]` (zero outside).
@@ -34,30 +43,34 @@ pub(crate) fn im2col<F: Scalar>(
     let mut cols = Array2::<F>::zeros((channels * kh * kw, batch * oh * ow));
     let cs = cols.as_slice_mut().expect("fresh array");
     let row_len = batch * oh * ow;
-    for c in 0..channels {
-        for i in 0..kh {
-            for j in 0..kw {
-                let row = &mut cs[((c * kh + i) * kw + j) * row_len..][..row_len];
-                for b in 0..batch {
-                    let plane = &xs[(b * channels + c) * h * w..][..h * w];
-                    for oy in 0..oh {
-                        let iy = (oy * g.stride + i) as isize - g.padding as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..][..w];
-                        let dst = &mut row[(b * oh + oy) * ow..][..ow];
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * g.stride + j) as isize - g.padding as isize;
-                            if ix >= 0 && ix < w as isize {
-                                *d = src[ix as usize];
-                            }
-                        }
+    // Rows are independent copies, so they are filled in parallel.
+    cs.par_chunks_mut(row_len).enumerate().for_each(|(r, row)| {
+        let (c, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
+        for b in 0..batch {
+            let plane = &xs[(b * channels + c) * h * w..][..h * w];
+            for oy in 0..oh {
+                let iy = (oy * g.stride + i) as isize - g.padding as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let src = &plane[iy as usize * w..][..w];
+                let dst = &mut row[(b * oh + oy) * ow..][..ow];
+                if g.stride == 1 {
+                    let (lo, hi) = stride_one_span(j, g.padding, w, ow);
+                    if lo < hi {
+                        dst[lo..hi].copy_from_slice(&src[lo + j - g.padding..hi + j - g.padding]);
+                    }
+                    continue;
+                }
+                for (ox, d) in dst.iter_mut().enumerate() {
+                    let ix = (ox * g.stride + j) as isize - g.padding as isize;
+                    if ix >= 0 && ix < w as isize {
+                        *d = src[ix as usize];
                     }
                 }
             }
         }
-    }
+    });
     cols
 }
 
@@ -74,30 +87,40 @@ fn col2im_add<F: Scalar>(
     let cs = cols.as_slice().expect("standard layout");
     let os = out.as_slice_mut().expect("standard layout");
     let row_len = batch * oh * ow;
-    for c in 0..channels {
+    // Planes are written in parallel; each element still receives its terms in the order of the
+    // kernel taps (i, j), as a sequential loop would add them.
+    os.par_chunks_mut(h * w).enumerate().for_each(|(p, plane)| {
+        let (b, c) = (p / channels, p % channels);
         for i in 0..kh {
             for j in 0..kw {
                 let row = &cs[((c * kh + i) * kw + j) * row_len..][..row_len];
-                for b in 0..batch {
-                    let plane = &mut os[(b * channels + c) * h * w..][..h * w];
-                    for oy in 0..oh {
-                        let iy = (oy * g.stride + i) as isize - g.padding as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let dst = &mut plane[iy as usize * w..][..w];
-                        let src = &row[(b * oh + oy) * ow..][..ow];
-                        for (ox, &v) in src.iter().enumerate() {
-                            let ix = (ox * g.stride + j) as isize - g.padding as isize;
-                            if ix >= 0 && ix < w as isize {
-                                dst[ix as usize] = dst[ix as usize] + v;
+                for oy in 0..oh {
+                    let iy = (oy * g.stride + i) as isize - g.padding as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * w..][..w];
+                    let src = &row[(b * oh + oy) * ow..][..ow];
+                    if g.stride == 1 {
+                        let (lo, hi) = stride_one_span(j, g.padding, w, ow);
+                        if lo < hi {
+                            let dst = &mut dst[lo + j - g.padding..hi + j - g.padding];
+                            for (d, &v) in dst.iter_mut().zip(&src[lo..hi]) {
+                                *d = *d + v;
                             }
+                        }
+                        continue;
+                    }
+                    for (ox, &v) in src.iter().enumerate() {
+                        let ix = (ox * g.stride + j) as isize - g.padding as isize;
+                        if ix >= 0 && ix < w as isize {
+                            dst[ix as usize] = dst[ix as usize] + v;
                         }
                     }
                 }
             }
         }
-    }
+    });
 }
 
 fn kernel_matrix<'a, F: Scalar>(kernel: &'a ArrayD<F>) -> (ArrayView2<'a, F>, [usize; 4]) {
@@ -299,13 +322,14 @@ mod tests {
     /// (batch, c, o, h, w, kernel, stride, padding)
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    const GEOMETRIES: [Geometry; 6] = [
+    const GEOMETRIES: [Geometry; 7] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
         (2, 3, 2, 8, 8, 5, 1, 2),
         (2, 2, 3, 9, 7, 3, 2, 1),
         (1, 3, 6, 12, 12, 5, 1, 0),
         (2, 1, 2, 6, 6, 1, 2, 0),
+        (1, 1, 2, 3, 2, 3, 1, 3),
     ];
 
     #[test]

@@ -72,6 +72,22 @@ fn slice_mut<F: Scalar>(t: &mut ArrayD<F>) -> &mut [F] {
     t.as_slice_mut().expect("standard layout")
 }
 
+/// Elementwise maps over at least this many elements are shared out on rayon's pool. An
+/// elementwise result does not depend on how the work is cut, so runs stay bit-identical.
+const PARALLEL_MIN_LEN: usize = 1 << 15;
+
+/// `zip.for_each(f)`, or `zip.par_for_each(f)` when the arrays hold `len >= PARALLEL_MIN_LEN`
+/// elements.
+macro_rules! for_each {
+    ($zip:expr, $len:expr, $f:expr) => {
+        if $len >= PARALLEL_MIN_LEN {
+            $zip.par_for_each($f)
+        } else {
+            $zip.for_each($f)
+        }
+    };
+}
+
 fn same_shape<F>(a: &ArrayD<F>, b: &ArrayD<F>, op: &str) {
     assert_eq!(a.shape(), b.shape(), "{op}: shape mismatch {:?} vs {:?}", a.shape(), b.shape());
 }
@@ -130,16 +146,16 @@ impl<F: Scalar> Backend for NdArray<F> {
         same_shape(x, y, "axpby");
         let (alpha, beta_f) = (cast::<F>(alpha), cast::<F>(beta));
         if beta == 0.0 {
-            Zip::from(y).and(x).for_each(|y, &x| *y = alpha * x);
+            for_each!(Zip::from(y).and(x), x.len(), |y, &x| *y = alpha * x);
         } else {
-            Zip::from(y).and(x).for_each(|y, &x| *y = alpha * x + beta_f * *y);
+            for_each!(Zip::from(y).and(x), x.len(), |y, &x| *y = alpha * x + beta_f * *y);
         }
     }
 
     fn mul_into(&self, a: &ArrayD<F>, b: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, b, "mul");
         same_shape(a, out, "mul (output)");
-        Zip::from(out).and(a).and(b).for_each(|o, &a, &b| *o = a * b);
+        for_each!(Zip::from(out).and(a).and(b), a.len(), |o, &a, &b| *o = a * b);
     }
 
     fn add_row(&self, x: &mut ArrayD<F>, row: &ArrayD<F>) {
@@ -175,12 +191,12 @@ impl<F: Scalar> Backend for NdArray<F> {
 
     fn activate_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, out, "activate");
-        Zip::from(out).and(a).for_each(|o, &a| *o = f.apply(a));
+        for_each!(Zip::from(out).and(a), a.len(), |o, &a| *o = f.apply(a));
     }
 
     fn activate_derivative_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, out, "activate_derivative");
-        Zip::from(out).and(a).for_each(|o, &a| *o = f.derivative(a));
+        for_each!(Zip::from(out).and(a), a.len(), |o, &a| *o = f.derivative(a));
     }
 
     fn softmax_rows(&self, x: &ArrayD<F>) -> ArrayD<F> {
