@@ -11,7 +11,7 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendName {
-    /// ndarray on the CPU (matrixmultiply GEMM).
+    /// ndarray on the CPU (the gemm crate's kernels, on every core).
     Ndarray,
     /// candle on the CPU.
     Candle,

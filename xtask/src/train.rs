@@ -169,8 +169,8 @@ pub struct Args {
     /// Numeric precision.
     #[arg(long, value_parser = one_of::<Precision>(&["f32", "f64"]), default_value_t = d().precision)]
     precision: Precision,
-    /// CPU threads for candle's kernels (default: all cores). The ndarray backend computes on
-    /// one thread: at AR's matrix sizes a second thread measured slower (docs/performance.md).
+    /// CPU threads (rayon's pool) for the ndarray and candle backends (default: all cores). On
+    /// ndarray the thread count never changes a result (docs/performance.md).
     #[arg(long)]
     threads: Option<usize>,
     /// Every this many training steps, measure each layer's angle and relative error between the

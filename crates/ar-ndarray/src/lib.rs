@@ -121,6 +121,10 @@ impl<F: Scalar> Backend for NdArray<F> {
     fn reshape(&self, t: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
         let n: usize = shape.iter().product();
         assert_eq!(t.len(), n, "reshape: {:?} has {} elements, not {n}", t.shape(), t.len());
+        if t.is_standard_layout() {
+            // One copy of the buffer, in row-major order already.
+            return t.clone().into_shape_with_order(IxDyn(shape)).expect("length checked above");
+        }
         let flat: Vec<F> = t.iter().copied().collect();
         ArrayD::from_shape_vec(IxDyn(shape), flat).expect("length checked above")
     }
