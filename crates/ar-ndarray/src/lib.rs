@@ -10,6 +10,7 @@ mod gemm;
 use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry, Precision};
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
+use rayon::prelude::*;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
@@ -297,14 +298,25 @@ impl<F: Scalar> Backend for NdArray<F> {
     ) {
         let dims = pool::nchw(out.shape(), "max_pool2d input gradient");
         let (e, argmax) = (e.as_standard_layout(), argmax.as_standard_layout());
-        pool::max_pool2d_vjp(
-            e.as_slice().expect("standard layout"),
-            argmax.as_slice().expect("standard layout"),
-            dims,
-            alpha,
-            beta,
-            slice_mut(out),
-        );
+        let (e, argmax) =
+            (e.as_slice().expect("standard layout"), argmax.as_slice().expect("standard layout"));
+        let out = slice_mut(out);
+        let [batch, c, h, w] = dims;
+        let planes = batch * c;
+        if out.len() < PARALLEL_MIN_LEN || planes == 0 || e.len() % planes != 0 {
+            return pool::max_pool2d_vjp(e, argmax, dims, alpha, beta, out);
+        }
+        // Planes are independent (an argmax points inside its own plane), so groups of them run
+        // on the pool with the same kernel and the same values.
+        const GROUP: usize = 8;
+        let per_plane = e.len() / planes;
+        out.par_chunks_mut(GROUP * h * w)
+            .zip(e.par_chunks(GROUP * per_plane))
+            .zip(argmax.par_chunks(GROUP * per_plane))
+            .for_each(|((out, e), argmax)| {
+                let dims = [out.len() / (h * w), 1, h, w];
+                pool::max_pool2d_vjp(e, argmax, dims, alpha, beta, out)
+            });
     }
 
     fn avg_pool2d(&self, x: &ArrayD<F>, pool: PoolGeometry) -> ArrayD<F> {
@@ -457,39 +469,45 @@ mod tests {
             be.max_pool2d(&be.from_host(&x, &[1, 1, 4, 4]), PoolGeometry { kernel: 2, stride: 2 });
         assert_eq!(plain(&arg), vec![0.0, 3.0, 9.0, 10.0]);
 
-        let dims = [2, 3, 7, 6];
-        let x = values(2 * 3 * 7 * 6, 0.5);
-        let xt = be.from_host(&x, &dims);
-        for geometry in [
-            PoolGeometry { kernel: 2, stride: 2 },
-            PoolGeometry { kernel: 3, stride: 2 },
-            PoolGeometry { kernel: 3, stride: 1 },
-        ] {
-            let od = pool::output_dims(dims, geometry);
-            let (max, arg) = be.max_pool2d(&xt, geometry);
-            let (want_max, want_arg) = pool::max_pool2d(&x, dims, geometry);
-            assert_eq!(plain(&max), rounded(&want_max), "{geometry:?}");
-            assert_eq!(plain(&arg), rounded(&want_arg), "{geometry:?}");
-            let avg = be.avg_pool2d(&xt, geometry);
-            assert_eq!(plain(&avg), rounded(&pool::avg_pool2d(&x, dims, geometry)), "{geometry:?}");
+        // The second shape is large enough for the VJP to run on the pool, in uneven groups.
+        for dims in [[2, 3, 7, 6], [9, 5, 29, 27]] {
+            let x = values(dims.iter().product(), 0.5);
+            let xt = be.from_host(&x, &dims);
+            for geometry in [
+                PoolGeometry { kernel: 2, stride: 2 },
+                PoolGeometry { kernel: 3, stride: 2 },
+                PoolGeometry { kernel: 3, stride: 1 },
+            ] {
+                let od = pool::output_dims(dims, geometry);
+                let (max, arg) = be.max_pool2d(&xt, geometry);
+                let (want_max, want_arg) = pool::max_pool2d(&x, dims, geometry);
+                assert_eq!(plain(&max), rounded(&want_max), "{geometry:?}");
+                assert_eq!(plain(&arg), rounded(&want_arg), "{geometry:?}");
+                let avg = be.avg_pool2d(&xt, geometry);
+                assert_eq!(
+                    plain(&avg),
+                    rounded(&pool::avg_pool2d(&x, dims, geometry)),
+                    "{geometry:?}"
+                );
 
-            let e = values(od.iter().product(), 2.0);
-            let et = be.from_host(&e, &od);
-            for (alpha, beta) in [(0.1, 0.9), (-2.25, 1.0), (1.0, 0.0)] {
-                // With beta = 0 the prior contents are NaN and must be ignored.
-                let prior =
-                    if beta == 0.0 { vec![f64::NAN; x.len()] } else { values(x.len(), 7.0) };
-                let mut got = be.from_host(&prior, &dims);
-                be.max_pool2d_vjp(&et, &arg, geometry, alpha, beta, &mut got);
-                let mut want = prior.clone();
-                pool::max_pool2d_vjp(&e, &want_arg, dims, alpha, beta, &mut want);
-                assert_eq!(plain(&got), rounded(&want), "max {geometry:?} {alpha} {beta}");
+                let e = values(od.iter().product(), 2.0);
+                let et = be.from_host(&e, &od);
+                for (alpha, beta) in [(0.1, 0.9), (-2.25, 1.0), (1.0, 0.0)] {
+                    // With beta = 0 the prior contents are NaN and must be ignored.
+                    let prior =
+                        if beta == 0.0 { vec![f64::NAN; x.len()] } else { values(x.len(), 7.0) };
+                    let mut got = be.from_host(&prior, &dims);
+                    be.max_pool2d_vjp(&et, &arg, geometry, alpha, beta, &mut got);
+                    let mut want = prior.clone();
+                    pool::max_pool2d_vjp(&e, &want_arg, dims, alpha, beta, &mut want);
+                    assert_eq!(plain(&got), rounded(&want), "max {geometry:?} {alpha} {beta}");
 
-                let mut got = be.from_host(&prior, &dims);
-                be.avg_pool2d_vjp(&et, geometry, alpha, beta, &mut got);
-                let mut want = prior.clone();
-                pool::avg_pool2d_vjp(&e, dims, geometry, alpha, beta, &mut want);
-                assert_eq!(plain(&got), rounded(&want), "avg {geometry:?} {alpha} {beta}");
+                    let mut got = be.from_host(&prior, &dims);
+                    be.avg_pool2d_vjp(&et, geometry, alpha, beta, &mut got);
+                    let mut want = prior.clone();
+                    pool::avg_pool2d_vjp(&e, dims, geometry, alpha, beta, &mut want);
+                    assert_eq!(plain(&got), rounded(&want), "avg {geometry:?} {alpha} {beta}");
+                }
             }
         }
     }
