@@ -3,7 +3,6 @@
 
 mod backend;
 mod bench;
-mod config;
 mod data;
 mod eval;
 mod report;
@@ -57,23 +56,16 @@ fn main() -> ExitCode {
     if std::env::var_os(ar_data::DATA_DIR_ENV).is_none() {
         std::env::set_var(ar_data::DATA_DIR_ENV, repo_root().join("datasets"));
     }
-    let mut command = Cli::command().args_override_self(true);
-    let known: Vec<String> = command
-        .find_subcommand("train")
-        .map(|t| t.get_arguments().filter_map(|a| a.get_long().map(String::from)).collect())
-        .unwrap_or_default();
-    let args = match config::expand(std::env::args_os().collect(), &known) {
-        Ok(args) => args,
-        Err(config::ConfigError(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let matches = command.try_get_matches_from_mut(args).unwrap_or_else(|e| e.exit());
+    let mut command = train::with_key_flags(Cli::command().args_override_self(true));
+    let matches =
+        command.try_get_matches_from_mut(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::VerifyGradients(args) => verify::run(args),
-        Command::Train(args) => train::run(*args),
+        Command::Train(args) => {
+            let typed = matches.subcommand_matches("train").expect("the train subcommand matched");
+            train::run(*args, typed)
+        }
         Command::Sweep(args) => sweep::run(args),
         Command::Report(args) => report::run(args),
         Command::Eval(args) => eval::run(args),

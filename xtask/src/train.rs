@@ -1,248 +1,117 @@
-//! `cargo xtask train`: its flags become an `ar_train::TrainConfig`; a `Session` of the training
+//! `cargo xtask train`: its flags (one per key of `ar_train::KEYS`) become an `ar_train::TrainConfig`; a `Session` of the training
 //! crate trains; this module draws progress bars, turns Ctrl-C into the session's stop flag and
 //! prints the summary.
 
 use crate::backend::{dispatch, BackendName, Job};
 use crate::UsageError;
-use ar_backend::{Activation, Backend, Precision};
-use ar_core::{Feedback, FprimeUse, InitialState, Loss, Schedule, Solver};
-use ar_train::{
-    AlgorithmName, Event, Fderiv, InitName, Observer, OptimizerName, Outcome, Session, TrainConfig,
-    TrainError,
-};
-use clap::builder::{PossibleValuesParser, TypedValueParser};
+use ar_backend::Backend;
+use ar_train::{Event, KeyKind, Observer, Outcome, Session, TrainConfig, TrainError};
+use clap::builder::PossibleValuesParser;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 /// Exit status after a Ctrl-C that saved checkpoints (128 + SIGINT, as shells report).
 const INTERRUPTED: u8 = 130;
 
-fn d() -> TrainConfig {
-    TrainConfig::default()
-}
-
-/// A parser accepting exactly `names`, shown in `--help`, into the type they name.
-fn one_of<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
-where
-    T: FromStr<Err: std::fmt::Debug> + Clone + Send + Sync + 'static,
-{
-    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("every listed name parses"))
-}
-
-/// Flags of `train`; each long flag is a key of the run's `config.toml`.
+/// Flags of `train` besides the configuration's keys, which [`with_key_flags`] adds from
+/// `ar_train::KEYS`; a config file may hold these too, except `config` and `resume`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Data set. `digits` is the bundled UCI 8x8 digits set, split into train and test by a
-    /// stratified, seeded split (see --test-fraction); the others are read from --data-dir
-    /// (get them with `cargo xtask data fetch NAME`). Inputs are scaled to [0, 1] for digits,
-    /// mnist and fashion-mnist (paper 1) and to [-1, 1] for cifar10, cifar100 and svhn (paper 2).
-    #[arg(long, default_value_t = d().dataset, value_parser = PossibleValuesParser::new(ar_data::NAMES))]
-    dataset: String,
-    #[command(flatten)]
-    data_dir: crate::data::DataDir,
-    /// Fraction of each class held out for testing (digits only; the others have a test set).
-    #[arg(long, default_value_t = d().test_fraction)]
-    test_fraction: f64,
-    /// Model: `auto` (digits-mlp for digits, otherwise paper-1's hidden widths 300-300-100
-    /// between the data's input size and class count), `digits-mlp` (64-64-32-10 tanh),
-    /// `paper1-mlp` (784-300-300-100-10 relu), MLP widths joined by '-' (64-128-10);
-    /// `cnn-paper` (paper 2's CNN, adapting to the input), `cnn-deep` (128-256-512-512 3x3
-    /// convolutions with 2x2 max-pooling), `cnn-digits` (a small CNN for the 8x8 digits), or a
-    /// layer spec such as `conv6x5:tanh,maxpool2,conv16x5:tanh,flatten,fc120:tanh,fc10`
-    /// (docs/models.md).
-    #[arg(long, default_value_t = d().model)]
-    model: String,
-    /// Hidden-layer activation for an MLP (identity, relu, leaky-relu, tanh, sigmoid,
-    /// softplus); presets use their own unless this is given.
-    #[arg(long)]
-    hidden_activation: Option<Activation>,
-    /// Output-layer activation of an MLP (usually identity).
-    #[arg(long, default_value_t = d().output_activation)]
-    output_activation: Activation,
-    /// Algorithms to train side by side from the same initial weights and batch order: ar
-    /// (activation relaxation with the variant flags), bp (exact backprop), fa (feedback
-    /// alignment: backprop through fixed random backward weights).
-    #[arg(long, value_parser = one_of::<AlgorithmName>(AlgorithmName::NAMES), value_delimiter = ',', default_value = "ar,bp", action = clap::ArgAction::Set)]
-    algorithms: Vec<AlgorithmName>,
-    /// AR backward weights: transpose (W^T, exact), learned (a separate matrix updated with W's
-    /// transposed update), or random (fixed).
-    #[arg(long, value_parser = one_of::<Feedback>(Feedback::NAMES), default_value_t = d().feedback)]
-    feedback: Feedback,
-    /// Kolen-Pollack weight decay lambda on W and psi (learned feedback only).
-    #[arg(long, default_value_t = d().feedback_decay)]
-    feedback_decay: f64,
-    /// Drop f'(a) from the backward VJP (in the relaxation; paper 1 eq. 7 with learned feedback).
-    #[arg(long)]
-    no_fprime_backward: bool,
-    /// Drop f'(a) from the weight update.
-    #[arg(long)]
-    no_fprime_update: bool,
-    /// Evaluate f' at the relaxing state W v + b instead of the stored a (paper 2's unfrozen
-    /// feedforward variants; not gradient-aligned): in the relaxation, the update, or both.
-    #[arg(long, value_parser = one_of::<Fderiv>(Fderiv::NAMES))]
-    fderiv: Option<Fderiv>,
-    /// Use the relaxed v_{k-1}(T) instead of h_{k-1} as the update's presynaptic term (paper 2).
-    #[arg(long)]
-    current_input: bool,
-    /// Let the input relax too, as the authors' code does: under --current-input layer 1 then
-    /// learns from the relaxed input v_0(T), under --fderiv its f' is taken at W_1 v_0 + b_1
-    /// (exact AR is unchanged).
-    #[arg(long)]
-    relax_input: bool,
-    /// With --fderiv, re-evaluate f' at W v without the bias, as the authors' code does.
-    #[arg(long)]
-    state_fprime_without_bias: bool,
-    /// Backward kernels of the convolutional layers, when they differ from --feedback (which
-    /// then applies to the dense layers only), as paper 2's code sets them per layer type.
-    #[arg(long, value_parser = one_of::<Feedback>(Feedback::NAMES))]
-    conv_feedback: Option<Feedback>,
-    /// Which f' the convolutional layers keep, when it differs from the dense layers'
-    /// (--no-fprime-backward and --no-fprime-update then apply to the dense layers only).
-    #[arg(long, value_parser = one_of::<FprimeUse>(FprimeUse::NAMES))]
-    conv_fprime: Option<FprimeUse>,
-    /// Multiply the convolutions' gradients by this (their learning rate, under SGD); the
-    /// authors' code amounts to 2.
-    #[arg(long, default_value_t = d().conv_lr_scale)]
-    conv_lr_scale: f64,
-    /// Clamp each element of a convolution's batch-mean gradient to [-X, X] before the scale;
-    /// the authors' code amounts to 50 / (4 * batch size).
-    #[arg(long, value_name = "X")]
-    conv_grad_clip: Option<f64>,
-    /// Convolutions without bias (kept at zero), as in the authors' code.
-    #[arg(long)]
-    no_conv_bias: bool,
-    /// Euler step of the relaxation (the "inference learning rate"), in (0, 2).
-    #[arg(long, default_value_t = d().eta)]
-    eta: f64,
-    /// Relaxation iterations T per batch (the most, with --tolerance).
-    #[arg(long, default_value_t = d().steps)]
-    steps: usize,
-    /// Stop a relaxation early once the relative change per unit eta falls to this.
-    #[arg(long)]
-    tolerance: Option<f64>,
-    /// Relaxation schedule: parallel (all layers read the previous iterate: the papers'
-    /// equations) or sweep (top-down, each layer reads the updated layer above: the reference
-    /// code).
-    #[arg(long, value_parser = one_of::<Schedule>(Schedule::NAMES), default_value_t = d().schedule)]
-    schedule: Schedule,
-    /// Relaxation start: the feedforward activities h_k, or zero.
-    #[arg(long, value_parser = one_of::<InitialState>(InitialState::NAMES), default_value_t = d().start)]
-    start: InitialState,
-    /// Relaxation solver: euler (T iterations), closed-form (the exact state after T iterations
-    /// in S - 1 top-down passes, S the relaxing layers; rejected with --fderiv relax|both and
-    /// --tolerance), or auto (closed-form wherever it applies, else euler).
-    #[arg(long, value_parser = one_of::<Solver>(Solver::NAMES), default_value_t = d().solver)]
-    solver: Solver,
-    /// Loss: mse (1/2 ||y - t||^2, the papers') or cross-entropy.
-    #[arg(long, default_value_t = d().loss)]
-    pub(crate) loss: Loss,
-    /// Epochs (default: 40 on digits, 10 on the other data sets).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Optimiser: sgd (with --momentum) or adam (PyTorch's betas 0.9, 0.999 and eps 1e-8).
-    #[arg(long, value_parser = one_of::<OptimizerName>(OptimizerName::NAMES), default_value_t = d().optimizer)]
-    optimizer: OptimizerName,
-    /// Learning rate on the batch-mean loss.
-    #[arg(long, default_value_t = d().lr)]
-    lr: f64,
-    /// SGD momentum (ignored by adam).
-    #[arg(long, default_value_t = d().momentum)]
-    momentum: f64,
-    /// Samples per batch.
-    #[arg(long, default_value_t = d().batch_size)]
-    batch_size: usize,
-    /// Weight initialisation: normal (N(0, std^2) weights, zero biases: the papers; std from
-    /// --init-std) or pytorch (nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
-    #[arg(long, value_parser = one_of::<InitName>(InitName::NAMES), default_value_t = d().init)]
-    init: InitName,
-    /// Standard deviation of --init normal.
-    #[arg(long, default_value_t = d().init_std)]
-    init_std: f64,
-    /// Seed of the weights, the split and the batch order.
-    #[arg(long, default_value_t = d().seed)]
-    seed: u64,
-    /// Tensor backend: ndarray (CPU), candle (CPU) or candle-cuda (GPU; needs a CUDA build).
-    #[arg(long, value_enum, default_value = "ndarray")]
-    backend: BackendName,
-    /// Numeric precision.
-    #[arg(long, value_parser = one_of::<Precision>(&["f32", "f64"]), default_value_t = d().precision)]
-    precision: Precision,
-    /// CPU threads (rayon's pool) for the ndarray and candle backends (default: all cores). On
-    /// ndarray the thread count never changes a result (docs/performance.md).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Every this many training steps, measure each layer's angle and relative error between the
-    /// update and the exact gradient on a fixed batch (and psi against W^T); 0 turns probes off.
-    #[arg(long, default_value_t = d().probe_every)]
-    probe_every: usize,
     /// The run directory (config, metrics, checkpoints, plots). Default: runs/ in the
     /// repository, named by time, data set and algorithms.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", display_order = 100)]
     out: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoints, with its config.toml (flags given here
     /// override it, e.g. a larger --epochs). Resumed runs end bit-identical to uninterrupted ones.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", display_order = 100)]
     resume: Option<PathBuf>,
     /// Read flags from a TOML file whose keys are these long flags (`lr = 0.1`); flags typed
     /// on the command line override it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", display_order = 100)]
     config: Option<PathBuf>,
     /// No progress bars and no per-epoch lines; only the final summary.
-    #[arg(long)]
+    #[arg(long, display_order = 100)]
     quiet: bool,
     /// Check the flags and config, print the resolved configuration as TOML and exit without
     /// reading data or training.
-    #[arg(long)]
+    #[arg(long, display_order = 100)]
     dry_run: bool,
 }
 
-impl Args {
-    /// The run's configuration.
-    pub fn config(&self) -> TrainConfig {
-        TrainConfig {
-            dataset: self.dataset.clone(),
-            data_dir: self.data_dir.data_dir.clone(),
-            test_fraction: self.test_fraction,
-            model: self.model.clone(),
-            hidden_activation: self.hidden_activation,
-            output_activation: self.output_activation,
-            algorithms: self.algorithms.clone(),
-            feedback: self.feedback,
-            feedback_decay: self.feedback_decay,
-            no_fprime_backward: self.no_fprime_backward,
-            no_fprime_update: self.no_fprime_update,
-            fderiv: self.fderiv,
-            current_input: self.current_input,
-            relax_input: self.relax_input,
-            state_fprime_without_bias: self.state_fprime_without_bias,
-            conv_feedback: self.conv_feedback,
-            conv_fprime: self.conv_fprime,
-            conv_lr_scale: self.conv_lr_scale,
-            conv_grad_clip: self.conv_grad_clip,
-            no_conv_bias: self.no_conv_bias,
-            eta: self.eta,
-            steps: self.steps,
-            tolerance: self.tolerance,
-            schedule: self.schedule,
-            start: self.start,
-            solver: self.solver,
-            loss: self.loss,
-            epochs: self.epochs,
-            optimizer: self.optimizer,
-            lr: self.lr,
-            momentum: self.momentum,
-            batch_size: self.batch_size,
-            init: self.init,
-            init_std: self.init_std,
-            seed: self.seed,
-            backend: self.backend.to_string(),
-            precision: self.precision,
-            threads: self.threads,
-            probe_every: self.probe_every,
+/// `command` with a flag on `train` for every configuration key, its help and default from the
+/// training crate.
+pub fn with_key_flags(command: Command) -> Command {
+    let defaults = TrainConfig::default();
+    command.mut_subcommand("train", |train| {
+        train.args(ar_train::KEYS.iter().map(|key| {
+            let mut help = key.help.to_string();
+            if let (Some(d), false) = (defaults.text_of(key.name), key.kind == KeyKind::Switch) {
+                help.push_str(&format!(" [default: {d}]"));
+            }
+            let arg = Arg::new(key.name).long(key.name).help(help);
+            let arg = arg.value_name(key.name.to_uppercase().replace('-', "_"));
+            let arg = match key.kind {
+                KeyKind::Switch => arg.action(ArgAction::SetTrue),
+                KeyKind::List => arg.value_delimiter(','),
+                KeyKind::Number => arg.allow_negative_numbers(true),
+                KeyKind::Text => arg,
+            };
+            match key.name {
+                "backend" => arg.value_parser(PossibleValuesParser::new(
+                    BackendName::value_variants().iter().filter_map(|b| b.to_possible_value()),
+                )),
+                "data-dir" => arg.value_name("DIR"),
+                "conv-grad-clip" => arg.value_name("X"),
+                _ if key.values.is_empty() => arg,
+                _ => arg.value_parser(PossibleValuesParser::new(key.values)),
+            }
+        }))
+    })
+}
+
+/// The run's configuration: the defaults, then the resumed run's config.toml, then --config's
+/// file, then the keys typed on the command line. Fills `args` with the file's own flags.
+fn resolve(args: &mut Args, typed: &ArgMatches) -> anyhow::Result<TrainConfig> {
+    let mut config = TrainConfig::default();
+    let files = [args.resume.as_ref().map(|d| d.join("config.toml")), args.config.clone()];
+    for path in files.into_iter().flatten() {
+        let usage = |message: String| UsageError(format!("{}: {message}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| usage(e.to_string()))?;
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| usage(e.message().into()))?;
+        match table.remove("out") {
+            Some(toml::Value::String(dir)) => args.out = args.out.take().or(Some(dir.into())),
+            Some(_) => return Err(usage("key 'out': expected a path".into()).into()),
+            None => {}
+        }
+        for (own, flag) in [("quiet", &mut args.quiet), ("dry-run", &mut args.dry_run)] {
+            match table.remove(own) {
+                Some(toml::Value::Boolean(b)) => *flag |= b,
+                Some(_) => return Err(usage(format!("key '{own}': expected a boolean")).into()),
+                None => {}
+            }
+        }
+        config = config.overlay(table, &path).map_err(|e| UsageError(e.to_string()))?;
+    }
+    for key in ar_train::KEYS {
+        if typed.value_source(key.name) == Some(ValueSource::CommandLine) {
+            let text = match key.kind {
+                KeyKind::Switch => "true".to_string(),
+                _ => typed
+                    .get_many::<String>(key.name)
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            config.set(key.name, &text).map_err(cli_error)?;
         }
     }
+    Ok(config)
 }
 
 /// A library error as the command line reports it: a setting names its flag (exit status 2,
@@ -255,14 +124,14 @@ pub fn cli_error(e: TrainError) -> anyhow::Error {
 }
 
 /// Trains every requested algorithm side by side and writes the run directory.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = args.config();
+pub fn run(mut args: Args, typed: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let config = resolve(&mut args, typed)?;
     config.validate().map_err(cli_error)?;
     if args.dry_run {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(n) = args.threads {
+    if let Some(n) = config.threads {
         // Read by candle's thread pool when it starts, which is after this point.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
@@ -270,9 +139,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(dir), _) | (None, Some(dir)) => dir.clone(),
         (None, None) => ar_train::timestamped_dir(&crate::repo_root().join("runs"), &config),
     };
+    let backend = BackendName::from_str(&config.backend, false)
+        .map_err(|_| UsageError(format!("--backend: unknown backend '{}'", config.backend)))?;
     dispatch(
-        args.backend,
-        args.precision,
+        backend,
+        config.precision,
         Train { config, out, resume: args.resume.is_some(), quiet: args.quiet },
     )
 }

@@ -24,6 +24,7 @@
 
 mod config;
 mod error;
+mod keys;
 mod plot;
 mod probe;
 pub mod report;
@@ -34,6 +35,7 @@ pub mod sweep;
 
 pub use config::{AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig};
 pub use error::TrainError;
+pub use keys::{Key, KeyKind, KEYS};
 pub use plot::{line_chart, Series};
 pub use probe::{probe, LayerProbe, ProbeRow};
 pub use rundir::{checkpoint_path, timestamped_dir, RunDir, METRICS_COLUMNS, PROBES_COLUMNS};
