@@ -98,8 +98,7 @@ impl Relaxation {
     pub fn solver_for(&self, variant: &Variant) -> Solver {
         match self.solver {
             Solver::Auto => {
-                let nonlinear =
-                    variant.fprime_at_state_in_relaxation && variant.any(|c| c.fprime_in_backward);
+                let nonlinear = variant.any(|c| c.fprime_backward == FPrime::AtState);
                 if nonlinear || self.tolerance.is_some() {
                     Solver::Euler
                 } else {
@@ -126,15 +125,66 @@ pub enum Method {
     Relaxation(Relaxation),
 }
 
+/// Where a layer's `f'` is taken, in the relaxation's backward VJP or in the weight update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FPrime {
+    /// At the stored feedforward pre-activation `a_k`, where calculus puts it.
+    Stored,
+    /// At the relaxing state, `W_k v_{k-1}(t) + b_k` (paper 2's fderiv-relax and fderiv-update;
+    /// not gradient-aligned in general).
+    AtState,
+    /// Left out (paper 1's no-f' simplifications).
+    Dropped,
+}
+
+impl FPrime {
+    /// `f'` kept or dropped; when kept, at the relaxing state if `at_state`.
+    pub fn chosen(kept: bool, at_state: bool) -> Self {
+        match (kept, at_state) {
+            (false, _) => FPrime::Dropped,
+            (true, false) => FPrime::Stored,
+            (true, true) => FPrime::AtState,
+        }
+    }
+
+    /// Whether `f'` is used at all.
+    pub fn kept(self) -> bool {
+        self != FPrime::Dropped
+    }
+}
+
 /// The choices that paper 2's code makes separately for dense and convolutional layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerChoices {
     /// Backward weights.
     pub feedback: Feedback,
-    /// Multiply by `f'(a)` inside the backward VJP.
-    pub fprime_in_backward: bool,
-    /// Multiply by `f'(a)` in the weight update.
-    pub fprime_in_update: bool,
+    /// The `f'` of the backward VJP.
+    pub fprime_backward: FPrime,
+    /// The `f'` of the weight update.
+    pub fprime_update: FPrime,
+}
+
+impl LayerChoices {
+    /// The choices of a layer that keeps the `f'` that `kept` names, each at the relaxing state
+    /// where `at_state` (in the relaxation, in the update) says.
+    pub fn new(feedback: Feedback, kept: FprimeUse, at_state: (bool, bool)) -> Self {
+        let (backward, update) = kept.flags();
+        LayerChoices {
+            feedback,
+            fprime_backward: FPrime::chosen(backward, at_state.0),
+            fprime_update: FPrime::chosen(update, at_state.1),
+        }
+    }
+
+    /// Which `f'` the layer keeps, wherever it is taken.
+    pub fn fprime_use(&self) -> FprimeUse {
+        FprimeUse::from_flags(self.fprime_backward.kept(), self.fprime_update.kept())
+    }
+
+    /// Whether either `f'` is taken at the relaxing state.
+    pub fn at_state(&self) -> bool {
+        self.fprime_backward == FPrime::AtState || self.fprime_update == FPrime::AtState
+    }
 }
 
 /// Which `f'` a convolutional layer keeps, when it differs from the dense layers'
@@ -183,15 +233,12 @@ pub struct Variant {
     /// Kolen-Pollack weight decay `lambda`, added as `lambda * W` and `lambda * psi` to the
     /// gradients of both (only with [`Feedback::Learned`]).
     pub feedback_decay: f64,
-    /// Multiply by `f'(a)` inside the backward VJP (false: paper 1 eq. 7's simplification).
-    pub fprime_in_backward: bool,
-    /// Multiply by `f'(a)` in the weight update.
-    pub fprime_in_update: bool,
-    /// `fderiv-relax`: the relaxation evaluates `f_k'` at `W_k v_{k-1}(t) + b_k` instead of the
-    /// stored `a_k` (not gradient-aligned in general).
-    pub fprime_at_state_in_relaxation: bool,
-    /// `fderiv-update`: the update evaluates `f_k'` at `W_k v_{k-1}(T) + b_k`.
-    pub fprime_at_state_in_update: bool,
+    /// The `f'` of the backward VJP ([`FPrime::Dropped`]: paper 1 eq. 7's simplification;
+    /// [`FPrime::AtState`]: `fderiv-relax`, at `W_k v_{k-1}(t) + b_k`).
+    pub fprime_backward: FPrime,
+    /// The `f'` of the weight update ([`FPrime::AtState`]: `fderiv-update`, at
+    /// `W_k v_{k-1}(T) + b_k`).
+    pub fprime_update: FPrime,
     /// `current-input`: the update uses the relaxed `v_{k-1}(T)` as presynaptic term instead of
     /// the stored `h_{k-1}`.
     pub current_input: bool,
@@ -199,7 +246,7 @@ pub struct Variant {
     /// bias, as the authors' code does, instead of at `W_k v_{k-1} + b_k`.
     pub state_fprime_without_bias: bool,
     /// Convolutional layers' own feedback and `f'` choices; `None`: the fields above apply to
-    /// every layer. When set, `feedback`, `fprime_in_backward` and `fprime_in_update` are the
+    /// every layer. When set, `feedback`, `fprime_backward` and `fprime_update` are the
     /// dense layers' (paper 2's code sets them per layer type).
     pub conv: Option<LayerChoices>,
 }
@@ -210,10 +257,8 @@ impl Variant {
         Variant {
             feedback: Feedback::Transpose,
             feedback_decay: 0.0,
-            fprime_in_backward: true,
-            fprime_in_update: true,
-            fprime_at_state_in_relaxation: false,
-            fprime_at_state_in_update: false,
+            fprime_backward: FPrime::Stored,
+            fprime_update: FPrime::Stored,
             current_input: false,
             state_fprime_without_bias: false,
             conv: None,
@@ -224,8 +269,8 @@ impl Variant {
     pub fn dense(&self) -> LayerChoices {
         LayerChoices {
             feedback: self.feedback,
-            fprime_in_backward: self.fprime_in_backward,
-            fprime_in_update: self.fprime_in_update,
+            fprime_backward: self.fprime_backward,
+            fprime_update: self.fprime_update,
         }
     }
 
@@ -237,23 +282,26 @@ impl Variant {
         }
     }
 
-    /// The convolutional override that these settings give (`None` when neither is set).
-    pub fn conv_choices(
-        &self,
+    /// The variant whose dense layers make the choices of `dense`, with the convolutional
+    /// layers' own `feedback` and `fprime` where given (`f'` at the relaxing state where
+    /// `at_state`, in the relaxation and in the update, says); the other settings exact.
+    pub fn per_layer(
+        dense: LayerChoices,
         feedback: Option<Feedback>,
         fprime: Option<FprimeUse>,
-    ) -> Option<LayerChoices> {
-        if feedback.is_none() && fprime.is_none() {
-            return None;
+        at_state: (bool, bool),
+    ) -> Self {
+        let conv = (feedback.is_some() || fprime.is_some()).then(|| {
+            let kept = fprime.unwrap_or(dense.fprime_use());
+            LayerChoices::new(feedback.unwrap_or(dense.feedback), kept, at_state)
+        });
+        Variant {
+            feedback: dense.feedback,
+            fprime_backward: dense.fprime_backward,
+            fprime_update: dense.fprime_update,
+            conv,
+            ..Variant::exact()
         }
-        let d = self.dense();
-        let (fprime_in_backward, fprime_in_update) =
-            fprime.map_or((d.fprime_in_backward, d.fprime_in_update), FprimeUse::flags);
-        Some(LayerChoices {
-            feedback: feedback.unwrap_or(d.feedback),
-            fprime_in_backward,
-            fprime_in_update,
-        })
     }
 
     /// Whether any layer type's choices satisfy `test`.
@@ -318,11 +366,7 @@ impl Algorithm {
             Feedback::Random => "fixed random psi".into(),
         };
         let conv = v.conv.map_or(String::new(), |c| {
-            format!(
-                " (conv layers: {} feedback, f' {})",
-                c.feedback,
-                FprimeUse::from_flags(c.fprime_in_backward, c.fprime_in_update)
-            )
+            format!(" (conv layers: {} feedback, f' {})", c.feedback, c.fprime_use())
         });
         let feedback = format!("{feedback}{conv}");
         match self.method {
@@ -360,11 +404,7 @@ impl Algorithm {
         }
         match self.method {
             Method::Backprop => {
-                if v.fprime_at_state_in_relaxation
-                    || v.fprime_at_state_in_update
-                    || v.current_input
-                    || v.state_fprime_without_bias
-                {
+                if v.any(|c| c.at_state()) || v.current_input || v.state_fprime_without_bias {
                     return bad("fderiv-relax, fderiv-update and current-input modify the \
                                 relaxation; they need the relaxation method, not backprop"
                         .into());
@@ -386,7 +426,7 @@ impl Algorithm {
                     }
                 }
                 if r.solver == Solver::ClosedForm {
-                    if v.fprime_at_state_in_relaxation && v.any(|c| c.fprime_in_backward) {
+                    if v.any(|c| c.fprime_backward == FPrime::AtState) {
                         return bad("the closed-form solver needs a linear relaxation, but \
                                     fderiv-relax re-evaluates f' at the relaxing state; use \
                                     the Euler solver"
@@ -398,21 +438,9 @@ impl Algorithm {
                             .into());
                     }
                 }
-                if v.fprime_at_state_in_relaxation && !v.any(|c| c.fprime_in_backward) {
-                    return bad("fderiv-relax re-evaluates f' in the relaxation, which the \
-                                no-f'-in-relaxation variant removes; choose one"
-                        .into());
-                }
-                if v.state_fprime_without_bias
-                    && !(v.fprime_at_state_in_relaxation || v.fprime_at_state_in_update)
-                {
+                if v.state_fprime_without_bias && !v.any(|c| c.at_state()) {
                     return bad("f' without the bias applies only where f' is re-evaluated at \
                                 the state (fderiv-relax, fderiv-update)"
-                        .into());
-                }
-                if v.fprime_at_state_in_update && !v.any(|c| c.fprime_in_update) {
-                    return bad("fderiv-update re-evaluates f' in the update, which the \
-                                no-f'-in-update variant removes; choose one"
                         .into());
                 }
             }
@@ -449,14 +477,8 @@ impl fmt::Display for Algorithm {
             if c.feedback != d.feedback {
                 write!(f, "+conv-{}", c.feedback)?;
             }
-            if (c.fprime_in_backward, c.fprime_in_update)
-                != (d.fprime_in_backward, d.fprime_in_update)
-            {
-                write!(
-                    f,
-                    "+conv-f'-{}",
-                    FprimeUse::from_flags(c.fprime_in_backward, c.fprime_in_update)
-                )?;
+            if c.fprime_use() != d.fprime_use() {
+                write!(f, "+conv-f'-{}", c.fprime_use())?;
             }
         }
         Ok(())
@@ -467,10 +489,10 @@ type FlagTest = fn(&Variant) -> bool;
 
 /// The label parts of the boolean simplifications, in label order.
 const LABEL_FLAGS: [(FlagTest, &str); 5] = [
-    (|v| !v.fprime_in_backward, "no-f'-backward"),
-    (|v| !v.fprime_in_update, "no-f'-update"),
-    (|v| v.fprime_at_state_in_relaxation, "fderiv-relax"),
-    (|v| v.fprime_at_state_in_update, "fderiv-update"),
+    (|v| !v.fprime_backward.kept(), "no-f'-backward"),
+    (|v| !v.fprime_update.kept(), "no-f'-update"),
+    (|v| v.any(|c| c.fprime_backward == FPrime::AtState), "fderiv-relax"),
+    (|v| v.any(|c| c.fprime_update == FPrime::AtState), "fderiv-update"),
     (|v| v.current_input, "current-input"),
 ];
 
@@ -489,6 +511,7 @@ impl FromStr for Algorithm {
             other => return Err(format!("unknown algorithm '{other}' (expected ar, bp or fa)")),
         };
         let (mut conv_feedback, mut conv_fprime) = (None, None);
+        let (mut kept, mut at_state) = ((true, true), (false, false));
         for part in parts {
             let v = &mut a.variant;
             if let Some(use_) = part.strip_prefix("conv-f'-") {
@@ -502,10 +525,10 @@ impl FromStr for Algorithm {
             match part {
                 "learned" => v.feedback = Feedback::Learned,
                 "random" => v.feedback = Feedback::Random,
-                "no-f'-backward" => v.fprime_in_backward = false,
-                "no-f'-update" => v.fprime_in_update = false,
-                "fderiv-relax" => v.fprime_at_state_in_relaxation = true,
-                "fderiv-update" => v.fprime_at_state_in_update = true,
+                "no-f'-backward" => kept.0 = false,
+                "no-f'-update" => kept.1 = false,
+                "fderiv-relax" => at_state.0 = true,
+                "fderiv-update" => at_state.1 = true,
                 "current-input" => v.current_input = true,
                 other => {
                     return Err(format!(
@@ -516,8 +539,21 @@ impl FromStr for Algorithm {
                 }
             }
         }
-        let v = &mut a.variant;
-        v.conv = v.conv_choices(conv_feedback, conv_fprime);
+        let dense =
+            LayerChoices::new(a.variant.feedback, FprimeUse::from_flags(kept.0, kept.1), at_state);
+        let current_input = a.variant.current_input;
+        a.variant = Variant {
+            current_input,
+            ..Variant::per_layer(dense, conv_feedback, conv_fprime, at_state)
+        };
+        for (asked, part, taken) in [
+            (at_state.0, "fderiv-relax", a.variant.any(|c| c.fprime_backward == FPrime::AtState)),
+            (at_state.1, "fderiv-update", a.variant.any(|c| c.fprime_update == FPrime::AtState)),
+        ] {
+            if asked && !taken {
+                return Err(format!("'{s}': {part} re-evaluates an f' that no layer keeps"));
+            }
+        }
         Ok(a)
     }
 }
@@ -571,19 +607,31 @@ mod tests {
             "ar+learned+no-f'-backward+no-f'-update+conv-transpose",
             "ar+conv-learned+conv-f'-update-only",
             "fa+conv-transpose",
+            "ar+no-f'-backward+fderiv-relax+conv-f'-both",
         ] {
             let a: Algorithm = label.parse().unwrap();
             assert_eq!(a.to_string(), label);
         }
         assert_eq!(Algorithm::feedback_alignment().to_string(), "fa");
         assert!("ar+sideways".parse::<Algorithm>().unwrap_err().contains("sideways"));
+        // f' at the state where no layer keeps that f' cannot be built.
+        for label in ["ar+no-f'-backward+fderiv-relax", "ar+no-f'-update+fderiv-update"] {
+            let e = label.parse::<Algorithm>().unwrap_err();
+            assert!(e.contains("no layer keeps"), "{label}: {e}");
+        }
+        let a: Algorithm = "ar+no-f'-backward+fderiv-relax+conv-f'-both".parse().unwrap();
+        let conv = a.variant.conv.unwrap();
+        assert_eq!(
+            (a.variant.fprime_backward, conv.fprime_backward),
+            (FPrime::Dropped, FPrime::AtState)
+        );
     }
 
     #[test]
     fn auto_solver_picks_the_closed_form_only_where_it_is_exact() {
         let r = Relaxation::papers();
         assert_eq!(r.solver_for(&Variant::exact()), Solver::ClosedForm);
-        let v = Variant { fprime_at_state_in_relaxation: true, ..Variant::exact() };
+        let v = Variant { fprime_backward: FPrime::AtState, ..Variant::exact() };
         assert_eq!(r.solver_for(&v), Solver::Euler);
         let tol = Relaxation { tolerance: Some(1e-6), ..r };
         assert_eq!(tol.solver_for(&Variant::exact()), Solver::Euler);

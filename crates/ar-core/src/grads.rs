@@ -2,7 +2,7 @@
 //! `dW_k = mean_b (f_k'(a_k) * v_k) h_{k-1}^T`, `db_k = mean_b f_k'(a_k) * v_k` (for a
 //! convolution, the same sums over positions), with the variants.
 
-use crate::algorithm::{Feedback, Variant};
+use crate::algorithm::{FPrime, Feedback, Variant};
 use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
 use crate::signals::{state_input, Signals};
@@ -53,15 +53,13 @@ impl<B: Backend> Gradients<B> {
                 let w = layer.weights()?;
                 let k = i + 1;
                 let choices = variant.for_layer(layer);
-                let needs_state = variant.current_input
-                    || (choices.fprime_in_update && variant.fprime_at_state_in_update);
+                let at_state = choices.fprime_update == FPrime::AtState;
+                let needs_state = variant.current_input || at_state;
                 let relaxed_input =
                     if needs_state { state_input(net, states, input_relaxed, k) } else { None };
-                let e = if !choices.fprime_in_update {
+                let e = if choices.fprime_update == FPrime::Dropped {
                     signals[i].clone()
-                } else if let (true, Some(x)) =
-                    (variant.fprime_at_state_in_update, relaxed_input.as_ref())
-                {
+                } else if let (true, Some(x)) = (at_state, relaxed_input.as_ref()) {
                     let mut a = be.zeros(&be.shape(&signals[i]));
                     layer.linear_into(be, x, !variant.state_fprime_without_bias, &mut a);
                     be.mul(&be.activate_derivative(w.activation, &a), &signals[i])

@@ -61,8 +61,8 @@ mod signals;
 mod train;
 
 pub use algorithm::{
-    Algorithm, Feedback, FprimeUse, InitialState, LayerChoices, Method, Relaxation, Schedule,
-    Solver, Variant,
+    Algorithm, FPrime, Feedback, FprimeUse, InitialState, LayerChoices, Method, Relaxation,
+    Schedule, Solver, Variant,
 };
 pub use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry};
 pub use error::CoreError;

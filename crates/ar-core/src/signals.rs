@@ -2,7 +2,7 @@
 //! relaxation (docs/algorithm.md, "Activation relaxation"), with every variant, in buffers reused across batches.
 
 use crate::algorithm::{
-    Algorithm, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
+    Algorithm, FPrime, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
 };
 use crate::network::{ForwardCache, Network};
 use ar_backend::{Backend, BackendExt};
@@ -172,9 +172,7 @@ impl<B: Backend> Signals<B> {
         let be = net.backend();
         let layer = &net.layers[k - 1];
         let choices = variant.for_layer(layer);
-        let at_state = layer.is_parametric()
-            && choices.fprime_in_backward
-            && variant.fprime_at_state_in_relaxation;
+        let at_state = layer.is_parametric() && choices.fprime_backward == FPrime::AtState;
         if at_state {
             // f_k' at the pre-activation of layer k's input computed from the state being
             // relaxed (not yet updated in this iteration).
@@ -198,7 +196,7 @@ impl<B: Backend> Signals<B> {
             return;
         }
         let use_feedback = choices.feedback != Feedback::Transpose;
-        if !choices.fprime_in_backward {
+        if choices.fprime_backward == FPrime::Dropped {
             layer.backward_into(be, signal, use_feedback, None, alpha, beta, target);
             return;
         }
@@ -244,8 +242,7 @@ impl<B: Backend> Signals<B> {
             return RelaxStats { iterations: 0, residual: None };
         };
         self.input_relaxed = r.relax_input;
-        let unfrozen =
-            variant.fprime_at_state_in_relaxation && variant.any(|c| c.fprime_in_backward);
+        let unfrozen = variant.any(|c| c.fprime_backward == FPrime::AtState);
         if unfrozen && self.state_fprime.is_empty() {
             self.state_fprime = vec![None; net.depth() + 1];
         }

@@ -5,8 +5,8 @@
 use crate::TrainError;
 use ar_backend::{Activation, Backend, Precision};
 use ar_core::{
-    Algorithm, ConvUpdate, CoreError, Feedback, FprimeUse, Init, InitialState, Loss, Method,
-    Optimizer, OptimizerKind, Relaxation, Schedule, Solver, Variant,
+    Algorithm, ConvUpdate, CoreError, FPrime, Feedback, FprimeUse, Init, InitialState,
+    LayerChoices, Loss, Method, Optimizer, OptimizerKind, Relaxation, Schedule, Solver, Variant,
 };
 use ar_data::{Dataset, Normalization};
 use ar_models::ModelSpec;
@@ -259,21 +259,21 @@ impl TrainConfig {
 
     /// The variant the AR (and the baselines') flags describe.
     pub fn variant(&self) -> Variant {
-        let v = Variant {
-            feedback: self.feedback,
+        let kept = FprimeUse::from_flags(!self.no_fprime_backward, !self.no_fprime_update);
+        let at_state = self.fderiv_at_state();
+        let dense = LayerChoices::new(self.feedback, kept, at_state);
+        Variant {
             feedback_decay: self.feedback_decay,
-            fprime_in_backward: !self.no_fprime_backward,
-            fprime_in_update: !self.no_fprime_update,
-            fprime_at_state_in_relaxation: matches!(
-                self.fderiv,
-                Some(Fderiv::Relax | Fderiv::Both)
-            ),
-            fprime_at_state_in_update: matches!(self.fderiv, Some(Fderiv::Update | Fderiv::Both)),
             current_input: self.current_input,
             state_fprime_without_bias: self.state_fprime_without_bias,
-            conv: None,
-        };
-        Variant { conv: v.conv_choices(self.conv_feedback, self.conv_fprime), ..v }
+            ..Variant::per_layer(dense, self.conv_feedback, self.conv_fprime, at_state)
+        }
+    }
+
+    /// Whether `fderiv` takes `f'` at the relaxing state (in the relaxation, in the update).
+    fn fderiv_at_state(&self) -> (bool, bool) {
+        let relax = matches!(self.fderiv, Some(Fderiv::Relax | Fderiv::Both));
+        (relax, matches!(self.fderiv, Some(Fderiv::Update | Fderiv::Both)))
     }
 
     /// The algorithm `name` stands for under this config.
@@ -346,6 +346,23 @@ impl TrainConfig {
         }
         if self.threads == Some(0) {
             return Err(bad("threads", "must be at least 1"));
+        }
+        let v = self.variant();
+        for (asked, taken, place) in [
+            (
+                self.fderiv_at_state().0,
+                v.any(|c| c.fprime_backward == FPrime::AtState),
+                "relaxation",
+            ),
+            (self.fderiv_at_state().1, v.any(|c| c.fprime_update == FPrime::AtState), "update"),
+        ] {
+            if asked && !taken && self.algorithms.contains(&AlgorithmName::Ar) {
+                let fderiv = self.fderiv.expect("asked");
+                return Err(bad(
+                    "fderiv",
+                    format!("{fderiv} re-evaluates the f' of the {place}, which no layer keeps (--no-fprime-*, --conv-fprime); choose one"),
+                ));
+            }
         }
         if self.algorithms.is_empty() {
             return Err(bad("algorithms", "needs at least one of ar, bp, fa"));

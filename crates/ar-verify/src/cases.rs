@@ -8,7 +8,7 @@ use ar_backend::{Activation, Backend, Precision};
 use ar_candle::oracle::{network_loss_and_gradients, HostLayer, OracleLayer, OracleLoss};
 use ar_candle::Candle;
 use ar_core::{
-    Algorithm, DenseShape, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
+    Algorithm, DenseShape, FPrime, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
     Schedule, Solver, Variant,
 };
 use ar_models::ModelSpec;
@@ -300,30 +300,30 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
     let mut random_feedback = net.clone();
     random_feedback.init_feedback(Init::papers(), 5, &Algorithm::feedback_alignment());
     let papers = Relaxation { solver: Solver::Euler, ..Relaxation::papers() };
-    let no_fprime = Variant { fprime_in_backward: false, ..exact };
+    let no_fprime = Variant { fprime_backward: FPrime::Dropped, ..exact };
     let variants: [(&str, Algorithm, &Network<B>); 9] = [
         ("fa", Algorithm::feedback_alignment(), &random_feedback),
         ("ar learned psi", ar(papers, learned), &random_feedback),
         ("ar no f' in relaxation", ar(papers, no_fprime), net),
-        ("ar no f' anywhere", ar(papers, Variant { fprime_in_update: false, ..no_fprime }), net),
+        (
+            "ar no f' anywhere",
+            ar(papers, Variant { fprime_update: FPrime::Dropped, ..no_fprime }),
+            net,
+        ),
         (
             "ar learned psi + no f' (eq. 7)",
             ar(papers, Variant { feedback: Feedback::Learned, ..no_fprime }),
             &random_feedback,
         ),
-        (
-            "ar fderiv-relax",
-            ar(papers, Variant { fprime_at_state_in_relaxation: true, ..exact }),
-            net,
-        ),
-        ("ar fderiv-update", ar(papers, Variant { fprime_at_state_in_update: true, ..exact }), net),
+        ("ar fderiv-relax", ar(papers, Variant { fprime_backward: FPrime::AtState, ..exact }), net),
+        ("ar fderiv-update", ar(papers, Variant { fprime_update: FPrime::AtState, ..exact }), net),
         (
             "ar fderiv-both",
             ar(
                 papers,
                 Variant {
-                    fprime_at_state_in_relaxation: true,
-                    fprime_at_state_in_update: true,
+                    fprime_backward: FPrime::AtState,
+                    fprime_update: FPrime::AtState,
                     ..exact
                 },
             ),

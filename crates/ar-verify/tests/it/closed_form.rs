@@ -3,7 +3,7 @@
 //! settings including eta = 1 and T < L.
 
 use ar_core::{
-    Algorithm, Feedback, Init, InitialState, Method, Relaxation, Schedule, Solver, Variant,
+    Algorithm, FPrime, Feedback, Init, InitialState, Method, Relaxation, Schedule, Solver, Variant,
 };
 use ar_ndarray::NdArray;
 use ar_verify::cases::{all_cases, relaxation};
@@ -16,19 +16,19 @@ fn closed_form_equals_euler_for_every_linear_variant() {
         ("exact", exact),
         ("learned", Variant { feedback: Feedback::Learned, ..exact }),
         ("random", Variant { feedback: Feedback::Random, ..exact }),
-        ("no f' backward", Variant { fprime_in_backward: false, ..exact }),
-        ("no f' update", Variant { fprime_in_update: false, ..exact }),
-        ("fderiv-update", Variant { fprime_at_state_in_update: true, ..exact }),
+        ("no f' backward", Variant { fprime_backward: FPrime::Dropped, ..exact }),
+        ("no f' update", Variant { fprime_update: FPrime::Dropped, ..exact }),
+        ("fderiv-update", Variant { fprime_update: FPrime::AtState, ..exact }),
         (
             "fderiv-update without the bias",
-            Variant { fprime_at_state_in_update: true, state_fprime_without_bias: true, ..exact },
+            Variant { fprime_update: FPrime::AtState, state_fprime_without_bias: true, ..exact },
         ),
         ("current-input", Variant { current_input: true, ..exact }),
         (
             "learned + no f' + current-input",
             Variant {
                 feedback: Feedback::Learned,
-                fprime_in_backward: false,
+                fprime_backward: FPrime::Dropped,
                 current_input: true,
                 ..exact
             },
@@ -79,7 +79,7 @@ fn closed_form_equals_euler_for_every_linear_variant() {
 fn closed_form_rejects_nonlinear_relaxation_and_tolerance_stops() {
     let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
     let mut a = Algorithm::relaxation(closed);
-    a.variant.fprime_at_state_in_relaxation = true;
+    a.variant.fprime_backward = FPrime::AtState;
     let err = a.validate().unwrap_err().to_string();
     assert!(
         err.contains("closed-form") && err.contains("fderiv-relax") && err.contains("Euler"),

@@ -4,8 +4,8 @@
 use ar_backend::Backend;
 use ar_core::metrics::relative_error;
 use ar_core::{
-    Algorithm, Feedback, InitialState, Loss, Method, Network, Relaxation, Schedule, Signals,
-    Solver, Variant,
+    Algorithm, FPrime, Feedback, InitialState, Loss, Method, Network, Relaxation, Schedule,
+    Signals, Solver, Variant,
 };
 use ar_ndarray::NdArray;
 use ar_verify::cases::{
@@ -204,8 +204,8 @@ fn fderiv_variants_are_exact_on_linear_networks() {
         loss: Loss::Mse,
     };
     let v = Variant {
-        fprime_at_state_in_relaxation: true,
-        fprime_at_state_in_update: true,
+        fprime_backward: FPrime::AtState,
+        fprime_update: FPrime::AtState,
         ..Variant::exact()
     };
     assert_matches_backprop(
@@ -232,7 +232,7 @@ fn fderiv_without_the_bias_changes_only_what_the_bias_touches() {
     // re-evaluated at all (not at the first layer, whose input is the data, nor at a linear
     // output); with the biases zeroed the two are the same computation.
     let r = relaxation(0.1, 100, Schedule::Sweep);
-    let with = Variant { fprime_at_state_in_update: true, ..Variant::exact() };
+    let with = Variant { fprime_update: FPrime::AtState, ..Variant::exact() };
     let without = Variant { state_fprime_without_bias: true, ..with };
     let mut differed = 0;
     for case in all_cases(&Be::new()) {

@@ -1,6 +1,6 @@
 //! Finite differences against our backprop, and the checker failing on planted errors.
 
-use ar_core::{Algorithm, Variant};
+use ar_core::{Algorithm, FPrime, Variant};
 use ar_ndarray::NdArray;
 use ar_verify::cases::{all_cases, paper1_case, random_cases, FD_TOLERANCE, IDENTITY_TOLERANCE};
 use ar_verify::checks::{finite_differences, forward_agreement, update};
@@ -58,7 +58,7 @@ fn checker_fails_on_a_missing_fprime() {
     let be = NdArray::<f64>::new();
     let case = paper1_case(&be);
     let mut missing = Algorithm::backprop();
-    missing.variant = Variant { fprime_in_backward: false, ..Variant::exact() };
+    missing.variant = Variant { fprime_backward: FPrime::Dropped, ..Variant::exact() };
     let (wrong, _) = update(&case.net, &case.batch, case.loss, &missing);
     let rows = finite_differences(
         &case.name,
