@@ -1,6 +1,8 @@
-//! Small self-contained SVG line charts for run directories (accuracy curves, gradient angles).
+//! SVG line charts for run directories and reports (accuracy curves, gradient angles), drawn
+//! with plotters: round-number axis ticks, a band per series where given, the legend beside
+//! the plot.
 
-use std::fmt::Write;
+use plotters::prelude::*;
 
 /// One named line of `(x, y)` points, optionally with a shaded band around it.
 pub struct Series {
@@ -13,25 +15,39 @@ pub struct Series {
     pub band: Vec<(f64, f64, f64)>,
 }
 
-const COLORS: [&str; 8] =
-    ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// Chart size, and the width of the legend column on the right.
+const SIZE: (u32, u32) = (760, 420);
+const LEGEND: u32 = 200;
+
+/// An SVG line chart with axes, ticks, a title and a legend. Non-finite points are left out.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let mut svg = String::new();
+    draw(&mut svg, title, x_label, y_label, series).expect("drawing into a string cannot fail");
+    svg
 }
 
-/// An SVG line chart with axes, ticks, a title and a legend.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 190.0, 40.0, 50.0);
+fn finite(p: &(f64, f64)) -> bool {
+    p.0.is_finite() && p.1.is_finite()
+}
+
+/// The drawn ranges: every finite point and band end, the y range padded by 5%.
+fn ranges(series: &[Series]) -> ((f64, f64), (f64, f64)) {
     let band_ends =
-        series.iter().flat_map(|s| s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
-    let points = series
-        .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .chain(band_ends)
-        .filter(|p| p.0.is_finite() && p.1.is_finite());
+        series.iter().flat_map(|s| s.band.iter().flat_map(|&(x, l, h)| [(x, l), (x, h)]));
+    let points = series.iter().flat_map(|s| s.points.iter().copied()).chain(band_ends);
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in points {
+    for (x, y) in points.filter(finite) {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if x0 > x1 {
@@ -44,63 +60,36 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         y1 = y0 + 1.0;
     }
     let pad = 0.05 * (y1 - y0);
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    let sx = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
-    let sy = |y: f64| h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-        w / 2.0 - 60.0,
-        escape(title)
-    );
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{0}" stroke="black"/>"#,
-        h - bottom,
-        w - right
-    );
-    for i in 0..=5 {
-        let (xv, yv) = (x0 + (x1 - x0) * i as f64 / 5.0, y0 + (y1 - y0) * i as f64 / 5.0);
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            sx(xv),
-            h - bottom + 16.0,
-            tick(xv)
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            left - 6.0,
-            sy(yv) + 4.0,
-            tick(yv)
-        );
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/>"##,
-            sy(yv),
-            w - right
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        (left + w - right) / 2.0,
-        h - 12.0,
-        escape(x_label)
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
-        (top + h - bottom) / 2.0,
-        escape(y_label)
-    );
+    ((x0, x1), (y0 - pad, y1 + pad))
+}
+
+fn draw<'a>(
+    svg: &'a mut String,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<(), Box<dyn std::error::Error + 'a>> {
+    let ((x0, x1), (y0, y1)) = ranges(series);
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (plot, legend) = root.split_horizontally(SIZE.0 - LEGEND);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_labels(8)
+        .y_labels(8)
+        .max_light_lines(0)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let band: Vec<&(f64, f64, f64)> = s
@@ -109,54 +98,36 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
             .collect();
         if band.len() > 1 {
-            let upper = band.iter().map(|&&(x, _, hi)| format!("{:.1},{:.1}", sx(x), sy(hi)));
-            let lower = band.iter().rev().map(|&&(x, lo, _)| format!("{:.1},{:.1}", sx(x), sy(lo)));
-            let outline: Vec<String> = upper.chain(lower).collect();
-            let _ = writeln!(
-                svg,
-                r#"<polygon fill="{color}" fill-opacity="0.15" stroke="none" points="{}"/>"#,
-                outline.join(" ")
-            );
+            let upper = band.iter().map(|&&(x, _, hi)| (x, hi));
+            let outline: Vec<(f64, f64)> =
+                upper.chain(band.iter().rev().map(|&&(x, lo, _)| (x, lo))).collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15).filled())))?;
         }
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-            .collect();
-        if path.len() == 1 {
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{}" r="3" fill="{color}"/>"#,
-                path[0].replace(',', "\" cy=\"")
-            );
+        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
+        if points.len() == 1 {
+            chart.draw_series(std::iter::once(Circle::new(points[0], 3, color.filled())))?;
         } else {
-            let _ = writeln!(
-                svg,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                path.join(" ")
-            );
+            chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
         }
-        let ly = top + 18.0 * i as f64 + 10.0;
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{2}" y="{3}">{4}</text>"#,
-            w - right + 10.0,
-            w - right + 30.0,
-            w - right + 36.0,
-            ly + 4.0,
-            escape(&s.name)
-        );
+        let y = 40 + 20 * i as i32;
+        legend.draw(&PathElement::new(vec![(8, y), (30, y)], color.stroke_width(3)))?;
+        legend.draw(&Text::new(s.name.clone(), (36, y - 7), ("sans-serif", 13)))?;
     }
-    svg.push_str("</svg>\n");
-    svg
+    root.present()?;
+    Ok(())
 }
 
+/// A tick label: round values without trailing zeros (`5`, `92.5`), tiny ones in exponent form.
 fn tick(v: f64) -> String {
-    if v.abs() >= 1000.0 || (v != 0.0 && v.abs() < 0.01) {
-        format!("{v:.1e}")
+    if v != 0.0 && v.abs() < 1e-3 {
+        return format!("{v:.1e}");
+    }
+    let fixed = format!("{v:.4}");
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    if trimmed == "-0" {
+        "0".into()
     } else {
-        format!("{v:.2}")
+        trimmed.into()
     }
 }
 
@@ -180,9 +151,24 @@ mod tests {
         ];
         let svg = line_chart("accuracy", "epoch", "test accuracy", &s);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
+        // Each series: its line and its legend key, in its colour (the axes are black).
+        let upper = svg.to_uppercase();
+        for color in ["STROKE=\"#1F77B4\"", "STROKE=\"#D62728\""] {
+            let lines = upper.lines().filter(|l| l.starts_with("<POLYLINE") && l.contains(color));
+            assert_eq!(lines.count(), 2, "{color}: {svg}");
+        }
         assert_eq!(svg.matches("<polygon").count(), 1, "one band");
         assert!(svg.contains("ar &lt;test&gt;"));
         assert!(!svg.contains("NaN"));
+        assert!(
+            svg.contains(">\n1\n</text>") && svg.contains(">\n2.5\n</text>"),
+            "round ticks: {svg}"
+        );
+    }
+
+    #[test]
+    fn ticks_are_written_without_trailing_zeros() {
+        let shown: Vec<String> = [5.0, 92.5, 0.1 + 0.2, 0.0, -0.0, 2e-5, 1234.0].map(tick).into();
+        assert_eq!(shown, ["5", "92.5", "0.3", "0", "0", "2.0e-5", "1234"]);
     }
 }
