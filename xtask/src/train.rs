@@ -22,22 +22,22 @@ const INTERRUPTED: u8 = 130;
 pub struct Args {
     /// The run directory (config, metrics, checkpoints, plots). Default: runs/ in the
     /// repository, named by time, data set and algorithms.
-    #[arg(long, value_name = "DIR", display_order = 100)]
+    #[arg(long, value_name = "DIR", display_order = 101)]
     out: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoints, with its config.toml (flags given here
     /// override it, e.g. a larger --epochs). Resumed runs end bit-identical to uninterrupted ones.
-    #[arg(long, value_name = "DIR", display_order = 100)]
+    #[arg(long, value_name = "DIR", display_order = 102)]
     resume: Option<PathBuf>,
     /// Read flags from a TOML file whose keys are these long flags (`lr = 0.1`); flags typed
     /// on the command line override it.
-    #[arg(long, value_name = "FILE", display_order = 100)]
+    #[arg(long, value_name = "FILE", display_order = 103)]
     config: Option<PathBuf>,
     /// No progress bars and no per-epoch lines; only the final summary.
-    #[arg(long, display_order = 100)]
+    #[arg(long, display_order = 104)]
     quiet: bool,
     /// Check the flags and config, print the resolved configuration as TOML and exit without
     /// reading data or training.
-    #[arg(long, display_order = 100)]
+    #[arg(long, display_order = 105)]
     dry_run: bool,
 }
 
@@ -47,7 +47,7 @@ pub fn with_key_flags(command: Command) -> Command {
     let defaults = TrainConfig::default();
     command.mut_subcommand("train", |train| {
         train.args(ar_train::KEYS.iter().map(|key| {
-            let mut help = key.help.to_string();
+            let mut help = key.help.trim_end_matches('.').to_string();
             if let (Some(d), false) = (defaults.text_of(key.name), key.kind == KeyKind::Switch) {
                 help.push_str(&format!(" [default: {d}]"));
             }
