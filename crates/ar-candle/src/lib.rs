@@ -1,13 +1,11 @@
 //! The candle backend: [`Backend`] on `candle_core` tensors, in f32 or f64, on the CPU and (with
-//! the `cuda` cargo feature) on an NVIDIA GPU; and, in [`oracle`], candle's own autograd as a
-//! gradient oracle that shares no code with ar-core.
+//! the `cuda` cargo feature) on an NVIDIA GPU.
 //!
 //! candle tensors are immutable, so the `_into` operations check the output's shape and then
 //! replace `*out` with a freshly computed tensor. Every operation is infallible: a candle error
 //! (a shape mismatch, which is a bug in the caller) panics with the operation and the shapes.
 
 mod conv;
-pub mod oracle;
 mod pooling;
 
 pub use ar_backend::Precision;
@@ -15,7 +13,7 @@ pub use ar_backend::Precision;
 use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 
-/// The errors at this crate's edges: opening a device, and running the oracle.
+/// The errors at this crate's edge: opening a device.
 #[derive(Debug, thiserror::Error)]
 pub enum CandleError {
     /// CUDA was asked for in a build without the `cuda` feature.
@@ -39,12 +37,6 @@ pub enum CandleError {
         /// What candle (or the CUDA driver) reported.
         reason: String,
     },
-    /// An inconsistent input to the oracle, such as a weight of the wrong length.
-    #[error("oracle: {0}")]
-    InvalidInput(String),
-    /// candle failed while running the oracle.
-    #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
 }
 
 /// The candle element type of a precision.

@@ -1,7 +1,10 @@
-//! Layer kinds: their parameters, shapes, forward maps and vector-Jacobian products.
+//! Layer kinds: their parameters, shapes, forward maps and vector-Jacobian products, and their
+//! description without a backend ([`LayerShape`], [`HostLayer`]) that checkpoints, the host
+//! reference and the autograd oracle share.
 
 use crate::CoreError;
 use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
+use serde::{Deserialize, Serialize};
 
 /// The shape of a dense layer: `h = f(W x + b)` with `W` of shape `[outputs, inputs]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,5 +289,188 @@ impl<B: Backend> Layer<B> {
                 be.axpby(alpha, &reshaped, beta, out);
             }
         }
+    }
+}
+
+/// A layer's kind and every size, resolved. Serialised as a JSON object whose `kind` is
+/// `dense`, `conv2d`, `maxpool2d`, `avgpool2d` or `flatten`, with the sizes as fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LayerShape {
+    /// `h = f(W x + b)`, `W` of shape `[outputs, inputs]`.
+    Dense {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        outputs: usize,
+        /// Nonlinearity.
+        #[serde(with = "by_name")]
+        activation: Activation,
+    },
+    /// `h = f(conv(x, K) + b)`, `K` of shape `[out_channels, in_channels, kernel, kernel]`.
+    Conv2d {
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+        /// Zeros added on every side.
+        padding: usize,
+        /// Nonlinearity.
+        #[serde(with = "by_name")]
+        activation: Activation,
+    },
+    /// Max pooling.
+    MaxPool2d {
+        /// Window side.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+    },
+    /// Average pooling.
+    AvgPool2d {
+        /// Window side.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+    },
+    /// `[c, h, w]` to `[c h w]`.
+    Flatten,
+}
+
+/// A weighted layer's tensors: weight, bias and, where the variant uses one, backward weight.
+pub type LayerParams<T> = (T, T, Option<T>);
+
+impl LayerShape {
+    /// The shape of the weight (`W` or `K`); `None` for parameter-free layers.
+    pub fn weight_shape(&self) -> Option<Vec<usize>> {
+        match *self {
+            LayerShape::Dense { inputs, outputs, .. } => Some(vec![outputs, inputs]),
+            LayerShape::Conv2d { in_channels, out_channels, kernel, .. } => {
+                Some(vec![out_channels, in_channels, kernel, kernel])
+            }
+            _ => None,
+        }
+    }
+
+    /// The shape of the backward matrix `psi` (`[inputs, outputs]`) or kernel (`K`'s).
+    pub fn feedback_shape(&self) -> Option<Vec<usize>> {
+        match *self {
+            LayerShape::Dense { inputs, outputs, .. } => Some(vec![inputs, outputs]),
+            _ => self.weight_shape(),
+        }
+    }
+
+    /// The number of biases (outputs or output channels; 0 without parameters).
+    pub fn bias_len(&self) -> usize {
+        self.weight_shape().map_or(0, |s| s[0])
+    }
+
+    /// The layer these sizes describe, with these parameters (`None` exactly for
+    /// parameter-free layers; shapes as [`LayerShape::weight_shape`] and
+    /// [`LayerShape::feedback_shape`] give them).
+    pub fn layer<B: Backend>(&self, params: Option<LayerParams<B::Tensor>>) -> Layer<B> {
+        match (*self, params) {
+            (LayerShape::Dense { activation, .. }, Some((weight, bias, feedback))) => {
+                Layer::Dense(Dense { weight, bias, activation, feedback })
+            }
+            (
+                LayerShape::Conv2d { stride, padding, activation, .. },
+                Some((weight, bias, feedback)),
+            ) => {
+                let geometry = ConvGeometry { stride, padding };
+                Layer::Conv2d(Conv2d { weight, bias, activation, geometry, feedback })
+            }
+            (LayerShape::MaxPool2d { kernel, stride }, None) => {
+                Layer::MaxPool2d(PoolGeometry { kernel, stride })
+            }
+            (LayerShape::AvgPool2d { kernel, stride }, None) => {
+                Layer::AvgPool2d(PoolGeometry { kernel, stride })
+            }
+            (LayerShape::Flatten, None) => Layer::Flatten,
+            (shape, _) => panic!("{shape:?}: parameters given to a layer without, or missing"),
+        }
+    }
+}
+
+impl<B: Backend> Layer<B> {
+    /// The layer's kind and sizes.
+    pub fn layer_shape(&self, be: &B) -> LayerShape {
+        match self {
+            Layer::Dense(d) => {
+                let s = d.shape(be);
+                LayerShape::Dense { inputs: s.inputs, outputs: s.outputs, activation: s.activation }
+            }
+            Layer::Conv2d(c) => {
+                let k = be.shape(&c.weight);
+                let ConvGeometry { stride, padding } = c.geometry;
+                LayerShape::Conv2d {
+                    in_channels: k[1],
+                    out_channels: k[0],
+                    kernel: k[2],
+                    stride,
+                    padding,
+                    activation: c.activation,
+                }
+            }
+            Layer::MaxPool2d(p) => LayerShape::MaxPool2d { kernel: p.kernel, stride: p.stride },
+            Layer::AvgPool2d(p) => LayerShape::AvgPool2d { kernel: p.kernel, stride: p.stride },
+            Layer::Flatten => LayerShape::Flatten,
+        }
+    }
+}
+
+/// A layer with its parameters on the host, row-major in PyTorch's layouts (empty for
+/// parameter-free layers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostLayer {
+    /// Kind and sizes.
+    pub shape: LayerShape,
+    /// `W` (`[outputs, inputs]`) or `K` (`[out_channels, in_channels, k, k]`).
+    pub weight: Vec<f64>,
+    /// `b`.
+    pub bias: Vec<f64>,
+}
+
+/// Serde of an [`Activation`] by its name (`tanh`).
+mod by_name {
+    use ar_backend::Activation;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &Activation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(f.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Activation, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_serialise_as_kind_and_sizes() {
+        let dense = LayerShape::Dense { inputs: 4, outputs: 3, activation: Activation::Tanh };
+        let json = serde_json::to_string(&dense).unwrap();
+        assert_eq!(json, r#"{"kind":"dense","inputs":4,"outputs":3,"activation":"tanh"}"#);
+        let pool = LayerShape::MaxPool2d { kernel: 2, stride: 2 };
+        assert_eq!(
+            serde_json::to_string(&pool).unwrap(),
+            r#"{"kind":"maxpool2d","kernel":2,"stride":2}"#
+        );
+        for shape in [dense, pool, LayerShape::Flatten] {
+            let back: LayerShape =
+                serde_json::from_str(&serde_json::to_string(&shape).unwrap()).unwrap();
+            assert_eq!(back, shape);
+        }
+        let e = serde_json::from_str::<LayerShape>(
+            r#"{"kind":"dense","inputs":4,"outputs":3,"activation":"cosh"}"#,
+        );
+        assert!(e.unwrap_err().to_string().contains("cosh"));
     }
 }

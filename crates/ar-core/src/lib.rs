@@ -68,7 +68,9 @@ pub use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry
 pub use error::CoreError;
 pub use grads::{Gradients, LayerGrads};
 pub use init::Init;
-pub use layer::{Conv2d, Dense, DenseShape, Layer, Weights, WeightsMut};
+pub use layer::{
+    Conv2d, Dense, DenseShape, HostLayer, Layer, LayerParams, LayerShape, Weights, WeightsMut,
+};
 pub use loss::Loss;
 pub use network::{transpose, ForwardCache, LayerSpec, Network};
 pub use optim::{Optimizer, OptimizerKind};

@@ -2,7 +2,7 @@
 
 use crate::algorithm::{Algorithm, Feedback};
 use crate::init::{self, Init};
-use crate::layer::{Conv2d, Dense, DenseShape, Layer};
+use crate::layer::{Conv2d, Dense, DenseShape, HostLayer, Layer};
 use crate::CoreError;
 use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry};
 
@@ -342,6 +342,20 @@ impl<B: Backend> Network<B> {
             )));
         }
         Ok(self.backend.from_host(targets, &[batch, n]))
+    }
+
+    /// Every layer's sizes and parameters, downloaded to the host.
+    pub fn to_host(&self) -> Vec<HostLayer> {
+        let be = self.backend();
+        self.layers
+            .iter()
+            .map(|l| {
+                let (weight, bias) = l.weights().map_or((Vec::new(), Vec::new()), |w| {
+                    (be.to_host(w.weight), be.to_host(w.bias))
+                });
+                HostLayer { shape: l.layer_shape(be), weight, bias }
+            })
+            .collect()
     }
 
     /// Every parameter tensor on the host with PyTorch's names and layouts, layer by layer:

@@ -7,8 +7,8 @@
 //! leaves the earlier file and no temporary one.
 
 use crate::ModelError;
-use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry, Precision};
-use ar_core::{Conv2d, Dense, Layer, Network, Optimizer};
+use ar_backend::{Backend, Precision};
+use ar_core::{LayerShape, Network, Optimizer};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -65,67 +65,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One layer in the header's `model` list. Dense: inputs, outputs, activation; conv2d:
-/// in/out channels, kernel, stride, padding, activation; pools: kernel, stride; flatten: none.
-#[derive(Serialize, Deserialize, Default)]
-struct LayerRecord {
-    kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    inputs: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    outputs: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    in_channels: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    out_channels: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kernel: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    stride: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    padding: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    activation: Option<String>,
-}
-
-impl LayerRecord {
-    fn of<B: Backend>(be: &B, layer: &Layer<B>) -> Self {
-        let kind = layer.kind().to_string();
-        match layer {
-            Layer::Dense(d) => {
-                let s = d.shape(be);
-                LayerRecord {
-                    kind,
-                    inputs: Some(s.inputs),
-                    outputs: Some(s.outputs),
-                    activation: Some(s.activation.name().into()),
-                    ..Default::default()
-                }
-            }
-            Layer::Conv2d(c) => {
-                let k = be.shape(&c.weight);
-                LayerRecord {
-                    kind,
-                    in_channels: Some(k[1]),
-                    out_channels: Some(k[0]),
-                    kernel: Some(k[2]),
-                    stride: Some(c.geometry.stride),
-                    padding: Some(c.geometry.padding),
-                    activation: Some(c.activation.name().into()),
-                    ..Default::default()
-                }
-            }
-            Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => LayerRecord {
-                kind,
-                kernel: Some(p.kernel),
-                stride: Some(p.stride),
-                ..Default::default()
-            },
-            Layer::Flatten => LayerRecord { kind, ..Default::default() },
-        }
-    }
-}
-
 fn err(path: &Path, message: impl Into<String>) -> ModelError {
     ModelError::Checkpoint { path: path.to_path_buf(), message: message.into() }
 }
@@ -152,7 +91,7 @@ pub fn save_checkpoint<B: Backend>(
         Precision::F32 => Dtype::F32,
         Precision::F64 => Dtype::F64,
     };
-    let records: Vec<LayerRecord> = net.layers.iter().map(|l| LayerRecord::of(be, l)).collect();
+    let records: Vec<LayerShape> = net.layers.iter().map(|l| l.layer_shape(be)).collect();
     let optimizer_state =
         optimizer.state().into_iter().map(|(name, t)| (name, be.shape(t), be.to_host(t)));
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = net
@@ -244,7 +183,7 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         ));
     }
     let field = |k: &str| header.get(k).ok_or_else(|| err(path, format!("header lacks '{k}'")));
-    let records: Vec<LayerRecord> = serde_json::from_str(field("model")?)
+    let records: Vec<LayerShape> = serde_json::from_str(field("model")?)
         .map_err(|e| err(path, format!("bad 'model': {e}")))?;
     let state: TrainingState = serde_json::from_str(field("training_state")?)
         .map_err(|e| err(path, format!("bad 'training_state': {e}")))?;
@@ -283,67 +222,22 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         )),
     }
     let mut layers = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let need = |v: Option<usize>, what: &str| {
-            v.ok_or_else(|| err(path, format!("layer {i} ({}): no {what}", r.kind)))
-        };
-        let activation = || -> Result<Activation, ModelError> {
-            let name = r
-                .activation
-                .as_deref()
-                .ok_or_else(|| err(path, format!("layer {i}: no activation")))?;
-            name.parse().map_err(|e: String| err(path, format!("layer {i}: {e}")))
-        };
-        let feedback_name = format!("layers.{i}.feedback");
-        let layer = match r.kind.as_str() {
-            "dense" => {
-                let (inputs, outputs) = (need(r.inputs, "inputs")?, need(r.outputs, "outputs")?);
-                Layer::Dense(Dense {
-                    weight: read(&format!("layers.{i}.weight"), &[outputs, inputs])?,
-                    bias: read(&format!("layers.{i}.bias"), &[outputs])?,
-                    activation: activation()?,
-                    feedback: match st.tensor(&feedback_name) {
-                        Ok(_) => Some(read(&feedback_name, &[inputs, outputs])?),
-                        Err(_) => None,
-                    },
-                })
-            }
-            "conv2d" => {
-                let (c, o, k) = (
-                    need(r.in_channels, "in_channels")?,
-                    need(r.out_channels, "out_channels")?,
-                    need(r.kernel, "kernel")?,
-                );
-                let shape = [o, c, k, k];
-                Layer::Conv2d(Conv2d {
-                    weight: read(&format!("layers.{i}.weight"), &shape)?,
-                    bias: read(&format!("layers.{i}.bias"), &[o])?,
-                    activation: activation()?,
-                    geometry: ConvGeometry {
-                        stride: need(r.stride, "stride")?,
-                        padding: need(r.padding, "padding")?,
-                    },
-                    feedback: match st.tensor(&feedback_name) {
-                        Ok(_) => Some(read(&feedback_name, &shape)?),
-                        Err(_) => None,
-                    },
-                })
-            }
-            "maxpool2d" | "avgpool2d" => {
-                let p = PoolGeometry {
-                    kernel: need(r.kernel, "kernel")?,
-                    stride: need(r.stride, "stride")?,
+    for (i, shape) in records.iter().enumerate() {
+        let params = match shape.weight_shape() {
+            Some(weight_shape) => {
+                let feedback_name = format!("layers.{i}.feedback");
+                let feedback = match st.tensor(&feedback_name) {
+                    Ok(_) => {
+                        Some(read(&feedback_name, &shape.feedback_shape().expect("weighted"))?)
+                    }
+                    Err(_) => None,
                 };
-                if r.kind == "maxpool2d" {
-                    Layer::MaxPool2d(p)
-                } else {
-                    Layer::AvgPool2d(p)
-                }
+                let weight = read(&format!("layers.{i}.weight"), &weight_shape)?;
+                Some((weight, read(&format!("layers.{i}.bias"), &[shape.bias_len()])?, feedback))
             }
-            "flatten" => Layer::Flatten,
-            other => return Err(err(path, format!("layer {i}: unknown kind '{other}'"))),
+            None => None,
         };
-        layers.push(layer);
+        layers.push(shape.layer(params));
     }
     let net = Network::from_layers(be.clone(), &input_shape, layers)
         .map_err(|e| err(path, e.to_string()))?;
@@ -399,7 +293,7 @@ fn tensor_from_view<B: Backend>(
 mod tests {
     use super::*;
     use crate::ModelSpec;
-    use ar_core::{Algorithm, Feedback, Init, Loss, Relaxation, Trainer};
+    use ar_core::{Activation, Algorithm, Feedback, Init, Loss, Relaxation, Trainer};
     use ar_ndarray::NdArray;
 
     fn dir(name: &str) -> std::path::PathBuf {

@@ -2,14 +2,13 @@
 //! losses, batch 1 and larger, width 1) and the suite itself.
 
 use crate::checks::{compare, finite_differences, forward_agreement, update, Batch, HostGrads};
-use crate::reference::{self, HostMlp};
+use crate::oracle::network_loss_and_gradients;
 use crate::report::{Report, Row};
 use ar_backend::{Activation, Backend, Precision};
-use ar_candle::oracle::{network_loss_and_gradients, HostLayer, OracleLayer, OracleLoss};
 use ar_candle::Candle;
 use ar_core::{
-    Algorithm, DenseShape, FPrime, Feedback, Init, InitialState, Loss, Method, Network, Relaxation,
-    Schedule, Solver, Variant,
+    Algorithm, DenseShape, FPrime, Feedback, Init, InitialState, LayerShape, Loss, Method, Network,
+    Relaxation, Schedule, Solver, Variant,
 };
 use ar_models::ModelSpec;
 use rand::{Rng, SeedableRng};
@@ -346,53 +345,17 @@ pub const ORACLE_TOLERANCE_F32: f64 = 1e-4;
 /// network and batch (empty entries for parameter-free layers); `None` where candle cannot
 /// differentiate the network (max pooling with a stride other than its window).
 pub fn autograd_gradients<B: Backend>(case: &Case<B>) -> Option<HostGrads> {
-    let host = HostMlp::from_network(&case.net);
-    let layers: Vec<OracleLayer> = host
-        .layers
-        .into_iter()
-        .map(|l| match l {
-            reference::HostLayer::Dense { weight, bias, inputs, outputs, activation } => {
-                OracleLayer::Dense(HostLayer { weight, bias, inputs, outputs, activation })
-            }
-            reference::HostLayer::Conv {
-                weight,
-                bias,
-                out_channels,
-                kernel,
-                geometry,
-                activation,
-            } => OracleLayer::Conv {
-                in_channels: weight.len() / (out_channels * kernel * kernel),
-                weight,
-                bias,
-                out_channels,
-                kernel,
-                stride: geometry.stride,
-                padding: geometry.padding,
-                activation,
-            },
-            reference::HostLayer::MaxPool(p) => {
-                OracleLayer::MaxPool { kernel: p.kernel, stride: p.stride }
-            }
-            reference::HostLayer::AvgPool(p) => {
-                OracleLayer::AvgPool { kernel: p.kernel, stride: p.stride }
-            }
-            reference::HostLayer::Flatten => OracleLayer::Flatten,
-        })
-        .collect();
-    let loss = match case.loss {
-        Loss::Mse => OracleLoss::Mse,
-        Loss::CrossEntropy => OracleLoss::CrossEntropy,
-    };
+    let layers = case.net.to_host();
     if layers
         .iter()
-        .any(|l| matches!(l, OracleLayer::MaxPool { kernel, stride } if kernel != stride))
+        .any(|l| matches!(l.shape, LayerShape::MaxPool2d { kernel, stride } if kernel != stride))
     {
         return None;
     }
     let oracle = Candle::cpu(Precision::F64);
     let (x, t, b) = (&case.batch.x, &case.batch.targets, case.batch.size);
-    let (_, grads) = network_loss_and_gradients(&oracle, &layers, &host.input_shape, x, t, b, loss)
+    let input_shape = case.net.input_shape();
+    let (_, grads) = network_loss_and_gradients(&oracle, &layers, input_shape, x, t, b, case.loss)
         .expect("the suite's cases are consistent");
     Some(grads)
 }

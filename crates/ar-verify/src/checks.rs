@@ -1,7 +1,7 @@
 //! The individual checks: each compares two sets of per-layer gradients, or a set of gradients
 //! with finite differences, and turns the result into report rows.
 
-use crate::reference::{central_difference, HostMlp, Param};
+use crate::reference::{central_difference, HostNet, Param};
 use crate::report::Row;
 use ar_backend::Backend;
 use ar_core::metrics::{angle_degrees, relative_error, worst_element};
@@ -82,11 +82,11 @@ pub fn finite_differences<B: Backend>(
     tolerance: f64,
     seed: u64,
 ) -> Vec<Row> {
-    let mlp = HostMlp::from_network(net);
+    let host = HostNet::from_network(net);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rows = Vec::new();
-    for layer in 0..mlp.layers.len() {
-        let (weights, biases) = mlp.param_counts(layer);
+    for layer in 0..host.layers.len() {
+        let (weights, biases) = host.param_counts(layer);
         if weights == 0 {
             continue;
         }
@@ -101,7 +101,7 @@ pub fn finite_differences<B: Backend>(
             };
             for index in picks {
                 let p = Param { layer, is_bias, index };
-                match central_difference(&mlp, p, &batch.x, &batch.targets, batch.size, loss) {
+                match central_difference(&host, p, &batch.x, &batch.targets, batch.size, loss) {
                     Some(d) => {
                         fd.push(d);
                         let g = &grads[layer];
@@ -136,6 +136,6 @@ pub fn forward_agreement<B: Backend>(
     let be = net.backend();
     let x = net.upload_batch(&batch.x, batch.size).expect("consistent batch");
     let ours = be.to_host(&net.predict(&x));
-    let (reference, _) = HostMlp::from_network(net).forward(&batch.x, batch.size);
+    let (reference, _) = HostNet::from_network(net).forward(&batch.x, batch.size);
     Row::new(model, "forward pass", None, relative_error(&ours, &reference), Some(tolerance))
 }

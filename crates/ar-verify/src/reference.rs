@@ -3,50 +3,11 @@
 //! finite differences on it.
 
 use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
-use ar_core::{Layer, Loss, Network};
+use ar_core::{HostLayer, LayerShape, Loss, Network};
 
-/// One layer on the host.
+/// A network's layers and parameters on the host, with its per-sample input shape.
 #[derive(Clone, Debug)]
-pub enum HostLayer {
-    /// `h = f(W x + b)`.
-    Dense {
-        /// `[outputs * inputs]`, row-major `[out, in]`.
-        weight: Vec<f64>,
-        /// `[outputs]`.
-        bias: Vec<f64>,
-        /// Input width.
-        inputs: usize,
-        /// Output width.
-        outputs: usize,
-        /// Nonlinearity.
-        activation: Activation,
-    },
-    /// `h = f(conv(x, K) + b)`.
-    Conv {
-        /// `[o, c, k, k]` row-major.
-        weight: Vec<f64>,
-        /// `[o]`.
-        bias: Vec<f64>,
-        /// Output channels.
-        out_channels: usize,
-        /// Kernel side.
-        kernel: usize,
-        /// Stride and padding.
-        geometry: ConvGeometry,
-        /// Nonlinearity.
-        activation: Activation,
-    },
-    /// Max pooling (first maximum wins ties).
-    MaxPool(PoolGeometry),
-    /// Average pooling.
-    AvgPool(PoolGeometry),
-    /// Flattening.
-    Flatten,
-}
-
-/// A network's parameters on the host, with its per-sample input shape.
-#[derive(Clone, Debug)]
-pub struct HostMlp {
+pub struct HostNet {
     /// Layers, input first.
     pub layers: Vec<HostLayer>,
     /// Per-sample input shape.
@@ -56,41 +17,10 @@ pub struct HostMlp {
 /// One sample's activity and its shape (`[n]` or `[c, h, w]`).
 type Activity = (Vec<f64>, Vec<usize>);
 
-impl HostMlp {
+impl HostNet {
     /// Downloads a network's parameters.
     pub fn from_network<B: Backend>(net: &Network<B>) -> Self {
-        let be = net.backend();
-        let layers = net
-            .layers
-            .iter()
-            .map(|l| match l {
-                Layer::Dense(d) => {
-                    let s = d.shape(be);
-                    HostLayer::Dense {
-                        weight: be.to_host(&d.weight),
-                        bias: be.to_host(&d.bias),
-                        inputs: s.inputs,
-                        outputs: s.outputs,
-                        activation: d.activation,
-                    }
-                }
-                Layer::Conv2d(c) => {
-                    let k = be.shape(&c.weight);
-                    HostLayer::Conv {
-                        weight: be.to_host(&c.weight),
-                        bias: be.to_host(&c.bias),
-                        out_channels: k[0],
-                        kernel: k[2],
-                        geometry: c.geometry,
-                        activation: c.activation,
-                    }
-                }
-                Layer::MaxPool2d(p) => HostLayer::MaxPool(*p),
-                Layer::AvgPool2d(p) => HostLayer::AvgPool(*p),
-                Layer::Flatten => HostLayer::Flatten,
-            })
-            .collect();
-        HostMlp { layers, input_shape: net.input_shape().to_vec() }
+        HostNet { layers: net.to_host(), input_shape: net.input_shape().to_vec() }
     }
 
     /// The output (row-major `[batch, outputs]`) and, per sample, a record of every branch the
@@ -116,26 +46,17 @@ impl HostMlp {
     }
 
     fn param_mut(&mut self, p: Param) -> &mut f64 {
-        match &mut self.layers[p.layer] {
-            HostLayer::Dense { weight, bias, .. } | HostLayer::Conv { weight, bias, .. } => {
-                if p.is_bias {
-                    &mut bias[p.index]
-                } else {
-                    &mut weight[p.index]
-                }
-            }
-            _ => panic!("layer {} has no parameters", p.layer),
+        let layer = &mut self.layers[p.layer];
+        if p.is_bias {
+            &mut layer.bias[p.index]
+        } else {
+            &mut layer.weight[p.index]
         }
     }
 
     /// `(weights, biases)` counts of layer `i` (0 for parameter-free layers).
     pub fn param_counts(&self, i: usize) -> (usize, usize) {
-        match &self.layers[i] {
-            HostLayer::Dense { weight, bias, .. } | HostLayer::Conv { weight, bias, .. } => {
-                (weight.len(), bias.len())
-            }
-            _ => (0, 0),
-        }
+        (self.layers[i].weight.len(), self.layers[i].bias.len())
     }
 }
 
@@ -147,23 +68,23 @@ fn step(layer: &HostLayer, (x, shape): Activity, branches: &mut Vec<bool>) -> Ac
         }
         a.into_iter().map(|v| f.apply(v)).collect()
     };
-    match layer {
-        HostLayer::Dense { weight, bias, inputs, outputs, activation } => {
-            assert_eq!(x.len(), *inputs, "reference: dense input size");
-            let a: Vec<f64> = (0..*outputs)
-                .map(|o| bias[o] + (0..*inputs).map(|i| weight[o * inputs + i] * x[i]).sum::<f64>())
+    let (weight, bias) = (&layer.weight, &layer.bias);
+    match layer.shape {
+        LayerShape::Dense { inputs, outputs, activation } => {
+            assert_eq!(x.len(), inputs, "reference: dense input size");
+            let a: Vec<f64> = (0..outputs)
+                .map(|o| bias[o] + (0..inputs).map(|i| weight[o * inputs + i] * x[i]).sum::<f64>())
                 .collect();
-            (activate(a, *activation, branches), vec![*outputs])
+            (activate(a, activation, branches), vec![outputs])
         }
-        HostLayer::Conv { weight, bias, out_channels, kernel, geometry, activation } => {
+        LayerShape::Conv2d { out_channels, kernel, stride, padding, activation, .. } => {
+            let geometry = ConvGeometry { stride, padding };
             let (c, h, w) = (shape[0], shape[1], shape[2]);
-            let (oh, ow) = (
-                geometry.output_len(h, *kernel).unwrap(),
-                geometry.output_len(w, *kernel).unwrap(),
-            );
-            let k = *kernel;
+            let (oh, ow) =
+                (geometry.output_len(h, kernel).unwrap(), geometry.output_len(w, kernel).unwrap());
+            let k = kernel;
             let mut a = vec![0.0; out_channels * oh * ow];
-            for o in 0..*out_channels {
+            for o in 0..out_channels {
                 for y in 0..oh {
                     for xx in 0..ow {
                         let mut s = bias[o];
@@ -186,9 +107,11 @@ fn step(layer: &HostLayer, (x, shape): Activity, branches: &mut Vec<bool>) -> Ac
                     }
                 }
             }
-            (activate(a, *activation, branches), vec![*out_channels, oh, ow])
+            (activate(a, activation, branches), vec![out_channels, oh, ow])
         }
-        HostLayer::MaxPool(p) | HostLayer::AvgPool(p) => {
+        LayerShape::MaxPool2d { kernel, stride } | LayerShape::AvgPool2d { kernel, stride } => {
+            let p = PoolGeometry { kernel, stride };
+            let max = matches!(layer.shape, LayerShape::MaxPool2d { .. });
             let (c, h, w) = (shape[0], shape[1], shape[2]);
             let (oh, ow) = (p.output_len(h).unwrap(), p.output_len(w).unwrap());
             let mut out = vec![0.0; c * oh * ow];
@@ -199,7 +122,7 @@ fn step(layer: &HostLayer, (x, shape): Activity, branches: &mut Vec<bool>) -> Ac
                             (0..p.kernel)
                                 .map(move |j| (ch * h + y * p.stride + i) * w + xx * p.stride + j)
                         });
-                        out[(ch * oh + y) * ow + xx] = if matches!(layer, HostLayer::MaxPool(_)) {
+                        out[(ch * oh + y) * ow + xx] = if max {
                             let (mut best, mut at) = (f64::NEG_INFINITY, 0);
                             for idx in window {
                                 if x[idx] > best {
@@ -216,7 +139,7 @@ fn step(layer: &HostLayer, (x, shape): Activity, branches: &mut Vec<bool>) -> Ac
             }
             (out, vec![c, oh, ow])
         }
-        HostLayer::Flatten => {
+        LayerShape::Flatten => {
             let n = x.len();
             (x, vec![n])
         }
@@ -237,14 +160,14 @@ pub struct Param {
 /// The central difference `(l(p + h) - l(p - h)) / 2h` with `h = cbrt(eps) max(1, |p|)`, or
 /// `None` when the perturbation moves some unit across a kink (the derivative is undefined there).
 pub fn central_difference(
-    mlp: &HostMlp,
+    net: &HostNet,
     p: Param,
     x: &[f64],
     t: &[f64],
     batch: usize,
     loss: Loss,
 ) -> Option<f64> {
-    let mut m = mlp.clone();
+    let mut m = net.clone();
     let theta = *m.param_mut(p);
     let h = f64::EPSILON.cbrt() * theta.abs().max(1.0);
     let base = m.forward(x, batch).1;

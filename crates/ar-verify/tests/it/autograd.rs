@@ -3,15 +3,13 @@
 //! and both losses.
 
 use ar_backend::{Activation, Backend};
-use ar_candle::oracle::{
-    mlp_gradients, mlp_loss_and_gradients, HostGradients, HostLayer, OracleLoss,
-};
 use ar_candle::{Candle, Precision};
 use ar_core::{
     Algorithm, DenseShape, Gradients, Init, InitialState, Loss, Network, Relaxation, Schedule,
     Signals, Solver,
 };
 use ar_ndarray::NdArray;
+use ar_verify::oracle::{network_loss_and_gradients, HostGradients};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,31 +46,6 @@ fn cases() -> Vec<Case> {
             seed: 30 + i as u64,
         })
         .collect()
-}
-
-fn host_layers<B: Backend>(net: &Network<B>) -> Vec<HostLayer> {
-    let be = net.backend();
-    net.layers
-        .iter()
-        .map(|l| {
-            let d = l.as_dense().expect("an MLP layer");
-            let s = d.shape(be);
-            HostLayer {
-                weight: be.to_host(&d.weight),
-                bias: be.to_host(&d.bias),
-                inputs: s.inputs,
-                outputs: s.outputs,
-                activation: d.activation,
-            }
-        })
-        .collect()
-}
-
-fn oracle_loss(loss: Loss) -> OracleLoss {
-    match loss {
-        Loss::Mse => OracleLoss::Mse,
-        Loss::CrossEntropy => OracleLoss::CrossEntropy,
-    }
 }
 
 fn data(case: &Case) -> (Vec<f64>, Vec<f64>) {
@@ -136,12 +109,21 @@ fn oracle_agrees_with_backprop_and_ar_on_both_backends() {
         let probe =
             Network::dense_stack(NdArray::<f64>::new(), &case.shapes, Init::PyTorch, case.seed)
                 .unwrap();
-        let layers = host_layers(&probe);
+        let layers = probe.to_host();
         let (x, t) = data(&case);
-        let oracle_be = Candle::cpu(Precision::F64);
-        let (oracle_loss_value, oracle) =
-            mlp_loss_and_gradients(&oracle_be, &layers, &x, &t, case.batch, oracle_loss(case.loss))
-                .unwrap();
+        let oracle_at = |p| {
+            let input = [case.shapes[0].inputs];
+            network_loss_and_gradients(
+                &Candle::cpu(p),
+                &layers,
+                &input,
+                &x,
+                &t,
+                case.batch,
+                case.loss,
+            )
+        };
+        let (oracle_loss_value, oracle) = oracle_at(Precision::F64).unwrap();
         for (label, algorithm) in &methods {
             let (loss, g) = ours(NdArray::<f64>::new(), &case, algorithm);
             assert!((loss - oracle_loss_value).abs() <= 1e-12 * loss.abs().max(1.0));
@@ -150,15 +132,7 @@ fn oracle_agrees_with_backprop_and_ar_on_both_backends() {
             check(&format!("candle-cpu-f64 {label}"), &g, &oracle, 1e-10);
         }
         // In f32: both sides in single precision.
-        let oracle32 = mlp_gradients(
-            &Candle::cpu(Precision::F32),
-            &layers,
-            &x,
-            &t,
-            case.batch,
-            oracle_loss(case.loss),
-        )
-        .unwrap();
+        let (_, oracle32) = oracle_at(Precision::F32).unwrap();
         check("oracle f32 vs f64", &oracle32, &oracle, 1e-4);
         let (_, g) = ours(Candle::cpu(Precision::F32), &case, &Algorithm::backprop());
         check("candle-cpu-f32 backprop", &g, &oracle32, 1e-4);
