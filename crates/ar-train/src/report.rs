@@ -184,7 +184,13 @@ pub struct Row {
 pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
     let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
     for r in records {
-        for label in r.metrics.iter().map(|m| m.algorithm.clone()) {
+        let mut labels: Vec<String> = r.metrics.iter().map(|m| m.algorithm.clone()).collect();
+        if labels.is_empty() {
+            // Stopped before its first epoch ended (a divergence, say): still a row.
+            labels =
+                r.config.algorithms.iter().map(|&a| r.config.algorithm(a).to_string()).collect();
+        }
+        for label in labels {
             let runs = groups.entry((r.condition.clone(), label)).or_default();
             if !runs.iter().any(|x| x.dir == r.dir) {
                 runs.push(r);
@@ -201,7 +207,17 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
         for r in &runs {
             let history: Vec<&EpochMetrics> =
                 r.metrics.iter().filter(|m| m.algorithm == algorithm).collect();
-            let Some(last) = history.last() else { continue };
+            let seed = r.config.seed;
+            let Some(last) = history.last() else {
+                match &r.done {
+                    Some(d) if d.outcome == "finished" => {}
+                    Some(d) => {
+                        notes.push(format!("seed {seed}: {}, before an epoch ended", d.outcome))
+                    }
+                    None => notes.push(format!("seed {seed}: not finished (0 epochs)")),
+                }
+                continue;
+            };
             epochs = epochs.max(last.epoch);
             finals.push(last.test_accuracy);
             let best = history.iter().fold(history[0], |b, m| {
@@ -221,7 +237,6 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
                     angles.entry(p.probe.layer).or_default().push(p.probe.angle_deg);
                 }
             }
-            let seed = r.config.seed;
             match &r.done {
                 Some(d) if d.outcome != "finished" => {
                     notes.push(format!("seed {seed}: {}", d.outcome))
@@ -230,9 +245,11 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
                 _ => {}
             }
         }
-        if finals.is_empty() {
+        if finals.is_empty() && notes.is_empty() {
             continue;
         }
+        let no_epoch = finals.is_empty();
+        let nan = (f64::NAN, f64::NAN);
         out.push(Row {
             dataset: runs[0].config.dataset.clone(),
             table: table_of(&runs[0].config),
@@ -241,11 +258,11 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
             algorithm,
             n: finals.len(),
             epochs,
-            final_accuracy: mean_sd(&finals),
-            best_accuracy: mean_sd(&bests),
-            best_epoch: mean_sd(&best_epochs).0,
+            final_accuracy: if no_epoch { nan } else { mean_sd(&finals) },
+            best_accuracy: if no_epoch { nan } else { mean_sd(&bests) },
+            best_epoch: if no_epoch { f64::NAN } else { mean_sd(&best_epochs).0 },
             angles: angles.into_iter().map(|(l, a)| (l, mean_sd(&a).0)).collect(),
-            seconds_per_epoch: mean_sd(&seconds).0,
+            seconds_per_epoch: if no_epoch { f64::NAN } else { mean_sd(&seconds).0 },
             notes,
         });
     }

@@ -304,18 +304,28 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     std::fs::create_dir_all(&other).unwrap();
     let cifar = TrainConfig { dataset: "cifar10".into(), model: "cnn-paper".into(), ..config() };
     std::fs::write(other.join("c-cifar.toml"), cifar.to_toml()).unwrap();
+    // A run that diverged before its first epoch ended has no metrics, and still gets its row.
+    let diverged = root.join("runs/d-diverged/seed-0");
+    std::fs::create_dir_all(&diverged).unwrap();
+    std::fs::write(diverged.join("config.toml"), config().to_toml()).unwrap();
+    let outcome = r#"{"epochs":1,"outcome":"diverged: ar at epoch 1, batch 3"}"#;
+    std::fs::write(diverged.join(ar_train::sweep::DONE_FILE), outcome).unwrap();
     let files = ar_train::sweep::config_files(&[configs.clone(), other]).unwrap();
     let mut records = ar_train::report::collect(&root.join("runs")).unwrap();
     let rows = ar_train::report::rows(&records, &files).unwrap();
     let conditions: Vec<(&str, usize)> = rows.iter().map(|r| (r.condition.as_str(), r.n)).collect();
-    assert_eq!(conditions, [("a-ar", 2), ("b-bp", 2), ("c-cifar", 0)]);
+    let expected = [("a-ar", 2), ("b-bp", 2), ("c-cifar", 0), ("d-diverged", 0), ("d-diverged", 0)];
+    assert_eq!(conditions, expected, "d-diverged: one row per algorithm (ar+learned, fa)");
+    assert!(rows[3].notes[0].contains("diverged: ar at epoch 1, batch 3"), "{:?}", rows[3]);
     assert!(rows[0].source.ends_with("configs/a-ar.toml"), "{}", rows[0].source);
     assert!(rows[2].notes[0].starts_with("not run here: data not reachable"), "{:?}", rows[2]);
     let table = ar_train::report::markdown(&rows, "sweep {config}");
     assert!(table.contains("### cifar10") && table.contains("c-cifar.toml`"), "{table}");
-    // Cut back to no epoch, no run has a result left.
+    assert!(table.contains("| d-diverged | ar+learned | 0 | - |"), "{table}");
+    // Cut back to no epoch, no finished run has a result left; the diverged one keeps its note.
     ar_train::report::truncate(&mut records, 0);
-    assert!(ar_train::report::summarize(&records).is_empty());
+    let left = ar_train::report::summarize(&records);
+    assert!(left.iter().all(|r| r.condition == "d-diverged") && left.len() == 2, "{left:?}");
     // Asking for more epochs reopens the finished jobs.
     let more = plan(&[configs], &[0], Some(2), None, &root.join("runs")).unwrap();
     assert_eq!(more.jobs[0].status(), JobStatus::Partial);
