@@ -26,9 +26,12 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(0x17, 0xbe, 0xcf),
 ];
 
-/// Chart size, and the width of the legend column on the right.
-const SIZE: (u32, u32) = (760, 420);
-const LEGEND: u32 = 200;
+/// The plot's size; the legend column on its right is as wide as its longest name needs.
+const PLOT: (u32, u32) = (560, 420);
+/// Legend rows: first row's baseline, spacing, and the width of a character (13 px sans-serif).
+const LEGEND_TOP: u32 = 40;
+const LEGEND_ROW: u32 = 20;
+const CHAR_WIDTH: f64 = 7.5;
 
 /// An SVG line chart with axes, ticks, a title and a legend. Non-finite points are left out.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
@@ -71,9 +74,12 @@ fn draw<'a>(
     series: &[Series],
 ) -> Result<(), Box<dyn std::error::Error + 'a>> {
     let ((x0, x1), (y0, y1)) = ranges(series);
-    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    let longest = series.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
+    let legend_width = 50 + (CHAR_WIDTH * longest as f64).ceil() as u32;
+    let height = PLOT.1.max(LEGEND_TOP + LEGEND_ROW * series.len() as u32 + 10);
+    let root = SVGBackend::with_string(svg, (PLOT.0 + legend_width, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (plot, legend) = root.split_horizontally(SIZE.0 - LEGEND);
+    let (plot, legend) = root.split_horizontally(PLOT.0);
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 16))
         .margin(12)
@@ -109,7 +115,7 @@ fn draw<'a>(
         } else {
             chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
         }
-        let y = 40 + 20 * i as i32;
+        let y = (LEGEND_TOP + LEGEND_ROW * i as u32) as i32;
         legend.draw(&PathElement::new(vec![(8, y), (30, y)], color.stroke_width(3)))?;
         legend.draw(&Text::new(s.name.clone(), (36, y - 7), ("sans-serif", 13)))?;
     }
@@ -164,6 +170,25 @@ mod tests {
             svg.contains(">\n1\n</text>") && svg.contains(">\n2.5\n</text>"),
             "round ticks: {svg}"
         );
+    }
+
+    #[test]
+    fn the_legend_column_fits_its_longest_name_and_every_row() {
+        let names = ["a", &"x".repeat(100)];
+        let many: Vec<Series> = (0..30)
+            .map(|i| Series {
+                name: names[i % 2].to_string(),
+                points: vec![(0.0, i as f64)],
+                band: vec![],
+            })
+            .collect();
+        let svg = line_chart("t", "x", "y", &many);
+        let size = |key: &str| -> u32 {
+            let at = svg.find(&format!("{key}=\"")).unwrap() + key.len() + 2;
+            svg[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        assert!(size("width") >= 560 + 750, "{}", size("width"));
+        assert!(size("height") >= 40 + 20 * 30, "{}", size("height"));
     }
 
     #[test]
