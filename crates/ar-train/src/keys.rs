@@ -246,6 +246,10 @@ impl TrainConfig {
             ),
             KeyKind::Number => match (text.parse::<i64>(), text.parse::<f64>()) {
                 (Ok(i), _) => toml::Value::Integer(i),
+                // Integers are 64-bit signed in TOML, and so in config.toml.
+                _ if text.parse::<u64>().is_ok() => {
+                    return Err(bad(format!("'{text}' is larger than {}", i64::MAX)))
+                }
                 (_, Ok(x)) => toml::Value::Float(x),
                 _ => return Err(bad(format!("'{text}' is not a number"))),
             },
