@@ -60,9 +60,15 @@ pub fn with_key_flags(command: Command) -> Command {
                 KeyKind::Text => arg,
             };
             match key.name {
-                "backend" => arg.value_parser(PossibleValuesParser::new(
-                    BackendName::value_variants().iter().filter_map(|b| b.to_possible_value()),
-                )),
+                "backend" => arg
+                    .help(format!(
+                        "Tensor backend: ndarray (CPU), candle (CPU) or candle-cuda (GPU; needs a \
+                         CUDA build) [default: {}]",
+                        defaults.backend
+                    ))
+                    .value_parser(PossibleValuesParser::new(
+                        BackendName::value_variants().iter().filter_map(|b| b.to_possible_value()),
+                    )),
                 "data-dir" => arg.value_name("DIR"),
                 "conv-grad-clip" => arg.value_name("X"),
                 _ if key.values.is_empty() => arg,

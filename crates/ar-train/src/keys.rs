@@ -193,11 +193,7 @@ pub const KEYS: &[Key] = &[
     ),
     key("init-std", Number, "Standard deviation of --init normal."),
     key("seed", Number, "Seed of the weights, the split and the batch order."),
-    key(
-        "backend",
-        Text,
-        "Tensor backend: ndarray (CPU), candle (CPU) or candle-cuda (GPU; needs a CUDA build).",
-    ),
+    key("backend", Text, "Tensor backend, by the command line's name for it."),
     one_of("precision", &["f32", "f64"], "Numeric precision."),
     key(
         "threads",
