@@ -92,10 +92,20 @@ fn json_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Trai
 }
 
 /// The probe rows of a run: `probes.jsonl`, or `probes.csv` where only the CSV was kept (the
-/// committed results keep the CSV, a sixth of the size).
+/// committed results keep the CSV, a sixth of the size). A measurement that is not finite (a
+/// relative error of a zero gradient, a diverging run) is written as null or an empty cell, or
+/// as `NaN` in the CSV; such rows are left out.
 fn probe_rows(dir: &Path) -> Result<Vec<ProbeRow>, TrainError> {
     if dir.join("probes.jsonl").is_file() {
-        return json_rows(&dir.join("probes.jsonl"));
+        let path = dir.join("probes.jsonl");
+        let values: Vec<serde_json::Value> = json_rows(&path)?;
+        let mut out = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            if let Some(row) = probe_row(value, &path, i + 1)? {
+                out.push(row);
+            }
+        }
+        return Ok(out);
     }
     let path = dir.join("probes.csv");
     let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
@@ -128,13 +138,26 @@ fn probe_rows(dir: &Path) -> Result<Vec<ProbeRow>, TrainError> {
             row.insert((*name).to_string(), value);
         }
         if finite {
-            out.push(
-                serde_json::from_value(serde_json::Value::Object(row))
-                    .map_err(|e| bad(format!("line {}: {e}", i + 2)))?,
-            );
+            out.extend(probe_row(serde_json::Value::Object(row), &path, i + 2)?);
         }
     }
     Ok(out)
+}
+
+/// One probe row from its JSON form; `None` when a measurement it needs is null (not finite).
+fn probe_row(
+    value: serde_json::Value,
+    path: &Path,
+    line: usize,
+) -> Result<Option<ProbeRow>, TrainError> {
+    let has_null = value.as_object().is_some_and(|m| m.values().any(|v| v.is_null()));
+    match serde_json::from_value(value) {
+        Ok(row) => Ok(Some(row)),
+        Err(_) if has_null => Ok(None),
+        Err(e) => {
+            Err(TrainError::File { path: path.to_path_buf(), message: format!("line {line}: {e}") })
+        }
+    }
 }
 
 /// Mean and sample standard deviation (0 for one value).

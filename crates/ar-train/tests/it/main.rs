@@ -299,6 +299,12 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
         std::fs::remove_file(job.dir.join("probes.jsonl")).unwrap();
     }
     assert_eq!(summary(), from_json);
+    // A relative error that is not finite (a zero gradient) is an empty cell: that row is left out.
+    let csv = jobs[0].dir.join("probes.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str(&format!("{},999,1,1,90.0,,,,\n", from_json[0].algorithm));
+    std::fs::write(&csv, text).unwrap();
+    assert_eq!(summary(), from_json);
     // The report's rows name each run's config file; a config with no run gets a row saying why.
     let other = root.join("other");
     std::fs::create_dir_all(&other).unwrap();
