@@ -14,6 +14,18 @@ use ar_models::ModelSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The layers of an MLP with these widths (input first) and these activations, one per layer.
+pub fn dense_shapes(widths: &[usize], activations: &[Activation]) -> Vec<DenseShape> {
+    let layers = activations.iter().enumerate();
+    layers
+        .map(|(k, &activation)| DenseShape {
+            inputs: widths[k],
+            outputs: widths[k + 1],
+            activation,
+        })
+        .collect()
+}
+
 /// Finite differences against our backprop (relative, sampled entries).
 pub const FD_TOLERANCE: f64 = 1e-6;
 /// Exact identities (eta = 1, feedback set to `W^T`) in f64.
@@ -106,15 +118,7 @@ pub fn random_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
             if let Some(k) = narrow {
                 widths[k] = 1;
             }
-            let shapes: Vec<DenseShape> = acts
-                .iter()
-                .enumerate()
-                .map(|(k, &activation)| DenseShape {
-                    inputs: widths[k],
-                    outputs: widths[k + 1],
-                    activation,
-                })
-                .collect();
+            let shapes = dense_shapes(&widths, acts);
             let net = Network::dense_stack(be.clone(), &shapes, Init::PyTorch, 100 + i as u64)
                 .expect("random shapes are valid");
             let acts: Vec<&str> = acts.iter().map(|a| a.name()).collect();

@@ -9,6 +9,7 @@ use ar_core::{
     Signals, Solver,
 };
 use ar_ndarray::NdArray;
+use ar_verify::cases::dense_shapes;
 use ar_verify::oracle::{network_loss_and_gradients, HostGradients};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,15 +33,7 @@ fn cases() -> Vec<Case> {
         .iter()
         .enumerate()
         .map(|(i, &(acts, widths, loss, batch))| Case {
-            shapes: acts
-                .iter()
-                .enumerate()
-                .map(|(k, &activation)| DenseShape {
-                    inputs: widths[k],
-                    outputs: widths[k + 1],
-                    activation,
-                })
-                .collect(),
+            shapes: dense_shapes(widths, acts),
             loss,
             batch,
             seed: 30 + i as u64,
