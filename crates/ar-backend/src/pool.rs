@@ -104,7 +104,7 @@ pub fn max_pool2d_vjp<F: Element>(
     let per_plane = e.len() / (batch * c).max(1);
     accumulate_planes(out, batch * c, h * w, beta, |plane, acc| {
         for k in 0..per_plane {
-            let at = argmax[plane * per_plane + k].widen() as usize;
+            let at = argmax[plane * per_plane + k].widen() as u32 as usize;
             acc[at] += alpha * e[plane * per_plane + k].widen();
         }
     });

@@ -470,9 +470,11 @@ impl Backend for Candle {
                 let slope = self.full_like(a, leaky_relu_slope(), op);
                 ok(a.gt(0.0).and_then(|m| m.where_cond(&one, &slope)), op, &[a])
             }
-            // 1 - tanh(a)^2.
+            // 1 - tanh(a)^2 as 4 e / (1 + e)^2, e = exp(-2 |a|): accurate near saturation.
             Activation::Tanh => {
-                ok(a.tanh().and_then(|t| t.sqr()).and_then(|t| t.affine(-1.0, 1.0)), op, &[a])
+                let e =
+                    ok(a.abs().and_then(|m| m.affine(-2.0, 0.0)).and_then(|m| m.exp()), op, &[a]);
+                ok(e.affine(1.0, 1.0).and_then(|d| e.affine(4.0, 0.0)?.div(&d.sqr()?)), op, &[a])
             }
             // s (1 - s).
             Activation::Sigmoid => {

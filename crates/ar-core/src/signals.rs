@@ -328,7 +328,12 @@ impl<B: Backend> Signals<B> {
         let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, levels - 1);
         let feedforward = r.init == InitialState::Feedforward;
         for power in (0..levels).rev() {
-            for &j in stateful {
+            // Horner's scheme: after this pass, layer j holds sum_{m >= power} N^(m - power) c_m,
+            // which the passes below carry down `power` more layers. At a layer fewer than
+            // `power` levels above the bottom that would fall below it: the value is never read
+            // (the next pass overwrites it first), so it is not computed. This halves the
+            // drives, and the most expensive one (into the bottom layer) runs once.
+            for &j in stateful.iter().skip(power) {
                 let beta = if j == top_state || power == levels - 1 {
                     // N V is zero at the top stateful layer, and V starts from zero.
                     0.0

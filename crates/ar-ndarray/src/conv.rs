@@ -1,12 +1,18 @@
-//! Convolution kernels on `[batch, channels, height, width]` arrays: convolution through im2col
-//! and one GEMM for the whole batch, its input VJP (the transposed convolution, a GEMM and
-//! col2im), and its weight and bias gradients.
+//! Convolution kernels on `[batch, channels, height, width]` arrays, one sample at a time on
+//! rayon's pool: a sample's im2col columns (in a per-thread scratch buffer, small enough to stay
+//! in cache) and one GEMM for the convolution; a GEMM and col2im for its input VJP (the
+//! transposed convolution); and its weight gradient summed over fixed blocks of samples, added
+//! in a fixed pairwise order, so no value depends on the number of threads.
 
-use crate::gemm::matmul;
+use crate::gemm::kernel as sequential_matmul;
 use crate::Scalar;
 use ar_backend::ConvGeometry;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Ix2};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Ix2};
 use rayon::prelude::*;
+
+/// Samples whose weight-gradient terms are summed in order into one partial sum; the partial
+/// sums are then added pairwise. Fixed, so that the sum's rounding never depends on threads.
+const GRAD_BLOCK: usize = 8;
 
 /// The four sizes of an NCHW array, checked.
 pub(crate) fn dims4<F>(t: &ArrayViewD<'_, F>, what: &str) -> [usize; 4] {
@@ -23,104 +29,179 @@ fn out_len(g: &ConvGeometry, input: usize, kernel: usize, what: &str) -> usize {
 
 /// With stride 1, the output columns `lo..hi` whose input column `ox + j - padding` lies inside
 /// `0..w` (`lo == hi` when there is none).
+#[inline]
 fn stride_one_span(j: usize, padding: usize, w: usize, ow: usize) -> (usize, usize) {
     let lo = padding.saturating_sub(j).min(ow);
     let hi = (w + padding).saturating_sub(j).min(ow).max(lo);
     (lo, hi)
 }
 
-/// `cols[(c, i, j), (b, oy, ox)] = x[b, c, oy s + i - p, ox s + j - p]` (zero outside).
-pub(crate) fn im2col<F: Scalar>(
-    x: &ArrayViewD<'_, F>,
+/// One convolution's sizes: input `[c, h, w]` per sample, kernel `kh x kw`, output `oh x ow`.
+#[derive(Clone, Copy)]
+struct Shape {
+    c: usize,
+    h: usize,
+    w: usize,
     kh: usize,
     kw: usize,
-    g: &ConvGeometry,
-) -> Array2<F> {
-    let [batch, channels, h, w] = dims4(x, "conv2d input");
-    let (oh, ow) = (out_len(g, h, kh, "conv2d"), out_len(g, w, kw, "conv2d"));
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let mut cols = Array2::<F>::zeros((channels * kh * kw, batch * oh * ow));
-    let cs = cols.as_slice_mut().expect("fresh array");
-    let row_len = batch * oh * ow;
-    // Rows are independent copies, so they are filled in parallel.
-    cs.par_chunks_mut(row_len).enumerate().for_each(|(r, row)| {
-        let (c, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
-        for b in 0..batch {
-            let plane = &xs[(b * channels + c) * h * w..][..h * w];
-            for oy in 0..oh {
-                let iy = (oy * g.stride + i) as isize - g.padding as isize;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let src = &plane[iy as usize * w..][..w];
-                let dst = &mut row[(b * oh + oy) * ow..][..ow];
-                if g.stride == 1 {
-                    let (lo, hi) = stride_one_span(j, g.padding, w, ow);
-                    if lo < hi {
-                        dst[lo..hi].copy_from_slice(&src[lo + j - g.padding..hi + j - g.padding]);
-                    }
-                    continue;
-                }
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    let ix = (ox * g.stride + j) as isize - g.padding as isize;
-                    if ix >= 0 && ix < w as isize {
-                        *d = src[ix as usize];
-                    }
-                }
-            }
-        }
-    });
-    cols
+    oh: usize,
+    ow: usize,
+    stride: usize,
+    padding: usize,
 }
 
-/// Adds `cols` (laid out as [`im2col`] makes them) back into `out` `[batch, channels, h, w]`.
-fn col2im_add<F: Scalar>(
-    cols: &Array2<F>,
-    kh: usize,
-    kw: usize,
-    g: &ConvGeometry,
-    out: &mut ArrayD<F>,
-) {
-    let [batch, channels, h, w] = dims4(&out.view(), "conv2d input gradient");
-    let (oh, ow) = (out_len(g, h, kh, "conv2d"), out_len(g, w, kw, "conv2d"));
-    let cs = cols.as_slice().expect("standard layout");
-    let os = out.as_slice_mut().expect("standard layout");
-    let row_len = batch * oh * ow;
-    // Planes are written in parallel; each element still receives its terms in the order of the
-    // kernel taps (i, j), as a sequential loop would add them.
-    os.par_chunks_mut(h * w).enumerate().for_each(|(p, plane)| {
-        let (b, c) = (p / channels, p % channels);
-        for i in 0..kh {
-            for j in 0..kw {
-                let row = &cs[((c * kh + i) * kw + j) * row_len..][..row_len];
-                for oy in 0..oh {
-                    let iy = (oy * g.stride + i) as isize - g.padding as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let dst = &mut plane[iy as usize * w..][..w];
-                    let src = &row[(b * oh + oy) * ow..][..ow];
-                    if g.stride == 1 {
-                        let (lo, hi) = stride_one_span(j, g.padding, w, ow);
-                        if lo < hi {
-                            let dst = &mut dst[lo + j - g.padding..hi + j - g.padding];
-                            for (d, &v) in dst.iter_mut().zip(&src[lo..hi]) {
-                                *d = *d + v;
-                            }
-                        }
-                        continue;
-                    }
-                    for (ox, &v) in src.iter().enumerate() {
-                        let ix = (ox * g.stride + j) as isize - g.padding as isize;
-                        if ix >= 0 && ix < w as isize {
-                            dst[ix as usize] = dst[ix as usize] + v;
-                        }
-                    }
+impl Shape {
+    fn new(input: [usize; 3], kh: usize, kw: usize, g: &ConvGeometry) -> Self {
+        let [c, h, w] = input;
+        let (oh, ow) = (out_len(g, h, kh, "conv2d"), out_len(g, w, kw, "conv2d"));
+        Shape { c, h, w, kh, kw, oh, ow, stride: g.stride, padding: g.padding }
+    }
+
+    /// Values of one sample's input.
+    fn input_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Rows of the im2col matrix (`c kh kw`).
+    fn taps(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output positions of one channel (`oh ow`).
+    fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Whether the matrices use rows of the input's width (`oh w` columns per channel, output
+    /// `(oy, ox)` at column `oy w + ox`, the columns `ox >= ow` belonging to no output): with
+    /// stride 1 and no padding, each kernel tap's columns are then one contiguous run of the
+    /// input, and col2im one contiguous addition per tap.
+    fn wide(&self) -> bool {
+        self.stride == 1 && self.padding == 0
+    }
+
+    /// Columns per channel of the im2col matrix: `oh w` when [`Shape::wide`], else `oh ow`.
+    fn width(&self) -> usize {
+        if self.wide() {
+            self.oh * self.w
+        } else {
+            self.positions()
+        }
+    }
+
+    /// One sample's columns, in the layout [`Shape::width`] says.
+    fn columns<F: Scalar>(&self, x: &[F], cols: &mut [F]) {
+        if self.wide() {
+            im2col_wide(x, self, cols)
+        } else {
+            im2col_one(x, self, cols)
+        }
+    }
+
+    /// `[channels, oh, ow]` values `e` in the layout [`Shape::width`] says (wide: each row
+    /// followed by `w - ow` zeros), in `scratch` (or `e` itself when it is already so).
+    fn output_rows<'a, F: Scalar>(&self, e: &'a [F], scratch: &'a mut [F]) -> &'a [F] {
+        if !self.wide() {
+            return e;
+        }
+        for (dst, src) in scratch.chunks_exact_mut(self.w).zip(e.chunks_exact(self.ow)) {
+            dst[..self.ow].copy_from_slice(src);
+            dst[self.ow..].fill(F::zero());
+        }
+        scratch
+    }
+
+    /// The input row of output row `oy` at kernel row `i`, if inside the input.
+    #[inline]
+    fn input_row(&self, oy: usize, i: usize) -> Option<usize> {
+        (oy * self.stride + i).checked_sub(self.padding).filter(|&iy| iy < self.h)
+    }
+}
+
+/// One sample's columns: `cols[(c, i, j), (oy, ox)] = x[c, oy s + i - p, ox s + j - p]` (zero
+/// outside the input). Every element of `cols` is written.
+fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
+    let zero = F::zero();
+    for (r, row) in cols.chunks_exact_mut(s.positions()).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        let plane = &x[c * s.h * s.w..][..s.h * s.w];
+        let (lo, hi) = stride_one_span(j, s.padding, s.w, s.ow);
+        for (oy, dst) in row.chunks_exact_mut(s.ow).enumerate() {
+            let Some(iy) = s.input_row(oy, i) else {
+                dst.fill(zero);
+                continue;
+            };
+            let src = &plane[iy * s.w..][..s.w];
+            if s.stride == 1 {
+                dst[..lo].fill(zero);
+                dst[hi..].fill(zero);
+                if lo < hi {
+                    dst[lo..hi].copy_from_slice(&src[lo + j - s.padding..hi + j - s.padding]);
+                }
+                continue;
+            }
+            for (ox, d) in dst.iter_mut().enumerate() {
+                *d = match (ox * s.stride + j).checked_sub(s.padding) {
+                    Some(ix) if ix < s.w => src[ix],
+                    _ => zero,
+                };
+            }
+        }
+    }
+}
+
+/// [`im2col_one`] in the wide layout ([`Shape::wide`]): tap `(c, i, j)`'s row is the input
+/// plane `c` from offset `i w + j` on, `(oh - 1) w + ow` values, then zeros to `oh w`.
+fn im2col_wide<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
+    let run = (s.oh - 1) * s.w + s.ow;
+    for (r, row) in cols.chunks_exact_mut(s.oh * s.w).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        row[..run].copy_from_slice(&x[c * s.h * s.w + i * s.w + j..][..run]);
+        row[run..].fill(F::zero());
+    }
+}
+
+/// Adds one sample's columns (laid out as [`im2col_one`] makes them) into its input-shaped
+/// `out` `[c, h, w]`, each element receiving its terms in the order of the kernel taps.
+fn col2im_add_one<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
+    for (r, row) in cols.chunks_exact(s.positions()).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        let plane = &mut out[c * s.h * s.w..][..s.h * s.w];
+        let (lo, hi) = stride_one_span(j, s.padding, s.w, s.ow);
+        for (oy, src) in row.chunks_exact(s.ow).enumerate() {
+            let Some(iy) = s.input_row(oy, i) else { continue };
+            let dst = &mut plane[iy * s.w..][..s.w];
+            if s.stride == 1 {
+                if lo < hi {
+                    add_assign(&mut dst[lo + j - s.padding..hi + j - s.padding], &src[lo..hi]);
+                }
+                continue;
+            }
+            for (ox, &v) in src.iter().enumerate() {
+                if let Some(ix) = (ox * s.stride + j).checked_sub(s.padding).filter(|&ix| ix < s.w)
+                {
+                    dst[ix] = dst[ix] + v;
                 }
             }
         }
-    });
+    }
+}
+
+/// `dst[k] += src[k]`, in blocks of 8 that compile to vector additions (rows here are short,
+/// 10 to 30 values, where the compiler's own vectorisation of a plain loop does not pay).
+#[inline(always)]
+fn add_assign<F: Scalar>(dst: &mut [F], src: &[F]) {
+    assert_eq!(dst.len(), src.len());
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        for k in 0..8 {
+            d[k] = d[k] + s[k];
+        }
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *d + s;
+    }
 }
 
 fn kernel_matrix<'a, F: Scalar>(kernel: &'a ArrayD<F>) -> (ArrayView2<'a, F>, [usize; 4]) {
@@ -134,16 +215,12 @@ fn kernel_matrix<'a, F: Scalar>(kernel: &'a ArrayD<F>) -> (ArrayView2<'a, F>, [u
     (m, [o, c, kh, kw])
 }
 
-/// `[batch, o, positions]` to `[o, batch * positions]`.
-fn channels_first<F: Scalar>(e: &ArrayD<F>) -> Array2<F> {
-    let [batch, o, oh, ow] = dims4(&e.view(), "conv2d output");
-    let e3 = e.view().into_shape_with_order((batch, o, oh * ow)).expect("standard layout");
-    let permuted = e3.permuted_axes([1, 0, 2]);
-    permuted
-        .as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((o, batch * oh * ow))
-        .expect("contiguous")
+fn matrix<F>(values: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
+    ArrayView2::from_shape((rows, cols), values).expect("rows x cols values")
+}
+
+fn matrix_mut<F>(values: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
+    ArrayViewMut2::from_shape((rows, cols), values).expect("rows x cols values")
 }
 
 /// `out <- conv(x, kernel) + bias`, `x` `[batch, c, h, w]`, kernel `[o, c, kh, kw]`.
@@ -163,23 +240,38 @@ pub(crate) fn conv2d<F: Scalar>(
         "conv2d: bias of shape {:?} for {o} output channels",
         bias.shape()
     );
-    let (oh, ow) = (out_len(g, h, kh, "conv2d"), out_len(g, w, kw, "conv2d"));
-    assert_eq!(out.shape(), [batch, o, oh, ow], "conv2d: output buffer of shape {:?}", out.shape());
-    let cols = im2col(&x.view(), kh, kw, g);
-    let mut prod = Array2::<F>::zeros((o, batch * oh * ow));
-    matmul(F::one(), km, cols.view(), F::zero(), prod.view_mut());
+    let s = Shape::new([c, h, w], kh, kw, g);
+    assert_eq!(
+        out.shape(),
+        [batch, o, s.oh, s.ow],
+        "conv2d: output buffer of shape {:?}",
+        out.shape()
+    );
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let bias = bias.as_standard_layout();
+    let bias = bias.as_slice().expect("standard layout");
+    let p = s.positions();
     let os = out.as_slice_mut().expect("standard layout");
-    let p = oh * ow;
-    for b in 0..batch {
-        for ch in 0..o {
-            let src = &prod.as_slice().expect("fresh")[ch * batch * p + b * p..][..p];
-            let dst = &mut os[(b * o + ch) * p..][..p];
-            let bv = bias[[ch]];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = s + bv;
+    let width = s.width();
+    os.par_chunks_mut(o * p).zip(xs.par_chunks(s.input_len())).for_each(|(out_b, x_b)| {
+        F::with_scratch((s.taps() + o) * width, |scratch| {
+            let (cols, product) = scratch.split_at_mut(s.taps() * width);
+            s.columns(x_b, cols);
+            let cols = matrix(cols, s.taps(), width);
+            sequential_matmul(F::one(), km, cols, F::zero(), matrix_mut(product, o, width));
+            // Plus the bias, keeping the `ow` first columns of each row of `w` when wide.
+            let row = if s.wide() { s.w } else { s.ow };
+            for (ch, &b) in bias.iter().enumerate() {
+                let (dst, src) = (&mut out_b[ch * p..][..p], &product[ch * width..][..width]);
+                for (d, src) in dst.chunks_exact_mut(s.ow).zip(src.chunks_exact(row)) {
+                    for (d, &v) in d.iter_mut().zip(src) {
+                        *d = v + b;
+                    }
+                }
             }
-        }
-    }
+        })
+    });
 }
 
 /// `out <- alpha * conv^T(e, kernel) + beta * out`: the input VJP of a convolution, `e`
@@ -206,19 +298,50 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
         kernel.shape(),
         out.shape()
     );
-    let em = channels_first(e);
-    let mut dcols = Array2::<F>::zeros((c * kh * kw, batch * oh * ow));
-    matmul(alpha, km.t(), em.view(), F::zero(), dcols.view_mut());
-    if beta == F::zero() {
-        out.fill(F::zero());
-    } else if beta != F::one() {
-        out.mapv_inplace(|v| v * beta);
+    let s = Shape::new([c, h, w], kh, kw, g);
+    let p = s.positions();
+    let e = e.as_standard_layout();
+    let es = e.as_slice().expect("standard layout");
+    let os = out.as_slice_mut().expect("standard layout");
+    let scale = |out_b: &mut [F]| {
+        if beta == F::zero() {
+            out_b.fill(F::zero());
+        } else if beta != F::one() {
+            out_b.iter_mut().for_each(|v| *v = *v * beta);
+        }
+    };
+    let width = s.width();
+    os.par_chunks_mut(s.input_len()).zip(es.par_chunks(o * p)).for_each(|(out_b, e_b)| {
+        F::with_scratch((o + s.taps()) * width, |scratch| {
+            let (e_rows, dcols) = scratch.split_at_mut(o * width);
+            let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
+            sequential_matmul(alpha, km.t(), e_b, F::zero(), matrix_mut(dcols, s.taps(), width));
+            scale(out_b);
+            if s.wide() {
+                col2im_add_wide(dcols, &s, out_b);
+            } else {
+                col2im_add_one(dcols, &s, out_b);
+            }
+        })
+    });
+}
+
+/// [`col2im_add_one`] in the wide layout ([`Shape::wide`]), from columns whose output columns
+/// `ow..w` are zero: tap `(c, i, j)` then adds to input plane `c` at
+/// offset `i w + j` one contiguous run of `(oh - 1) w + ow` values (a zero column lands on the
+/// next row's first `kw - 1` elements and adds nothing), long enough to vectorise well.
+fn col2im_add_wide<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
+    let run = (s.oh - 1) * s.w + s.ow;
+    for (r, row) in cols.chunks_exact(s.oh * s.w).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        let plane = &mut out[c * s.h * s.w..][..s.h * s.w];
+        add_assign(&mut plane[i * s.w + j..][..run], &row[..run]);
     }
-    col2im_add(&dcols, kh, kw, g, out);
 }
 
 /// `out <- scale * sum_b conv_weight_grad(e_b, x_b)`: `out[o, c, i, j] = scale * sum_{b, y, x}
-/// e[b, o, y, x] x[b, c, y s + i - p, x s + j - p]`.
+/// e[b, o, y, x] x[b, c, y s + i - p, x s + j - p]`. Each block of [`GRAD_BLOCK`] samples sums
+/// its terms in sample order; the blocks' sums are added pairwise in a fixed tree.
 pub(crate) fn conv2d_weight_grad<F: Scalar>(
     e: &ArrayD<F>,
     x: &ArrayD<F>,
@@ -227,19 +350,59 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     out: &mut ArrayD<F>,
 ) {
     let [o, c, kh, kw] = dims4(&out.view(), "conv2d kernel gradient");
-    let [_, xc, _, _] = dims4(&x.view(), "conv2d input");
+    let [batch, xc, h, w] = dims4(&x.view(), "conv2d input");
     assert_eq!(xc, c, "conv2d_weight_grad: input has {xc} channels, kernel {c}");
-    let cols = im2col(&x.view(), kh, kw, g);
-    let em = channels_first(e);
+    let s = Shape::new([c, h, w], kh, kw, g);
+    let p = s.positions();
     assert_eq!(
-        em.shape(),
-        [o, cols.ncols()],
+        e.shape(),
+        [batch, o, s.oh, s.ow],
         "conv2d_weight_grad: gradient {:?} does not fit input {:?}",
         e.shape(),
         x.shape()
     );
-    let m = out.view_mut().into_shape_with_order((o, c * kh * kw)).expect("standard layout");
-    matmul(scale, em.view(), cols.t(), F::zero(), m);
+    let (x, e) = (x.as_standard_layout(), e.as_standard_layout());
+    let (xs, es) = (x.as_slice().expect("standard layout"), e.as_slice().expect("standard layout"));
+    let blocks: Vec<Array2<F>> = xs
+        .par_chunks(GRAD_BLOCK * s.input_len())
+        .zip(es.par_chunks(GRAD_BLOCK * o * p))
+        .map(|(x_block, e_block)| {
+            let mut sum = Array2::<F>::zeros((o, s.taps()));
+            let width = s.width();
+            F::with_scratch((s.taps() + o) * width, |scratch| {
+                let (cols, e_rows) = scratch.split_at_mut(s.taps() * width);
+                for (x_b, e_b) in
+                    x_block.chunks_exact(s.input_len()).zip(e_block.chunks_exact(o * p))
+                {
+                    s.columns(x_b, cols);
+                    let cols = matrix(cols, s.taps(), width);
+                    // Wide: the zero columns of e meet the columns of no output.
+                    let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
+                    sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum.view_mut());
+                }
+            });
+            sum
+        })
+        .collect();
+    let sum = pairwise_sum(blocks).unwrap_or_else(|| Array2::zeros((o, s.taps())));
+    let mut m = out.view_mut().into_shape_with_order((o, s.taps())).expect("standard layout");
+    m.zip_mut_with(&sum, |m, &v| *m = scale * v);
+}
+
+/// The sum of `terms`, added in adjacent pairs level by level (`None` when empty).
+fn pairwise_sum<F: Scalar>(mut terms: Vec<Array2<F>>) -> Option<Array2<F>> {
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        let mut it = terms.into_iter();
+        while let Some(mut a) = it.next() {
+            if let Some(b) = it.next() {
+                a.zip_mut_with(&b, |a, &b| *a = *a + b);
+            }
+            next.push(a);
+        }
+        terms = next;
+    }
+    terms.pop()
 }
 
 /// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]`.

@@ -4,8 +4,8 @@
 //!
 //! A block is a band of the output's rows (or columns, whichever side is longer) with its whole
 //! reduction, so nothing is summed across blocks. The exception is a long reduction into a small
-//! output (a convolution's weight gradient: a few channels by a kernel's taps, summed over batch
-//! and pixels), which the `gemm` kernels handle poorly: its reduction is cut into chunks, each
+//! output (a weight gradient over a batch of thousands), which the `gemm` kernels handle
+//! poorly: its reduction is cut into chunks, each
 //! multiplied by `matrixmultiply`, and the partial products are added in a fixed pairwise order.
 //! Every cut depends only on the shapes, never on the number of threads, so a product is
 //! bit-identical whatever the pool's size (docs/performance.md).
@@ -124,9 +124,10 @@ fn reduce<F: Scalar>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, chunks: usize) 
     x
 }
 
-/// One block on the calling thread.
+/// `c <- alpha * a b + beta * c` as one block on the calling thread (as [`matmul`], without
+/// cutting it).
 #[allow(unsafe_code)]
-fn kernel<F: Scalar>(
+pub(crate) fn kernel<F: Scalar>(
     alpha: F,
     a: ArrayView2<'_, F>,
     b: ArrayView2<'_, F>,

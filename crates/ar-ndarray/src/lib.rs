@@ -6,6 +6,7 @@
 
 mod conv;
 mod gemm;
+mod tanh;
 
 use ar_backend::{pool, Activation, AdamStep, Backend, ConvGeometry, PoolGeometry, Precision};
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, LinalgScalar, Zip};
@@ -22,16 +23,74 @@ pub trait Scalar:
     const NAME: &'static str;
     /// The precision this type computes in.
     const PRECISION: Precision;
+
+    /// Runs `f` on a buffer of `len` values (of any content) kept per thread, so that kernels
+    /// called on every relaxation step allocate nothing after the first.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
+    /// `out[i] = f(a[i])` (the scalar definition of [`Activation::apply`]).
+    fn activate_slice(f: Activation, a: &[Self], out: &mut [Self]) {
+        for (o, &v) in out.iter_mut().zip(a) {
+            *o = f.apply(v);
+        }
+    }
+
+    /// `out[i] = f'(a[i])` (the scalar definition of [`Activation::derivative`]).
+    fn activate_derivative_slice(f: Activation, a: &[Self], out: &mut [Self]) {
+        for (o, &v) in out.iter_mut().zip(a) {
+            *o = f.derivative(v);
+        }
+    }
+}
+
+/// [`Scalar::with_scratch`] for one type: a thread-local buffer, grown as needed; a nested call
+/// (the buffer already lent on this thread) gets a fresh one.
+macro_rules! with_scratch {
+    ($t:ty) => {
+        fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+            thread_local! {
+                static SCRATCH: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut buffer) => {
+                    if buffer.len() < len {
+                        buffer.resize(len, 0.0);
+                    }
+                    f(&mut buffer[..len])
+                }
+                Err(_) => f(&mut vec![0.0; len]),
+            })
+        }
+    };
 }
 
 impl Scalar for f32 {
     const NAME: &'static str = "f32";
     const PRECISION: Precision = Precision::F32;
+
+    with_scratch!(f32);
+
+    /// tanh through the vectorised kernel of src/tanh.rs; the rest as the scalar definitions.
+    fn activate_slice(f: Activation, a: &[f32], out: &mut [f32]) {
+        match f {
+            Activation::Tanh => tanh::tanh_f32(a, out),
+            _ => out.iter_mut().zip(a).for_each(|(o, &v)| *o = f.apply(v)),
+        }
+    }
+
+    fn activate_derivative_slice(f: Activation, a: &[f32], out: &mut [f32]) {
+        match f {
+            Activation::Tanh => tanh::tanh_derivative_f32(a, out),
+            _ => out.iter_mut().zip(a).for_each(|(o, &v)| *o = f.derivative(v)),
+        }
+    }
 }
 
 impl Scalar for f64 {
     const NAME: &'static str = "f64";
     const PRECISION: Precision = Precision::F64;
+
+    with_scratch!(f64);
 }
 
 /// The ndarray CPU backend in precision `F` (`NdArray::<f64>::new()` for verification,
@@ -87,6 +146,20 @@ macro_rules! for_each {
             $zip.for_each($f)
         }
     };
+}
+
+/// `map(a, out)` on the arrays' row-major values, in chunks on rayon's pool when they hold at
+/// least `PARALLEL_MIN_LEN` elements (`map` is elementwise, so the cut changes no value).
+fn map_slices<F: Scalar>(a: &ArrayD<F>, out: &mut ArrayD<F>, map: impl Fn(&[F], &mut [F]) + Sync) {
+    let a = a.as_standard_layout();
+    let src = a.as_slice().expect("standard layout");
+    let dst = slice_mut(out);
+    if src.len() >= PARALLEL_MIN_LEN {
+        const CHUNK: usize = 1 << 13;
+        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| map(s, d));
+    } else {
+        map(src, dst);
+    }
 }
 
 fn same_shape<F>(a: &ArrayD<F>, b: &ArrayD<F>, op: &str) {
@@ -196,12 +269,12 @@ impl<F: Scalar> Backend for NdArray<F> {
 
     fn activate_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, out, "activate");
-        for_each!(Zip::from(out).and(a), a.len(), |o, &a| *o = f.apply(a));
+        map_slices(a, out, |a, out| F::activate_slice(f, a, out));
     }
 
     fn activate_derivative_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, out, "activate_derivative");
-        for_each!(Zip::from(out).and(a), a.len(), |o, &a| *o = f.derivative(a));
+        map_slices(a, out, |a, out| F::activate_derivative_slice(f, a, out));
     }
 
     fn softmax_rows(&self, x: &ArrayD<F>) -> ArrayD<F> {
