@@ -1,11 +1,13 @@
-//! Times each backend operation of one training step of paper 2's CNN (3x32x32 inputs) on candle,
-//! at a given batch size, waiting for the device after each: where a step's time goes.
+//! Times each backend operation of one training step of paper 2's CNN (3x32x32 inputs) on candle
+//! or on the ndarray backend, at a given batch size, waiting for the device after each: where a
+//! step's time goes.
 //!
-//! Usage: `cargo run --release -p ar-candle --example cnn_ops -- [cpu|cuda] [BATCH] [REPS]`
-//! (CUDA needs the `cuda` feature; see docs/cuda.md).
+//! Usage: `cargo run --release -p ar-candle --example cnn_ops -- [cpu|cuda|ndarray] [BATCH] [REPS]`
+//! (`cpu` and `cuda` are candle's devices, f32; CUDA needs the `cuda` feature, see docs/cuda.md).
 
 use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry, Precision};
 use ar_candle::Candle;
+use ar_ndarray::NdArray;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,11 +15,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = args.first().map_or("cpu", String::as_str);
     let batch: usize = args.get(1).map_or(Ok(1024), |s| s.parse())?;
     let reps: usize = args.get(2).map_or(Ok(20), |s| s.parse())?;
-    let be = match device {
-        "cpu" => Candle::cpu(Precision::F32),
-        "cuda" => Candle::cuda(0, Precision::F32)?,
-        other => return Err(format!("unknown device {other:?} (cpu or cuda)").into()),
-    };
+    println!("{device}, f32, paper-2 CNN shapes at batch {batch}, mean of {reps} calls");
+    match device {
+        "ndarray" => time_ops(NdArray::<f32>::new(), || (), batch, reps),
+        "cpu" | "cuda" => {
+            let be = if device == "cpu" {
+                Candle::cpu(Precision::F32)
+            } else {
+                Candle::cuda(0, Precision::F32)?
+            };
+            let sync_with = be.clone();
+            let sync = move || sync_with.device().synchronize().expect("the device synchronises");
+            time_ops(be, sync, batch, reps)
+        }
+        other => return Err(format!("unknown device {other:?} (cpu, cuda or ndarray)").into()),
+    }
+    Ok(())
+}
+
+/// Runs and times each operation `reps` times on `be`, calling `sync` before reading the clock.
+fn time_ops<B: Backend>(be: B, sync: impl Fn(), batch: usize, reps: usize) {
     let fill = |shape: &[usize]| {
         let n: usize = shape.iter().product();
         be.from_host(
@@ -32,16 +49,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (flat, w3, a3) = (fill(&[batch, 1600]), fill(&[120, 1600]), fill(&[batch, 120]));
     let (_, argmax) = be.max_pool2d(&a1, pool);
 
-    println!("candle on {device}, f32, paper-2 CNN shapes at batch {batch}, mean of {reps} calls");
     let mut total = 0.0;
     let mut time = |name: &str, f: &mut dyn FnMut()| {
         f();
-        be.device().synchronize().expect("the device synchronises");
+        sync();
         let start = Instant::now();
         for _ in 0..reps {
             f();
         }
-        be.device().synchronize().expect("the device synchronises");
+        sync();
         let ms = start.elapsed().as_secs_f64() * 1e3 / reps as f64;
         total += ms;
         println!("{name:<44} {ms:>9.3} ms");
@@ -77,5 +93,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     time("fc1 weight gradient", &mut || be.gemm(1.0, &a3, true, &flat, false, 0.0, &mut gw3));
     time("flatten reshape", &mut || drop(be.reshape(&a2, &[batch, 1600])));
     println!("{:<44} {total:>9.3} ms", "sum");
-    Ok(())
 }
