@@ -1,0 +1,161 @@
+"""Runs the authors' own MLP code on local MNIST / Fashion-MNIST files, for the reference rows of
+docs/results.md: their `main.py` from github.com/BerenMillidge/ActivationRelaxation (not part of
+this repository: clone it and pass its path), its classes and functions used unmodified.
+
+What this script replaces, and nothing else: torchvision's downloading datasets (the IDX files
+are read here and batched by torch's DataLoader with the shuffle flags of their `get_dataset`:
+MNIST train and test shuffled, Fashion-MNIST train in file order, test shuffled; each loader
+iterated once, as their code does, so the batch order never changes between epochs), their
+`save_model` (which rsyncs to a server; a no-op here) and their per-batch printing (silenced).
+The network and training are those of their `__main__`: 784-300-300-100-10, ReLU hidden layers,
+softmax output (with their linear derivative in the relaxation), N(0, 0.05) weights, one bias per
+batch position, MSE summed over the batch (`--loss_fn mse`), their lr 5e-4 (backprop: their
+`BackpropNet` multiplies it by 10), eta 0.1, T 100, batch 64, the last two batches of the
+training and test sets dropped, test accuracy as the mean over test batches.
+`torch.manual_seed(seed)` is set before the data loaders, as the only source of randomness.
+
+Usage:
+  python bench/authors_mlp.py --authors-main PATH/main.py --data datasets/mnist \\
+      --dataset mnist --network ar --epochs 10 --seed 1 --threads 2
+
+Prints one JSON object per epoch ({"epoch", "test_accuracy", "train_loss", "seconds"}) and a
+summary object last. Needs torch (not torchvision, matplotlib or scipy: their imports are stubbed
+when missing, since nothing here calls them).
+"""
+
+import argparse
+import contextlib
+import gzip
+import importlib.util
+import io
+import json
+import os
+import struct
+import sys
+import time
+import types
+
+import torch
+
+
+def stub_missing(names):
+    """Empty modules for imports their main.py makes at the top but this script never uses."""
+    for name in names:
+        try:
+            __import__(name)
+        except ImportError:
+            module = types.ModuleType(name)
+            sys.modules[name] = module
+            parent, _, child = name.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, module)
+
+
+def load_authors(path):
+    stub_missing(["torchvision", "torchvision.transforms", "matplotlib", "matplotlib.pyplot",
+                  "scipy"])
+    spec = importlib.util.spec_from_file_location("authors_main", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.DEVICE = torch.device("cpu")
+    return module
+
+
+def read_idx(path):
+    """An IDX file (optionally gzipped) as a uint8 tensor of its shape."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, kind, dims = struct.unpack(">HBB", data[:4])
+    if zero != 0 or kind != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    shape = struct.unpack(">" + "I" * dims, data[4:4 + 4 * dims])
+    body = data[4 + 4 * dims:]
+    if len(body) != int(torch.tensor(shape).prod()):
+        raise ValueError(f"{path}: {len(body)} values for shape {shape}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
+def find(folder, stem):
+    for name in (stem, stem + ".gz"):
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise FileNotFoundError(f"{folder}: no {stem} or {stem}.gz")
+
+
+def batches(folder, split, batch_size, shuffle):
+    """Their get_dataset's batches: ToTensor's x / 255 as [1, 28, 28], then flattened to 784."""
+    images = read_idx(find(folder, f"{split}-images-idx3-ubyte")).float().div(255).unsqueeze(1)
+    labels = read_idx(find(folder, f"{split}-labels-idx1-ubyte")).long()
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
+    return [(img.reshape(len(img), 784), label) for img, label in list(iter(loader))]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--authors-main", required=True, help="path to their main.py")
+    p.add_argument("--data", required=True, help="folder with the four IDX files")
+    p.add_argument("--dataset", choices=["mnist", "fashion"], required=True,
+                   help="which of their get_dataset branches' shuffle flags to use")
+    p.add_argument("--network", choices=["ar", "bp"], required=True)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--train-batches", type=int, default=None,
+                   help="train on only the first N batches of each epoch (a quick check)")
+    p.add_argument("--gradient-angle", action="store_true",
+                   help="their store_gradient_angle (their default; costs a second relaxation "
+                        "and an autograd pass per batch, changes no weight)")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    authors = load_authors(args.authors_main)
+    torch.manual_seed(args.seed)
+    train = batches(args.data, "train", args.batch_size, shuffle=args.dataset == "mnist")
+    test = batches(args.data, "t10k", args.batch_size, shuffle=True)
+
+    lr, eta, steps = 0.0005, 0.1, 100
+    relu, relu_d = authors.relu, authors.relu_deriv
+    cpu = authors.DEVICE
+    layers = [
+        authors.FCLayer(784, 300, args.batch_size, relu, relu_d, eta, lr, device=cpu),
+        authors.FCLayer(300, 300, args.batch_size, relu, relu_d, eta, lr, device=cpu),
+        authors.FCLayer(300, 100, args.batch_size, relu, relu_d, eta, lr, device=cpu),
+        authors.FCLayer(100, 10, args.batch_size, authors.softmax, authors.linear_deriv, eta, lr,
+                        device=cpu),
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        if args.network == "ar":
+            net = authors.Net(layers, steps, use_backwards_weights=False,
+                              update_backwards_weights=True, use_backward_nonlinearity=True,
+                              store_gradient_angle=args.gradient_angle,
+                              loss_fn=authors.mse_loss, loss_fn_deriv=authors.mse_deriv,
+                              device=cpu)
+        else:
+            net = authors.BackpropNet(layers, loss_fn=authors.mse_loss, device=cpu)
+    net.save_model = lambda *a, **k: None
+
+    if args.train_batches is not None:
+        # Keep the two last batches: their training loop drops them.
+        train = train[: args.train_batches] + train[-2:]
+    accuracies, seconds = [], []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            losses, _, test_accs = net.train(train[0:-2], test[0:-2], "", "", 1, steps)
+        seconds.append(time.perf_counter() - start)
+        accuracies.append(sum(test_accs) / len(test_accs))
+        print(json.dumps({"epoch": epoch, "test_accuracy": accuracies[-1],
+                          "train_loss": sum(losses) / len(losses), "seconds": seconds[-1]}),
+              flush=True)
+    print(json.dumps({"network": args.network, "dataset": args.dataset, "seed": args.seed,
+                      "epochs": args.epochs, "threads": args.threads,
+                      "final_test_accuracy": accuracies[-1],
+                      "seconds_per_epoch": sum(seconds) / len(seconds),
+                      "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()
