@@ -51,6 +51,23 @@ def stub_missing(names):
                 setattr(sys.modules[parent], child, module)
 
 
+@contextlib.contextmanager
+def silenced():
+    """Their code's printing, from Python and from the `echo` subprocesses it starts, dropped."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def load_authors(path):
     stub_missing(["torchvision", "torchvision.transforms", "matplotlib", "matplotlib.pyplot",
                   "scipy"])
@@ -126,7 +143,7 @@ def main():
         authors.FCLayer(100, 10, args.batch_size, authors.softmax, authors.linear_deriv, eta, lr,
                         device=cpu),
     ]
-    with contextlib.redirect_stdout(io.StringIO()):
+    with silenced():
         if args.network == "ar":
             net = authors.Net(layers, steps, use_backwards_weights=False,
                               update_backwards_weights=True, use_backward_nonlinearity=True,
@@ -143,7 +160,7 @@ def main():
     accuracies, seconds = [], []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
+        with silenced():
             losses, _, test_accs = net.train(train[0:-2], test[0:-2], "", "", 1, steps)
         seconds.append(time.perf_counter() - start)
         accuracies.append(sum(test_accs) / len(test_accs))
