@@ -15,6 +15,9 @@ use rayon::prelude::*;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
+/// An elementwise kernel over slices: `out[i]` from `a[i]`.
+pub type SliceMap<F> = fn(&[F], &mut [F]);
+
 /// A floating-point element type the CPU backend computes in.
 pub trait Scalar:
     LinalgScalar + Float + FromPrimitive + ToPrimitive + pool::Element + Send + Sync + Debug + 'static
@@ -28,18 +31,10 @@ pub trait Scalar:
     /// called on every relaxation step allocate nothing after the first.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 
-    /// `out[i] = f(a[i])` (the scalar definition of [`Activation::apply`]).
-    fn activate_slice(f: Activation, a: &[Self], out: &mut [Self]) {
-        for (o, &v) in out.iter_mut().zip(a) {
-            *o = f.apply(v);
-        }
-    }
-
-    /// `out[i] = f'(a[i])` (the scalar definition of [`Activation::derivative`]).
-    fn activate_derivative_slice(f: Activation, a: &[Self], out: &mut [Self]) {
-        for (o, &v) in out.iter_mut().zip(a) {
-            *o = f.derivative(v);
-        }
+    /// A vectorised kernel for `f` (or its derivative) over slices where this type has one
+    /// (f32 tanh: src/tanh.rs); `None` means the scalar definitions of [`Activation`].
+    fn activation_kernel(_f: Activation, _derivative: bool) -> Option<SliceMap<Self>> {
+        None
     }
 }
 
@@ -70,19 +65,9 @@ impl Scalar for f32 {
 
     with_scratch!(f32);
 
-    /// tanh through the vectorised kernel of src/tanh.rs; the rest as the scalar definitions.
-    fn activate_slice(f: Activation, a: &[f32], out: &mut [f32]) {
-        match f {
-            Activation::Tanh => tanh::tanh_f32(a, out),
-            _ => out.iter_mut().zip(a).for_each(|(o, &v)| *o = f.apply(v)),
-        }
-    }
-
-    fn activate_derivative_slice(f: Activation, a: &[f32], out: &mut [f32]) {
-        match f {
-            Activation::Tanh => tanh::tanh_derivative_f32(a, out),
-            _ => out.iter_mut().zip(a).for_each(|(o, &v)| *o = f.derivative(v)),
-        }
+    fn activation_kernel(f: Activation, derivative: bool) -> Option<SliceMap<f32>> {
+        let tanh = if derivative { tanh::tanh_derivative_f32 } else { tanh::tanh_f32 };
+        (f == Activation::Tanh).then_some(tanh)
     }
 }
 
@@ -159,6 +144,26 @@ fn map_slices<F: Scalar>(a: &ArrayD<F>, out: &mut ArrayD<F>, map: impl Fn(&[F], 
         dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| map(s, d));
     } else {
         map(src, dst);
+    }
+}
+
+/// `out <- f(a)` (or `f'(a)`) elementwise: the type's vectorised kernel where it has one, else
+/// the scalar definitions.
+fn activation<F: Scalar>(f: Activation, derivative: bool, a: &ArrayD<F>, out: &mut ArrayD<F>) {
+    let kernel = F::activation_kernel(f, derivative);
+    map_slices(a, out, |a, out| match kernel {
+        Some(kernel) => kernel(a, out),
+        None if derivative => map_each(a, out, |v| f.derivative(v)),
+        None => map_each(a, out, |v| f.apply(v)),
+    });
+}
+
+/// `out[i] = f(a[i])`, as a loop the compiler vectorises where `f` allows.
+#[inline(always)]
+pub(crate) fn map_each<T: Copy>(a: &[T], out: &mut [T], f: impl Fn(T) -> T) {
+    assert_eq!(a.len(), out.len(), "map: input of {} elements, output of {}", a.len(), out.len());
+    for (o, &v) in out.iter_mut().zip(a) {
+        *o = f(v);
     }
 }
 
@@ -269,12 +274,12 @@ impl<F: Scalar> Backend for NdArray<F> {
 
     fn activate_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, out, "activate");
-        map_slices(a, out, |a, out| F::activate_slice(f, a, out));
+        activation(f, false, a, out);
     }
 
     fn activate_derivative_into(&self, f: Activation, a: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, out, "activate_derivative");
-        map_slices(a, out, |a, out| F::activate_derivative_slice(f, a, out));
+        activation(f, true, a, out);
     }
 
     fn softmax_rows(&self, x: &ArrayD<F>) -> ArrayD<F> {

@@ -9,6 +9,8 @@
 //! (docs/models.md). Every instruction set runs the same IEEE operations (no
 //! fused multiply-add), so the result does not depend on which one the CPU has.
 
+use crate::map_each;
+
 /// `log2(e)`.
 const LOG2E: f64 = std::f64::consts::LOG2_E;
 /// `ln 2` split so that `n * LN2_HI` is exact for the `n` used here (fdlibm's constants,
@@ -75,47 +77,42 @@ fn tanh_derivative_one(a: f32) -> f32 {
     (4.0 * e / (d * d)) as f32
 }
 
-#[inline(always)]
-fn map(a: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
-    assert_eq!(a.len(), out.len(), "tanh: input of {} elements, output of {}", a.len(), out.len());
-    for (o, &v) in out.iter_mut().zip(a) {
-        *o = f(v);
-    }
+/// tanh of each element of `a` into `out`.
+pub(crate) fn tanh_f32(a: &[f32], out: &mut [f32]) {
+    dispatch(a, out, tanh_one)
 }
 
-/// Compiles `map` with `f` once for the baseline instruction set and once for each wider one,
-/// and runs the widest the CPU has.
-macro_rules! dispatch {
-    ($name:ident, $one:ident) => {
-        pub(crate) fn $name(a: &[f32], out: &mut [f32]) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512(a: &[f32], out: &mut [f32]) {
-                    map(a, out, $one)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2(a: &[f32], out: &mut [f32]) {
-                    map(a, out, $one)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, the only feature `avx512` is compiled for.
-                    #[allow(unsafe_code)]
-                    return unsafe { avx512(a, out) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2, the only feature `avx2` is compiled for.
-                    #[allow(unsafe_code)]
-                    return unsafe { avx2(a, out) };
-                }
-            }
-            map(a, out, $one)
+/// tanh' of each element of `a` into `out`.
+pub(crate) fn tanh_derivative_f32(a: &[f32], out: &mut [f32]) {
+    dispatch(a, out, tanh_derivative_one)
+}
+
+/// `map_each` with `one`, compiled once for the baseline instruction set and once for each
+/// wider one, run as the widest the CPU has.
+fn dispatch(a: &[f32], out: &mut [f32], one: impl Fn(f32) -> f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(a: &[f32], out: &mut [f32], one: impl Fn(f32) -> f32) {
+            map_each(a, out, one)
         }
-    };
+        #[target_feature(enable = "avx2")]
+        fn avx2(a: &[f32], out: &mut [f32], one: impl Fn(f32) -> f32) {
+            map_each(a, out, one)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, the only feature `avx512` is compiled for.
+            #[allow(unsafe_code)]
+            return unsafe { avx512(a, out, one) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, the only feature `avx2` is compiled for.
+            #[allow(unsafe_code)]
+            return unsafe { avx2(a, out, one) };
+        }
+    }
+    map_each(a, out, one)
 }
-
-dispatch!(tanh_f32, tanh_one);
-dispatch!(tanh_derivative_f32, tanh_derivative_one);
 
 #[cfg(test)]
 mod tests {
@@ -135,12 +132,17 @@ mod tests {
         v
     }
 
+    /// `kernel` on `x`, in a fresh vector.
+    fn run(kernel: impl Fn(&[f32], &mut [f32]), x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        kernel(x, &mut out);
+        out
+    }
+
     #[test]
     fn tanh_is_within_one_ulp_of_the_correctly_rounded_value() {
         let x = samples();
-        let mut got = vec![0.0; x.len()];
-        tanh_f32(&x, &mut got);
-        for (&a, &g) in x.iter().zip(&got) {
+        for (&a, &g) in x.iter().zip(&run(tanh_f32, &x)) {
             let want = (f64::from(a)).tanh() as f32;
             assert!(ulps(g, want) <= 1, "tanh({a:e}) = {g:e}, want {want:e}");
             assert_eq!(g.is_sign_negative(), a.is_sign_negative(), "sign of tanh({a:e})");
@@ -150,9 +152,7 @@ mod tests {
     #[test]
     fn the_derivative_is_accurate_near_saturation() {
         let x = samples();
-        let mut got = vec![0.0; x.len()];
-        tanh_derivative_f32(&x, &mut got);
-        for (&a, &g) in x.iter().zip(&got) {
+        for (&a, &g) in x.iter().zip(&run(tanh_derivative_f32, &x)) {
             // 1 / cosh^2 in f64: accurate where the f64 cosh does not overflow.
             let c = f64::from(a).cosh();
             let want = if c.is_finite() { (1.0 / (c * c)) as f32 } else { 0.0 };
@@ -162,26 +162,22 @@ mod tests {
 
     #[test]
     fn nan_stays_nan() {
-        let mut out = [0.0; 2];
-        tanh_f32(&[f32::NAN; 2], &mut out);
-        assert!(out.iter().all(|v| v.is_nan()));
-        tanh_derivative_f32(&[f32::NAN; 2], &mut out);
-        assert!(out.iter().all(|v| v.is_nan()));
+        assert!(run(tanh_f32, &[f32::NAN; 2]).iter().all(|v| v.is_nan()));
+        assert!(run(tanh_derivative_f32, &[f32::NAN; 2]).iter().all(|v| v.is_nan()));
     }
 
     /// The vectorised paths give the same bits as the baseline one.
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
         let x = samples();
-        let (mut fast, mut fast_d) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-        tanh_f32(&x, &mut fast);
-        tanh_derivative_f32(&x, &mut fast_d);
-        let (mut base, mut base_d) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-        map(&x, &mut base, tanh_one);
-        map(&x, &mut base_d, tanh_derivative_one);
-        for i in 0..x.len() {
-            assert_eq!(fast[i].to_bits(), base[i].to_bits(), "tanh({:e})", x[i]);
-            assert_eq!(fast_d[i].to_bits(), base_d[i].to_bits(), "tanh'({:e})", x[i]);
+        for (fast, one, name) in [
+            (run(tanh_f32, &x), tanh_one as fn(f32) -> f32, "tanh"),
+            (run(tanh_derivative_f32, &x), tanh_derivative_one, "tanh'"),
+        ] {
+            let base = run(|a, out| map_each(a, out, one), &x);
+            for i in 0..x.len() {
+                assert_eq!(fast[i].to_bits(), base[i].to_bits(), "{name}({:e})", x[i]);
+            }
         }
     }
 }
