@@ -153,9 +153,25 @@ fn activation<F: Scalar>(f: Activation, derivative: bool, a: &ArrayD<F>, out: &m
     let kernel = F::activation_kernel(f, derivative);
     map_slices(a, out, |a, out| match kernel {
         Some(kernel) => kernel(a, out),
-        None if derivative => map_each(a, out, |v| f.derivative(v)),
-        None => map_each(a, out, |v| f.apply(v)),
+        None => scalar_definitions(f, derivative, a, out),
     });
+}
+
+/// `out <- f(a)` (or `f'(a)`) by [`Activation`]'s scalar definitions, with `f` fixed per loop
+/// (one loop per activation), so that the loop does not branch on it per element and the
+/// compiler can vectorise the simple ones (ReLU).
+fn scalar_definitions<F: Scalar>(f: Activation, derivative: bool, a: &[F], out: &mut [F]) {
+    macro_rules! per_activation {
+        ($($name:ident),*) => {
+            match f {
+                $(Activation::$name if derivative => {
+                    map_each(a, out, |v| Activation::$name.derivative(v))
+                })*
+                $(Activation::$name => map_each(a, out, |v| Activation::$name.apply(v)),)*
+            }
+        };
+    }
+    per_activation!(Identity, Relu, LeakyRelu, Tanh, Sigmoid, Softplus)
 }
 
 /// `out[i] = f(a[i])`, as a loop the compiler vectorises where `f` allows.
