@@ -27,8 +27,9 @@ pub struct Args {
     /// Tabulate every run as it stood after this many epochs.
     #[arg(long, value_name = "N")]
     at_epoch: Option<usize>,
-    /// How a reader reruns a condition; `{config}` stands for its config file.
-    #[arg(long, default_value = "cargo xtask sweep {config} --seeds 0..3")]
+    /// How a reader reruns a condition; `{config}` stands for its config file, `{options}` for
+    /// the seeds its runs used and their epochs where the file asks for another number.
+    #[arg(long, default_value = "cargo xtask sweep {config} {options}")]
     command: String,
 }
 

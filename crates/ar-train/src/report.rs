@@ -201,6 +201,32 @@ pub struct Row {
     pub notes: Vec<String>,
     /// The config file name the runs came from, for the reproducing command.
     pub source: String,
+    /// The seeds of its runs, ascending (those that ended before an epoch included).
+    pub seeds: Vec<u64>,
+    /// The epochs its runs were asked for (the most, if they differ).
+    pub epochs_asked: usize,
+    /// The epochs its config file asks for, where the file is known.
+    pub source_epochs: Option<usize>,
+}
+
+impl Row {
+    /// The `sweep` options that reproduce the row: its seeds, and its epochs where its runs
+    /// were asked for another number than its config file says (`--seeds 0 --epochs 5`).
+    pub fn sweep_options(&self) -> String {
+        let s = &self.seeds;
+        let seeds = match s.as_slice() {
+            [] => "0..3".to_string(),
+            [one] => one.to_string(),
+            [first, .., last] if s.windows(2).all(|w| w[1] == w[0] + 1) => {
+                format!("{first}..{}", last + 1)
+            }
+            _ => s.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        };
+        match self.source_epochs {
+            Some(e) if e == self.epochs_asked => format!("--seeds {seeds}"),
+            _ => format!("--seeds {seeds} --epochs {}", self.epochs_asked),
+        }
+    }
 }
 
 /// The table's rows: one per condition x algorithm, in condition order.
@@ -227,6 +253,9 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
         let mut angles: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         let mut notes = Vec::new();
         let mut epochs = 0;
+        let mut seeds: Vec<u64> = runs.iter().map(|r| r.config.seed).collect();
+        seeds.sort_unstable();
+        let epochs_asked = runs.iter().map(|r| r.config.epochs()).max().unwrap_or(0);
         for r in &runs {
             let history: Vec<&EpochMetrics> =
                 r.metrics.iter().filter(|m| m.algorithm == algorithm).collect();
@@ -287,6 +316,9 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
             angles: angles.into_iter().map(|(l, a)| (l, mean_sd(&a).0)).collect(),
             seconds_per_epoch: if no_epoch { f64::NAN } else { mean_sd(&seconds).0 },
             notes,
+            seeds,
+            epochs_asked,
+            source_epochs: None,
         });
     }
     out
@@ -302,14 +334,16 @@ pub fn truncate(records: &mut [RunRecord], epochs: usize) {
 }
 
 /// The report's rows: the [`summarize`]d runs, each naming as its source the file of `configs`
-/// whose name is its condition, and one row (n = 0) per config of `configs` with no run, saying
-/// why: its data is not on this machine, or it has not been run yet. Sorted by condition.
+/// whose name is its condition (and that file's epochs), and one row (n = 0) per config of
+/// `configs` with no run, saying why: its data is not on this machine, or it has not been run
+/// yet. Sorted by condition.
 pub fn rows(records: &[RunRecord], configs: &[PathBuf]) -> Result<Vec<Row>, TrainError> {
     let stem = |p: &Path| p.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
     let mut out = summarize(records);
     for row in &mut out {
         if let Some(file) = configs.iter().find(|c| stem(c) == row.condition) {
             row.source = file.display().to_string();
+            row.source_epochs = Some(TrainConfig::read(file)?.epochs());
         }
     }
     for file in configs {
@@ -347,6 +381,9 @@ pub fn rows(records: &[RunRecord], configs: &[PathBuf]) -> Result<Vec<Row>, Trai
             seconds_per_epoch: f64::NAN,
             notes: vec![why],
             source: file.display().to_string(),
+            seeds: Vec::new(),
+            epochs_asked: config.epochs(),
+            source_epochs: Some(config.epochs()),
         });
     }
     out.sort_by(|a, b| (&a.condition, &a.algorithm).cmp(&(&b.condition, &b.algorithm)));
@@ -379,7 +416,8 @@ pub fn write(
 }
 
 /// The rows as markdown tables, one per data set and model; `command` is how a reader reruns a
-/// condition (`{config}` stands for its file name).
+/// condition: `{config}` stands for its file name, `{options}` for its [`Row::sweep_options`]
+/// (`--seeds 0..3` for a row not run yet).
 pub fn markdown(rows: &[Row], command: &str) -> String {
     let mut s = String::new();
     let mut tables: Vec<&str> = rows.iter().map(|r| r.table.as_str()).collect();
@@ -395,7 +433,8 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         for r in rows.iter().filter(|r| r.table == table) {
-            let rerun = command.replace("{config}", &r.source);
+            let rerun =
+                command.replace("{config}", &r.source).replace("{options}", &r.sweep_options());
             if r.n == 0 {
                 let (c, a, notes) = (&r.condition, &r.algorithm, r.notes.join("; "));
                 let _ =

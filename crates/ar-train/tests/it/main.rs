@@ -325,8 +325,16 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     assert!(rows[3].notes[0].contains("diverged: ar at epoch 1, batch 3"), "{:?}", rows[3]);
     assert!(rows[0].source.ends_with("configs/a-ar.toml"), "{}", rows[0].source);
     assert!(rows[2].notes[0].starts_with("not run here: data not reachable"), "{:?}", rows[2]);
-    let table = ar_train::report::markdown(&rows, "sweep {config}");
-    assert!(table.contains("### cifar10") && table.contains("c-cifar.toml`"), "{table}");
+    let table = ar_train::report::markdown(&rows, "sweep {config} {options}");
+    assert!(
+        table.contains("### cifar10") && table.contains("c-cifar.toml --seeds 0..3`"),
+        "{table}"
+    );
+    // Each command reruns what its row shows: the seeds, and the epochs (1, where the file says 2).
+    assert!(table.contains("configs/a-ar.toml --seeds 0..2 --epochs 1`"), "{table}");
+    assert!(table.contains("d-diverged.toml --seeds 0 --epochs 2`"), "{table}");
+    let gaps = ar_train::report::Row { seeds: vec![0, 2, 5], ..rows[0].clone() };
+    assert_eq!(gaps.sweep_options(), "--seeds 0,2,5 --epochs 1");
     assert!(table.contains("| d-diverged | ar+learned | 0 | - |"), "{table}");
     // Cut back to no epoch, no finished run has a result left; the diverged one keeps its note.
     ar_train::report::truncate(&mut records, 0);
