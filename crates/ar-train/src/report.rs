@@ -421,7 +421,11 @@ pub fn write(
 pub fn markdown(rows: &[Row], command: &str) -> String {
     let mut s = String::new();
     let mut tables: Vec<&str> = rows.iter().map(|r| r.table.as_str()).collect();
-    let pct = |(m, sd): (f64, f64)| format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd);
+    // One seed has no spread to show: its cell is the value alone.
+    let pct = |(m, sd): (f64, f64), n: usize| match n {
+        1 => format!("{:.2}", 100.0 * m),
+        _ => format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd),
+    };
     tables.sort();
     tables.dedup();
     for table in tables {
@@ -450,8 +454,8 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
                 r.algorithm,
                 r.n,
                 r.epochs,
-                pct(r.final_accuracy),
-                pct(r.best_accuracy),
+                pct(r.final_accuracy, r.n),
+                pct(r.best_accuracy, r.n),
                 r.best_epoch,
                 if angles.is_empty() { "-".into() } else { angles.join(", ") },
                 r.seconds_per_epoch,

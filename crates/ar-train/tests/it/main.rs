@@ -335,6 +335,10 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     assert!(table.contains("d-diverged.toml --seeds 0 --epochs 2`"), "{table}");
     let gaps = ar_train::report::Row { seeds: vec![0, 2, 5], ..rows[0].clone() };
     assert_eq!(gaps.sweep_options(), "--seeds 0,2,5 --epochs 1");
+    // One seed has no spread: its accuracy cells carry no "+- 0.00".
+    let one = ar_train::report::Row { n: 1, final_accuracy: (0.9, 0.0), ..rows[0].clone() };
+    let line = ar_train::report::markdown(&[one], "sweep {config}");
+    assert!(line.contains("| 1 | 1 | 90.00 | ") && !line.contains("90.00 +-"), "{line}");
     assert!(table.contains("| d-diverged | ar+learned | 0 | - |"), "{table}");
     // Cut back to no epoch, no finished run has a result left; the diverged one keeps its note.
     ar_train::report::truncate(&mut records, 0);
