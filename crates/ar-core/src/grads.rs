@@ -55,8 +55,11 @@ impl<B: Backend> Gradients<B> {
                 let choices = variant.for_layer(layer);
                 let at_state = choices.fprime_update == FPrime::AtState;
                 let needs_state = variant.current_input || at_state;
-                let relaxed_input =
-                    if needs_state { state_input(net, states, input_relaxed, k) } else { None };
+                let relaxed_input = if needs_state {
+                    state_input(net, cache, states, input_relaxed, k)
+                } else {
+                    None
+                };
                 let e = if choices.fprime_update == FPrime::Dropped {
                     signals[i].clone()
                 } else if let (true, Some(x)) = (at_state, relaxed_input.as_ref()) {
@@ -68,7 +71,7 @@ impl<B: Backend> Gradients<B> {
                 };
                 let presynaptic = match (variant.current_input, relaxed_input.as_ref()) {
                     (true, Some(x)) => x,
-                    _ => &cache.inputs[i],
+                    _ => cache.activity(net.parents(k)[0]),
                 };
                 let learned = choices.feedback == Feedback::Learned && w.feedback.is_some();
                 let mut weight = be.zeros(&be.shape(w.weight));

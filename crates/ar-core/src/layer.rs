@@ -71,6 +71,11 @@ pub enum Layer<B: Backend> {
     AvgPool2d(PoolGeometry),
     /// `[batch, c, h, w]` to `[batch, c h w]` (no parameters).
     Flatten,
+    /// `[batch, c, h, w]` to `[batch, c]`, the mean over each channel's plane (no parameters).
+    GlobalAvgPool,
+    /// The sum of its parents' outputs, all of one shape (a merge node: the residual sum). Its
+    /// Jacobian to each parent is the identity; no parameters, no `f'`.
+    Add,
 }
 
 /// The parameters of a dense or convolutional layer, borrowed.
@@ -114,6 +119,8 @@ impl<B: Backend> Layer<B> {
             Layer::MaxPool2d(_) => "maxpool2d",
             Layer::AvgPool2d(_) => "avgpool2d",
             Layer::Flatten => "flatten",
+            Layer::GlobalAvgPool => "globalavgpool",
+            Layer::Add => "add",
         }
     }
 
@@ -205,6 +212,14 @@ impl<B: Backend> Layer<B> {
                 }
             }
             Layer::Flatten => Ok(vec![input.iter().product()]),
+            Layer::GlobalAvgPool => match input {
+                [ch, h, w] if h * w > 0 => Ok(vec![*ch]),
+                _ => bad(format!(
+                    "global average pooling needs [channels, height, width] input, got {input:?}"
+                )),
+            },
+            // The network checks that every parent has this shape.
+            Layer::Add => Ok(input.to_vec()),
         }
     }
 
@@ -244,6 +259,16 @@ impl<B: Backend> Layer<B> {
             Layer::Flatten => {
                 let s = be.shape(x);
                 (be.reshape(x, &[s[0], s[1..].iter().product()]), None)
+            }
+            Layer::GlobalAvgPool => {
+                // The plane means as one product: [b c, h w] times a column of 1 / (h w).
+                let s = be.shape(x);
+                let plane = s[2] * s[3];
+                let rows = be.reshape(x, &[s[0] * s[1], plane]);
+                let ones = be.from_host(&vec![1.0; plane], &[plane, 1]);
+                let mut out = be.zeros(&[s[0] * s[1], 1]);
+                be.gemm(1.0 / plane as f64, &rows, false, &ones, false, 0.0, &mut out);
+                (be.reshape(&out, &[s[0], s[1]]), None)
             }
             _ => panic!("forward_parameter_free on a {} layer", self.kind()),
         }
@@ -288,12 +313,25 @@ impl<B: Backend> Layer<B> {
                 let reshaped = be.reshape(e, &be.shape(out));
                 be.axpby(alpha, &reshaped, beta, out);
             }
+            Layer::GlobalAvgPool => {
+                // Each channel's signal spread evenly over its plane: [b c, 1] times a row of
+                // 1 / (h w).
+                let s = be.shape(out);
+                let plane = s[2] * s[3];
+                let column = be.reshape(e, &[s[0] * s[1], 1]);
+                let ones = be.from_host(&vec![1.0; plane], &[1, plane]);
+                let mut spread = be.zeros(&[s[0] * s[1], plane]);
+                be.gemm(1.0 / plane as f64, &column, false, &ones, false, 0.0, &mut spread);
+                be.axpby(alpha, &be.reshape(&spread, &s), beta, out);
+            }
+            Layer::Add => be.axpby(alpha, e, beta, out),
         }
     }
 }
 
 /// A layer's kind and every size, resolved. Serialised as a JSON object whose `kind` is
-/// `dense`, `conv2d`, `maxpool2d`, `avgpool2d` or `flatten`, with the sizes as fields.
+/// `dense`, `conv2d`, `maxpool2d`, `avgpool2d`, `flatten`, `globalavgpool` or `add`, with the
+/// sizes as fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum LayerShape {
@@ -339,6 +377,10 @@ pub enum LayerShape {
     },
     /// `[c, h, w]` to `[c h w]`.
     Flatten,
+    /// `[c, h, w]` to `[c]`, each plane's mean.
+    GlobalAvgPool,
+    /// The sum of the node's parents.
+    Add,
 }
 
 /// A weighted layer's tensors: weight, bias and, where the variant uses one, backward weight.
@@ -391,6 +433,8 @@ impl LayerShape {
                 Layer::AvgPool2d(PoolGeometry { kernel, stride })
             }
             (LayerShape::Flatten, None) => Layer::Flatten,
+            (LayerShape::GlobalAvgPool, None) => Layer::GlobalAvgPool,
+            (LayerShape::Add, None) => Layer::Add,
             (shape, _) => panic!("{shape:?}: parameters given to a layer without, or missing"),
         }
     }
@@ -419,6 +463,8 @@ impl<B: Backend> Layer<B> {
             Layer::MaxPool2d(p) => LayerShape::MaxPool2d { kernel: p.kernel, stride: p.stride },
             Layer::AvgPool2d(p) => LayerShape::AvgPool2d { kernel: p.kernel, stride: p.stride },
             Layer::Flatten => LayerShape::Flatten,
+            Layer::GlobalAvgPool => LayerShape::GlobalAvgPool,
+            Layer::Add => LayerShape::Add,
         }
     }
 }
@@ -433,6 +479,9 @@ pub struct HostLayer {
     pub weight: Vec<f64>,
     /// `b`.
     pub bias: Vec<f64>,
+    /// The nodes this layer reads (0 the input, `k` the output of layer `k`, 1-based): one
+    /// for every kind but [`LayerShape::Add`], which sums two or more.
+    pub parents: Vec<usize>,
 }
 
 /// Serde of an [`Activation`] by its name (`tanh`).

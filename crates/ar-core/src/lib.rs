@@ -72,7 +72,7 @@ pub use layer::{
     Conv2d, Dense, DenseShape, HostLayer, Layer, LayerParams, LayerShape, Weights, WeightsMut,
 };
 pub use loss::Loss;
-pub use network::{transpose, ForwardCache, LayerSpec, Network};
+pub use network::{chain_parents, transpose, ForwardCache, LayerSpec, Network};
 pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
     closed_form_coefficients, learning_signals, state_input, stateful_layers, RelaxStats, Signals,

@@ -1,4 +1,5 @@
-//! A sequential network, its feedforward pass and the frozen cache the backward phase reads.
+//! A network of layers (a chain, or any DAG with merge nodes), its feedforward pass and the
+//! frozen cache the backward phase reads.
 
 use crate::algorithm::{Algorithm, Feedback};
 use crate::init::{self, Init};
@@ -6,12 +7,19 @@ use crate::layer::{Conv2d, Dense, DenseShape, HostLayer, Layer};
 use crate::CoreError;
 use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry};
 
-/// A sequential network of layers on backend `B`.
+/// A network of layers on backend `B`: nodes in topological order, node 0 the input and node
+/// `k` (1-based) the output of `layers[k - 1]`, which reads the nodes of `parents(k)`. In a chain
+/// node `k` reads node `k - 1`; an [`Layer::Add`] node sums two or more earlier nodes (a residual
+/// connection). The last node is the output; every other node is read by a later one.
 #[derive(Clone, Debug)]
 pub struct Network<B: Backend> {
     backend: B,
     /// The layers, input first.
     pub layers: Vec<Layer<B>>,
+    /// `parents[k - 1]`: the nodes layer `k` reads.
+    parents: Vec<Vec<usize>>,
+    /// `children[j]`: the layers (1-based) that read node `j`, ascending.
+    children: Vec<Vec<usize>>,
     input_shape: Vec<usize>,
     shapes: Vec<Vec<usize>>,
 }
@@ -43,14 +51,23 @@ pub enum LayerSpec {
     AvgPool2d(PoolGeometry),
     /// Flattening `[c, h, w]` to `[c h w]`.
     Flatten,
+    /// Each channel's mean, `[c, h, w]` to `[c]`.
+    GlobalAvgPool,
+    /// The sum of two or more earlier nodes (see [`Network::build_graph`]).
+    Add,
+}
+
+/// The parents of a chain of `depth` layers: layer `k` reads node `k - 1`.
+pub fn chain_parents(depth: usize) -> Vec<Vec<usize>> {
+    (0..depth).map(|k| vec![k]).collect()
 }
 
 /// Everything the forward pass freezes for the backward phase, for one batch. Index `k - 1`
-/// belongs to layer `k` (1-based as in the papers).
+/// of `pre`, `fprime` and `argmax` belongs to layer `k` (1-based as in the papers).
 #[derive(Clone, Debug)]
 pub struct ForwardCache<B: Backend> {
-    /// `h_{k-1}`, each layer's input (`inputs[0]` is the data batch).
-    pub inputs: Vec<B::Tensor>,
+    /// `h_0 .. h_{L-1}`, every node's output but the last (`activities[0]` is the data batch).
+    pub activities: Vec<B::Tensor>,
     /// `a_k`, the pre-activation of each weighted layer.
     pub pre: Vec<Option<B::Tensor>>,
     /// `f_k'(a_k)` of each weighted layer, computed once per batch.
@@ -67,12 +84,12 @@ impl<B: Backend> ForwardCache<B> {
         be.shape(&self.output)[0]
     }
 
-    /// `h_k` for `k` in `1..=L` (the feedforward activity of layer `k`'s output).
+    /// `h_k` for `k` in `0..=L` (the feedforward activity of node `k`; 0 is the data).
     pub fn activity(&self, k: usize) -> &B::Tensor {
-        if k == self.inputs.len() {
+        if k == self.activities.len() {
             &self.output
         } else {
-            &self.inputs[k]
+            &self.activities[k]
         }
     }
 }
@@ -85,23 +102,94 @@ impl<B: Backend> Network<B> {
         input_shape: &[usize],
         layers: Vec<Layer<B>>,
     ) -> Result<Self, CoreError> {
+        let parents = chain_parents(layers.len());
+        Self::from_graph(backend, input_shape, layers, parents)
+    }
+
+    /// A network whose layer `k` (1-based) reads the nodes `parents[k - 1]` (each below `k`; 0
+    /// is the input). Checked: an [`Layer::Add`] reads two or more nodes of one shape, every
+    /// other layer one; every node but the last is read; the last outputs a vector.
+    pub fn from_graph(
+        backend: B,
+        input_shape: &[usize],
+        layers: Vec<Layer<B>>,
+        parents: Vec<Vec<usize>>,
+    ) -> Result<Self, CoreError> {
         if layers.is_empty() {
             return Err(CoreError::InvalidConfig("a network needs at least one layer".into()));
         }
-        let mut shapes = Vec::with_capacity(layers.len());
-        let mut shape = input_shape.to_vec();
-        for (k, layer) in layers.iter().enumerate() {
-            shape = layer.output_shape(&backend, &shape).map_err(|e| {
-                CoreError::Shape(format!("layer {} ({}): {e}", k + 1, layer.kind()))
-            })?;
-            shapes.push(shape.clone());
+        if parents.len() != layers.len() {
+            return Err(CoreError::InvalidConfig(format!(
+                "{} layers need {} parent lists, got {}",
+                layers.len(),
+                layers.len(),
+                parents.len()
+            )));
         }
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(layers.len());
+        let mut children = vec![Vec::new(); layers.len() + 1];
+        for (i, (layer, from)) in layers.iter().zip(&parents).enumerate() {
+            let k = i + 1;
+            let node_shape = |j: usize| if j == 0 { input_shape } else { &shapes[j - 1][..] };
+            let name = |j: usize| {
+                if j == 0 {
+                    "the input".to_string()
+                } else {
+                    format!("layer {j} ({})", layers[j - 1].kind())
+                }
+            };
+            let wanted = if matches!(layer, Layer::Add) { "two or more" } else { "exactly one" };
+            let merge = matches!(layer, Layer::Add);
+            if (merge && from.len() < 2) || (!merge && from.len() != 1) {
+                return Err(CoreError::Shape(format!(
+                    "layer {k} ({}) reads {wanted} nodes, got {from:?}",
+                    layer.kind()
+                )));
+            }
+            if let Some(&bad) = from.iter().find(|&&j| j >= k) {
+                return Err(CoreError::Shape(format!(
+                    "layer {k} ({}) reads node {bad}, which is not below it",
+                    layer.kind()
+                )));
+            }
+            for pair in from.windows(2) {
+                if node_shape(pair[0]) != node_shape(pair[1]) {
+                    return Err(CoreError::Shape(format!(
+                        "layer {k} (add) sums {} of shape {:?} and {} of shape {:?}",
+                        name(pair[0]),
+                        node_shape(pair[0]),
+                        name(pair[1]),
+                        node_shape(pair[1])
+                    )));
+                }
+            }
+            let shape = layer
+                .output_shape(&backend, node_shape(from[0]))
+                .map_err(|e| CoreError::Shape(format!("layer {k} ({}): {e}", layer.kind())))?;
+            shapes.push(shape);
+            for &j in from {
+                children[j].push(k);
+            }
+        }
+        if let Some(j) = (0..layers.len()).find(|&j| children[j].is_empty()) {
+            return Err(CoreError::Shape(format!(
+                "node {j}'s output is read by no later layer (only the last layer's may be unread)"
+            )));
+        }
+        let shape = &shapes[shapes.len() - 1];
         if shape.len() != 1 {
             return Err(CoreError::Shape(format!(
                 "the last layer must output a vector, not {shape:?} (add flatten)"
             )));
         }
-        Ok(Network { backend, layers, input_shape: input_shape.to_vec(), shapes })
+        Ok(Network {
+            backend,
+            layers,
+            parents,
+            children,
+            input_shape: input_shape.to_vec(),
+            shapes,
+        })
     }
 
     /// A stack of dense layers with weights drawn on the host from `init` with a generator
@@ -143,10 +231,43 @@ impl<B: Backend> Network<B> {
         init: Init,
         seed: u64,
     ) -> Result<Self, CoreError> {
+        Self::build_graph(backend, input_shape, specs, &chain_parents(specs.len()), init, seed)
+    }
+
+    /// [`Network::build`] for a DAG: layer `k` (1-based) reads the nodes `parents[k - 1]` (see
+    /// [`Network::from_graph`]). Weights are drawn layer by layer in order, so a chain draws
+    /// exactly what [`Network::build`] draws.
+    pub fn build_graph(
+        backend: B,
+        input_shape: &[usize],
+        specs: &[LayerSpec],
+        parents: &[Vec<usize>],
+        init: Init,
+        seed: u64,
+    ) -> Result<Self, CoreError> {
         let mut rng = init::rng(seed, init::Stream::Forward);
         let mut layers = Vec::with_capacity(specs.len());
-        let mut shape = input_shape.to_vec();
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(specs.len());
+        if parents.len() != specs.len() {
+            return Err(CoreError::InvalidConfig(format!(
+                "{} layers need {} parent lists, got {}",
+                specs.len(),
+                specs.len(),
+                parents.len()
+            )));
+        }
         for (k, spec) in specs.iter().enumerate() {
+            let source = match parents[k].first() {
+                Some(&j) if j <= k => j,
+                _ => {
+                    return Err(CoreError::Shape(format!(
+                        "layer {} reads {:?}: it needs a node below it",
+                        k + 1,
+                        parents[k]
+                    )))
+                }
+            };
+            let shape = if source == 0 { input_shape.to_vec() } else { shapes[source - 1].clone() };
             let layer = match *spec {
                 LayerSpec::Dense { outputs, activation } => {
                     let [inputs] = shape[..] else {
@@ -194,20 +315,49 @@ impl<B: Backend> Network<B> {
                 LayerSpec::MaxPool2d(p) => Layer::MaxPool2d(p),
                 LayerSpec::AvgPool2d(p) => Layer::AvgPool2d(p),
                 LayerSpec::Flatten => Layer::Flatten,
+                LayerSpec::GlobalAvgPool => Layer::GlobalAvgPool,
+                LayerSpec::Add => Layer::Add,
             };
-            shape = layer.output_shape(&backend, &shape).map_err(|e| {
+            shapes.push(layer.output_shape(&backend, &shape).map_err(|e| {
                 CoreError::Shape(format!("layer {} ({}): {e}", k + 1, layer.kind()))
-            })?;
+            })?);
             layers.push(layer);
         }
-        Network::from_layers(backend, input_shape, layers)
+        Network::from_graph(backend, input_shape, layers, parents.to_vec())
     }
 
-    /// Whether layer `i` (0-based) sends signals down: every weighted layer above the first
-    /// weighted one (nothing is sent below the first), and the first too when the input relaxes.
+    /// The nodes layer `k` (1-based) reads (0 is the input).
+    pub fn parents(&self, k: usize) -> &[usize] {
+        &self.parents[k - 1]
+    }
+
+    /// The layers (1-based, ascending) that read node `j` (0 is the input).
+    pub fn children(&self, j: usize) -> &[usize] {
+        &self.children[j]
+    }
+
+    /// Whether every layer reads the one before it (no merge, no skip).
+    pub fn is_chain(&self) -> bool {
+        self.parents.iter().enumerate().all(|(i, p)| p[..] == [i])
+    }
+
+    /// For every node, whether its learning signal is needed: it is a weighted layer's output
+    /// or reads one through a path of layers (it lies on a path from a weighted layer to the
+    /// top), or the input relaxes (then every node's is).
+    pub fn signals_needed(&self, relax_input: bool) -> Vec<bool> {
+        let mut needed = vec![relax_input; self.layers.len() + 1];
+        for k in 1..=self.layers.len() {
+            needed[k] |= self.layers[k - 1].is_parametric()
+                || self.parents[k - 1].iter().any(|&j| needed[j]);
+        }
+        needed
+    }
+
+    /// Whether weighted layer `i` (0-based) sends signals down: when the signal at the node it
+    /// reads is needed ([`Network::signals_needed`]; nothing is sent below the first weighted
+    /// layer unless the input relaxes).
     pub fn sends_down(&self, i: usize, relax_input: bool) -> bool {
-        self.layers[i].is_parametric()
-            && (relax_input || self.layers[..i].iter().any(Layer::is_parametric))
+        self.layers[i].is_parametric() && self.signals_needed(relax_input)[self.parents[i][0]]
     }
 
     /// Whether layer `i` (0-based) needs a backward matrix or kernel under `algorithm`: it
@@ -244,6 +394,16 @@ impl<B: Backend> Network<B> {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Sets layer `i`'s (0-based) weight and bias to zero, if it has them (a residual branch's
+    /// last layer, so that the block starts as the identity).
+    pub fn zero_layer(&mut self, i: usize) {
+        let be = self.backend.clone();
+        if let Some(w) = self.layers[i].weights_mut() {
+            *w.weight = be.zeros(&be.shape(w.weight));
+            *w.bias = be.zeros(&be.shape(w.bias));
         }
     }
 
@@ -349,11 +509,12 @@ impl<B: Backend> Network<B> {
         let be = self.backend();
         self.layers
             .iter()
-            .map(|l| {
+            .zip(&self.parents)
+            .map(|(l, parents)| {
                 let (weight, bias) = l.weights().map_or((Vec::new(), Vec::new()), |w| {
                     (be.to_host(w.weight), be.to_host(w.bias))
                 });
-                HostLayer { shape: l.layer_shape(be), weight, bias }
+                HostLayer { shape: l.layer_shape(be), weight, bias, parents: parents.clone() }
             })
             .collect()
     }
@@ -392,53 +553,98 @@ impl<B: Backend> Network<B> {
         let be = &self.backend;
         let batch = be.shape(x)[0];
         let depth = self.depth();
-        let (mut inputs, mut pre, mut fprime, mut argmax) = (
+        let (mut activities, mut pre, mut fprime, mut argmax) = (
             Vec::with_capacity(depth),
             Vec::with_capacity(depth),
             Vec::with_capacity(depth),
             Vec::with_capacity(depth),
         );
-        let mut h = x.clone();
+        activities.push(x.clone());
+        let mut output = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            let next = match layer.weights() {
-                Some(w) => {
-                    let mut a = be.zeros(&self.batch_shape(i + 1, batch));
-                    layer.pre_activation_into(be, &h, &mut a);
-                    let next = be.activate(w.activation, &a);
-                    fprime.push(Some(be.activate_derivative(w.activation, &a)));
-                    pre.push(Some(a));
-                    argmax.push(None);
-                    next
-                }
-                None => {
-                    let (next, arg) = layer.forward_parameter_free(be, &h);
-                    pre.push(None);
-                    fprime.push(None);
-                    argmax.push(arg);
-                    next
-                }
-            };
-            inputs.push(std::mem::replace(&mut h, next));
+            let h = |j: usize| -> &B::Tensor { &activities[j] };
+            let (next, a, arg) = self.node_forward(i, batch, h);
+            fprime.push(match (layer.weights(), &a) {
+                (Some(w), Some(a)) => Some(be.activate_derivative(w.activation, a)),
+                _ => None,
+            });
+            pre.push(a);
+            argmax.push(arg);
+            if i + 1 == depth {
+                output = Some(next);
+            } else {
+                activities.push(next);
+            }
         }
-        ForwardCache { inputs, pre, fprime, argmax, output: h }
+        let output = output.expect("a network has at least one layer");
+        ForwardCache { activities, pre, fprime, argmax, output }
     }
 
-    /// The network's output for a batch, keeping nothing else.
+    /// Layer `i + 1`'s output from its parents' outputs (`h(j)` is node `j`'s), with its
+    /// pre-activation (weighted layers) and argmax (max pooling).
+    #[allow(clippy::type_complexity)]
+    fn node_forward<'a>(
+        &self,
+        i: usize,
+        batch: usize,
+        h: impl Fn(usize) -> &'a B::Tensor,
+    ) -> (B::Tensor, Option<B::Tensor>, Option<B::Tensor>)
+    where
+        B::Tensor: 'a,
+    {
+        let be = &self.backend;
+        let layer = &self.layers[i];
+        let from = &self.parents[i];
+        match layer.weights() {
+            Some(w) => {
+                let mut a = be.zeros(&self.batch_shape(i + 1, batch));
+                layer.pre_activation_into(be, h(from[0]), &mut a);
+                (be.activate(w.activation, &a), Some(a), None)
+            }
+            None if matches!(layer, Layer::Add) => (self.sum_of(from, h), None, None),
+            None => {
+                let (next, arg) = layer.forward_parameter_free(be, h(from[0]));
+                (next, None, arg)
+            }
+        }
+    }
+
+    /// The sum of the nodes `from` (`h(j)` is node `j`'s value), in their order.
+    pub fn sum_of<'a>(&self, from: &[usize], h: impl Fn(usize) -> &'a B::Tensor) -> B::Tensor
+    where
+        B::Tensor: 'a,
+    {
+        let be = &self.backend;
+        let mut sum = h(from[0]).clone();
+        for &j in &from[1..] {
+            be.axpby(1.0, h(j), 1.0, &mut sum);
+        }
+        sum
+    }
+
+    /// The network's output for a batch, keeping only what later layers still read.
     pub fn predict(&self, x: &B::Tensor) -> B::Tensor {
         let be = &self.backend;
         let batch = be.shape(x)[0];
-        let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = match layer.weights() {
-                Some(w) => {
-                    let mut a = be.zeros(&self.batch_shape(i + 1, batch));
-                    layer.pre_activation_into(be, &h, &mut a);
-                    be.activate(w.activation, &a)
-                }
-                None => layer.forward_parameter_free(be, &h).0,
+        let depth = self.depth();
+        // The last reader of each node, so that a value is dropped once nothing reads it.
+        let last_reader: Vec<usize> =
+            self.children.iter().map(|c| c.last().copied().unwrap_or(depth)).collect();
+        let mut values: Vec<Option<B::Tensor>> = vec![None; depth + 1];
+        values[0] = Some(x.clone());
+        for i in 0..depth {
+            let next = {
+                let h = |j: usize| values[j].as_ref().expect("read before its last reader");
+                self.node_forward(i, batch, h).0
             };
+            for &j in &self.parents[i] {
+                if last_reader[j] == i + 1 {
+                    values[j] = None;
+                }
+            }
+            values[i + 1] = Some(next);
         }
-        h
+        values[depth].take().expect("the last layer's output")
     }
 }
 

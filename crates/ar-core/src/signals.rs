@@ -4,6 +4,7 @@
 use crate::algorithm::{
     Algorithm, FPrime, Feedback, InitialState, Method, Relaxation, Schedule, Solver, Variant,
 };
+use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
 use ar_backend::{Backend, BackendExt};
 
@@ -15,28 +16,32 @@ pub struct RelaxStats {
     /// The last residual `max_k ||v_k(t+1) - v_k(t)|| / (eta ||v_k(t+1)||)`, when a tolerance
     /// was set (it is only measured then).
     pub residual: Option<f64>,
+    /// The solver that ran: [`Solver::Auto`] resolved on this network (the closed form, or
+    /// Euler where the closed form's passes would cost more than the `T` steps).
+    pub solver: Solver,
 }
 
-/// One learning signal per layer output, `v_1 .. v_L` with `v_L = g_L` clamped, and the scratch
+/// One learning signal per node, `v_1 .. v_L` with `v_L = g_L` clamped, and the scratch
 /// buffers that compute them. Keep one `Signals` per training run: after the first batch of a
 /// given size, the default relaxation allocates nothing in its loop.
 ///
 /// Only weighted layers below the top hold relaxing state, and the input when
-/// [`Relaxation::relax_input`] is set. The outputs of parameter-free layers (pooling, flatten)
-/// are scratch: their signal is the VJP of the signal above, passed through at once, and after a
-/// relaxation they hold whatever the last pass through them left (read only the weighted
-/// layers' signals).
+/// [`Relaxation::relax_input`] is set. The outputs of parameter-free layers (pooling, flatten,
+/// merge nodes) are scratch: their signal is the sum of their readers' VJPs, passed through at
+/// once, and after a relaxation they hold whatever the last pass through them left (read only
+/// the weighted layers' signals).
 #[derive(Clone, Debug)]
 pub struct Signals<B: Backend> {
-    /// `v[k]` is the signal at layer `k`'s output (`v[0]` the input's, relaxed only with
+    /// `v[k]` is the signal at node `k` (`v[0]` the input's, relaxed only with
     /// [`Relaxation::relax_input`]); the last one is the top gradient.
     v: Vec<B::Tensor>,
     /// Whether the last computation relaxed `v[0]`.
     input_relaxed: bool,
     /// `e[k] = f_k' * v_k`, the signal entering weighted layer `k`'s backward map.
     e: Vec<B::Tensor>,
-    /// The top stateful layer's drive, constant during a relaxation with a frozen forward pass.
-    top_drive: Option<B::Tensor>,
+    /// Each stateful node's drive from the clamped top alone (the part of its drive that is
+    /// constant while the forward pass is frozen), where it has one.
+    clamp_drive: Vec<Option<B::Tensor>>,
     /// Previous iterate, for the tolerance stop.
     prev: Vec<B::Tensor>,
     /// `f'` re-evaluated at the relaxing state (fderiv-relax).
@@ -50,7 +55,7 @@ impl<B: Backend> Default for Signals<B> {
             v: Vec::new(),
             input_relaxed: false,
             e: Vec::new(),
-            top_drive: None,
+            clamp_drive: Vec::new(),
             prev: Vec::new(),
             state_fprime: Vec::new(),
             shapes: Vec::new(),
@@ -58,37 +63,156 @@ impl<B: Backend> Default for Signals<B> {
     }
 }
 
-/// The indices of the layers whose outputs relax: weighted layers below the top (1-based), and
-/// the input (0) first when `relax_input` is set.
+/// The indices of the nodes that relax: weighted layers below the top (1-based), and the input
+/// (0) first when `relax_input` is set.
 pub fn stateful_layers<B: Backend>(net: &Network<B>, relax_input: bool) -> Vec<usize> {
     let hidden = (1..net.depth()).filter(|&k| net.layers[k - 1].is_parametric());
     relax_input.then_some(0).into_iter().chain(hidden).collect()
 }
 
-/// The layer from which the drive of stateful layer `j` starts: the next weighted layer above
-/// it, or the top.
-fn drive_source<B: Backend>(net: &Network<B>, j: usize) -> usize {
-    (j + 1..=net.depth()).find(|&u| net.layers[u - 1].is_parametric()).unwrap_or(net.depth())
+/// Which signals a drive sums: those reaching it from relaxing states, from the clamped top,
+/// or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mode {
+    states: bool,
+    clamp: bool,
+}
+
+const FULL: Mode = Mode { states: true, clamp: true };
+const STATES: Mode = Mode { states: true, clamp: false };
+const CLAMP: Mode = Mode { states: false, clamp: true };
+
+/// The relaxation's view of a network: which nodes relax, and through which readers each
+/// node's drive arrives.
+struct Plan {
+    depth: usize,
+    /// Whether each node relaxes.
+    stateful: Vec<bool>,
+    /// The relaxing nodes, ascending.
+    order: Vec<usize>,
+    /// `children[j]`: the nodes reading `j` (ascending, repeated where read twice).
+    children: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    fn new<B: Backend>(net: &Network<B>, relax_input: bool) -> Self {
+        let depth = net.depth();
+        let order = stateful_layers(net, relax_input);
+        let mut stateful = vec![false; depth + 1];
+        for &j in &order {
+            stateful[j] = true;
+        }
+        let children = (0..=depth).map(|j| net.children(j).to_vec()).collect();
+        Plan { depth, stateful, order, children }
+    }
+
+    /// For every node, whether a signal of `mode` reaches it from above.
+    fn carries(&self, mode: Mode) -> Vec<bool> {
+        let mut c = vec![false; self.depth + 1];
+        c[self.depth] = mode.clamp;
+        for j in (0..self.depth).rev() {
+            c[j] =
+                if self.stateful[j] { mode.states } else { self.children[j].iter().any(|&k| c[k]) };
+        }
+        c
+    }
+
+    /// The readers of `j` whose signal of `mode` it sums.
+    fn kids(&self, j: usize, carries: &[bool]) -> Vec<usize> {
+        self.children[j].iter().copied().filter(|&k| carries[k]).collect()
+    }
+
+    /// The pass-through nodes (neither relaxing nor the top) whose signals `j`'s drive of
+    /// `mode` reads, directly or through one another, marked in `out`.
+    fn mark_instants(&self, j: usize, carries: &[bool], out: &mut [bool]) {
+        for k in self.kids(j, carries) {
+            if k != self.depth && !self.stateful[k] && !out[k] {
+                out[k] = true;
+                self.mark_instants(k, carries, out);
+            }
+        }
+    }
+
+    /// The relaxing nodes whose drive of `mode` reads relaxing states (through pass-through
+    /// nodes), for each relaxing node `j` in `order`: `frontier[j]`.
+    fn state_frontier(&self, j: usize, carries: &[bool], out: &mut Vec<usize>) {
+        for k in self.kids(j, carries) {
+            if self.stateful[k] {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            } else if k != self.depth {
+                self.state_frontier(k, carries, out);
+            }
+        }
+    }
+
+    /// For every relaxing node, the length of the longest chain of relaxing nodes below it,
+    /// each driven by the next through pass-through nodes (0 at the bottom).
+    fn heights(&self, carries: &[bool]) -> Vec<usize> {
+        let mut h = vec![0; self.depth + 1];
+        for &j in &self.order {
+            let mut frontier = Vec::new();
+            self.state_frontier(j, carries, &mut frontier);
+            for k in frontier {
+                h[k] = h[k].max(h[j] + 1);
+            }
+        }
+        h
+    }
+}
+
+/// The value of node `j` computed from the relaxing state `states` (`states[i]` is `v_i`, see
+/// [`Signals::states`]): a relaxing node's state, and through the forward maps of
+/// parameter-free nodes above (a merge node adds the feedforward value of a parent with no
+/// relaxing state below). `None` when no relaxing state lies below (the value is the
+/// feedforward activity).
+fn state_value<B: Backend>(
+    net: &Network<B>,
+    cache: &ForwardCache<B>,
+    states: &[B::Tensor],
+    input_relaxed: bool,
+    j: usize,
+) -> Option<B::Tensor> {
+    if j == 0 {
+        return input_relaxed.then(|| states[0].clone());
+    }
+    let layer = &net.layers[j - 1];
+    if layer.is_parametric() {
+        // Weighted nodes below the top relax (the top is never read by a layer).
+        return Some(states[j].clone());
+    }
+    let parents = net.parents(j);
+    let values: Vec<Option<B::Tensor>> =
+        parents.iter().map(|&p| state_value(net, cache, states, input_relaxed, p)).collect();
+    if values.iter().all(Option::is_none) {
+        return None;
+    }
+    if matches!(layer, Layer::Add) {
+        let filled: Vec<B::Tensor> = values
+            .into_iter()
+            .zip(parents)
+            .map(|(v, &p)| v.unwrap_or_else(|| cache.activity(p).clone()))
+            .collect();
+        let order: Vec<usize> = (0..filled.len()).collect();
+        return Some(net.sum_of(&order, |i| &filled[i]));
+    }
+    let x = values.into_iter().next().flatten().expect("one parent, with a state below");
+    Some(layer.forward_parameter_free(net.backend(), &x).0)
 }
 
 /// The input of layer `k` (1-based) computed from the relaxing state `states` (`states[j]` is
-/// `v_j`, see [`Signals::states`]): the state of the nearest weighted layer below `k`, or the
-/// relaxed input `v_0` when `input_relaxed`, through the forward maps of the parameter-free
-/// layers in between. `None` when no relaxing state lies below (the input is the data).
+/// `v_j`, see [`Signals::states`]): the state of the node it reads, or the value computed from
+/// the states below through the forward maps of parameter-free nodes. `None` when no relaxing
+/// state lies below (the input is the feedforward activity).
 pub fn state_input<B: Backend>(
     net: &Network<B>,
+    cache: &ForwardCache<B>,
     states: &[B::Tensor],
     input_relaxed: bool,
     k: usize,
 ) -> Option<B::Tensor> {
-    let j =
-        (1..k).rev().find(|&i| net.layers[i - 1].is_parametric()).or(input_relaxed.then_some(0))?;
-    let be = net.backend();
-    let mut x = states[j].clone();
-    for m in j + 1..k {
-        x = net.layers[m - 1].forward_parameter_free(be, &x).0;
-    }
-    Some(x)
+    state_value(net, cache, states, input_relaxed, net.parents(k)[0])
 }
 
 impl<B: Backend> Signals<B> {
@@ -114,10 +238,11 @@ impl<B: Backend> Signals<B> {
         self.input_relaxed
     }
 
-    /// Computes every layer's learning signal for one batch: `v_L = top` (the loss gradient
-    /// `g_L`), then either backprop `v_{k-1} = J_k^T v_k` or the relaxation of the stateful
-    /// layers. Returns the relaxation's statistics (`None` for backprop). The algorithm must have
-    /// been validated and the network must carry feedback weights where the variant needs them.
+    /// Computes every node's learning signal for one batch: `v_L = top` (the loss gradient
+    /// `g_L`), then either backprop (`v_j` the sum over `j`'s readers `c` of `J_c^T v_c`, top
+    /// down) or the relaxation of the stateful nodes. Returns the relaxation's statistics
+    /// (`None` for backprop). The algorithm must have been validated and the network must carry
+    /// feedback weights where the variant needs them.
     pub fn compute(
         &mut self,
         net: &Network<B>,
@@ -133,9 +258,10 @@ impl<B: Backend> Signals<B> {
         match algorithm.method {
             Method::Backprop => {
                 // Down to the first weighted layer: nothing below it learns.
-                let first = (1..=depth).find(|&k| net.layers[k - 1].is_parametric());
-                for k in (first.unwrap_or(depth) + 1..=depth).rev() {
-                    self.send_down(net, cache, &algorithm.variant, k, 1.0, 0.0);
+                let needed = net.signals_needed(false);
+                for j in (0..depth).rev().filter(|&j| needed[j]) {
+                    let kids = net.children(j).to_vec();
+                    self.gather(net, cache, &algorithm.variant, j, &kids, 1.0, 0.0);
                 }
                 None
             }
@@ -151,21 +277,45 @@ impl<B: Backend> Signals<B> {
         }
         self.v = shapes.iter().map(|s| be.zeros(s)).collect();
         self.e = shapes.iter().map(|s| be.zeros(s)).collect();
-        self.top_drive = None;
+        self.clamp_drive = vec![None; shapes.len()];
         self.prev.clear();
         self.state_fprime.clear();
         self.shapes = shapes;
     }
 
-    /// `v_{k-1} <- alpha * J_k^T(v_k) + beta * v_{k-1}`: through `W_k^T` or the backward
-    /// weights after multiplying by `f_k'` (stored, re-evaluated at the state, or dropped, by
-    /// variant) for weighted layers; through the routing for parameter-free ones.
-    fn send_down(
+    /// `v_j <- alpha * sum_{c in kids} J_c^T(v_c) + beta * v_j`, the readers' VJPs blended in
+    /// one after the other (`v_j <- beta * v_j` when `kids` is empty).
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        variant: &Variant,
+        j: usize,
+        kids: &[usize],
+        alpha: f64,
+        beta: f64,
+    ) {
+        if kids.is_empty() {
+            net.backend().axpby(0.0, cache.activity(j), beta, &mut self.v[j]);
+        }
+        for (n, &c) in kids.iter().enumerate() {
+            self.send(net, cache, variant, c, j, alpha, if n == 0 { beta } else { 1.0 });
+        }
+    }
+
+    /// `v_j <- alpha * J_k^T(v_k) + beta * v_j` for node `j` read by layer `k`: through `W_k^T`
+    /// or the backward weights after multiplying by `f_k'` (stored, re-evaluated at the state,
+    /// or dropped, by variant) for weighted layers; through the routing for parameter-free ones
+    /// (the identity for a merge node).
+    #[allow(clippy::too_many_arguments)]
+    fn send(
         &mut self,
         net: &Network<B>,
         cache: &ForwardCache<B>,
         variant: &Variant,
         k: usize,
+        j: usize,
         alpha: f64,
         beta: f64,
     ) {
@@ -177,7 +327,7 @@ impl<B: Backend> Signals<B> {
             // f_k' at the pre-activation of layer k's input computed from the state being
             // relaxed (not yet updated in this iteration).
             let activation = layer.weights().expect("weighted").activation;
-            let fprime = match state_input(net, &self.v, self.input_relaxed, k) {
+            let fprime = match state_input(net, cache, &self.v, self.input_relaxed, k) {
                 Some(x) => {
                     let mut a = be.zeros(&self.shapes[k]);
                     layer.linear_into(be, &x, !variant.state_fprime_without_bias, &mut a);
@@ -188,7 +338,7 @@ impl<B: Backend> Signals<B> {
             self.state_fprime[k] = Some(fprime);
         }
         let (below, above) = self.v.split_at_mut(k);
-        let target = &mut below[k - 1];
+        let target = &mut below[j];
         let signal = &above[0];
         let argmax = cache.argmax[k - 1].as_ref();
         if !layer.is_parametric() {
@@ -210,25 +360,8 @@ impl<B: Backend> Signals<B> {
         layer.backward_into(be, e, use_feedback, None, alpha, beta, target);
     }
 
-    /// The drive of stateful layer `j` blended into its state:
-    /// `v_j <- alpha * N_j(v) + beta * v_j`, passing through the parameter-free layers between.
-    fn drive(
-        &mut self,
-        net: &Network<B>,
-        cache: &ForwardCache<B>,
-        variant: &Variant,
-        j: usize,
-        alpha: f64,
-        beta: f64,
-    ) {
-        let source = drive_source(net, j);
-        for m in ((j + 2)..=source).rev() {
-            self.send_down(net, cache, variant, m, 1.0, 0.0);
-        }
-        self.send_down(net, cache, variant, j + 1, alpha, beta);
-    }
-
-    /// Euler relaxation `v_j <- (1 - eta) v_j + eta J^T v_above` of the stateful layers.
+    /// Euler relaxation `v_j <- (1 - eta) v_j + eta sum_c J_c^T v_c` of the stateful nodes, or
+    /// its closed form.
     fn relax(
         &mut self,
         net: &Network<B>,
@@ -237,21 +370,53 @@ impl<B: Backend> Signals<B> {
         r: &Relaxation,
     ) -> RelaxStats {
         let be = net.backend();
-        let stateful = stateful_layers(net, r.relax_input);
-        let Some(&top_state) = stateful.last() else {
-            return RelaxStats { iterations: 0, residual: None };
-        };
+        let plan = Plan::new(net, r.relax_input);
+        let stateful = plan.order.clone();
+        let wanted = r.solver_for(variant);
+        if stateful.is_empty() {
+            return RelaxStats { iterations: 0, residual: None, solver: wanted };
+        }
         self.input_relaxed = r.relax_input;
         let unfrozen = variant.any(|c| c.fprime_backward == FPrime::AtState);
         if unfrozen && self.state_fprime.is_empty() {
             self.state_fprime = vec![None; net.depth() + 1];
         }
-        // With the forward pass frozen, the drive of the top stateful layer never changes.
-        let frozen_top = !unfrozen;
-        if frozen_top {
-            self.drive(net, cache, variant, top_state, 1.0, 0.0);
-            let drive = self.top_drive.get_or_insert_with(|| be.zeros(&self.shapes[top_state]));
-            be.axpby(1.0, &self.v[top_state], 0.0, drive);
+        let (full, states_only, clamp_only) =
+            (plan.carries(FULL), plan.carries(STATES), plan.carries(CLAMP));
+        // A node none of whose drive comes from relaxing states has a constant drive while the
+        // forward pass is frozen: computed once per batch.
+        let constant: Vec<bool> = (0..=net.depth())
+            .map(|j| plan.stateful[j] && !unfrozen && plan.kids(j, &states_only).is_empty())
+            .collect();
+        let solver = match wanted {
+            Solver::ClosedForm if r.solver == Solver::Auto => {
+                let closed = closed_form_cost(&plan, r, &states_only);
+                let euler = euler_cost(&plan, r, &full, &constant);
+                if closed <= euler {
+                    Solver::ClosedForm
+                } else {
+                    Solver::Euler
+                }
+            }
+            s => s,
+        };
+        if !unfrozen {
+            // The clamped top's share of each drive: all of a constant node's drive, and the
+            // closed form's `d`.
+            for &j in &stateful {
+                let kids = plan.kids(j, &clamp_only);
+                if kids.is_empty() || !(constant[j] || solver == Solver::ClosedForm) {
+                    continue;
+                }
+                let mut instants = vec![false; net.depth() + 1];
+                plan.mark_instants(j, &clamp_only, &mut instants);
+                for m in (0..=net.depth()).rev().filter(|&m| instants[m]) {
+                    self.gather(net, cache, variant, m, &plan.kids(m, &clamp_only), 1.0, 0.0);
+                }
+                self.gather(net, cache, variant, j, &kids, 1.0, 0.0);
+                let drive = self.clamp_drive[j].get_or_insert_with(|| be.zeros(&self.shapes[j]));
+                be.axpby(1.0, &self.v[j], 0.0, drive);
+            }
         }
         for &j in &stateful {
             match r.init {
@@ -259,9 +424,11 @@ impl<B: Backend> Signals<B> {
                 InitialState::Zero => be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j]),
             }
         }
-        if r.solver_for(variant) == Solver::ClosedForm {
-            self.closed_form(net, cache, variant, r, &stateful);
-            return RelaxStats { iterations: r.steps, residual: None };
+        if solver == Solver::ClosedForm {
+            let clamped: Vec<bool> =
+                (0..=net.depth()).map(|j| !plan.kids(j, &clamp_only).is_empty()).collect();
+            self.closed_form(net, cache, variant, r, &plan, &states_only, &clamped);
+            return RelaxStats { iterations: r.steps, residual: None, solver };
         }
         if r.tolerance.is_some() && self.prev.len() != self.shapes.len() {
             self.prev = self.shapes.iter().map(|s| be.zeros(s)).collect();
@@ -269,11 +436,23 @@ impl<B: Backend> Signals<B> {
         let (eta, keep) = (r.eta, 1.0 - r.eta);
         let mut residual = None;
         let mut iterations = 0;
-        // Parallel: bottom-up, so each layer still reads the old iterate of the layer above.
-        // Sweep: top-down, so each layer reads the layer above's new value.
+        // The pass-through nodes read by the drives computed each step.
+        let mut instants = vec![false; net.depth() + 1];
+        for &j in stateful.iter().filter(|&&j| !constant[j]) {
+            plan.mark_instants(j, &full, &mut instants);
+        }
+        let kids: Vec<Vec<usize>> = (0..=net.depth()).map(|j| plan.kids(j, &full)).collect();
+        // Parallel: every pass-through signal from the old iterate first, then the states
+        // bottom-up, so each reads the old iterate of the nodes above. Sweep: top-down over
+        // both, so each node reads its readers' new values.
         let order: Vec<usize> = match r.schedule {
-            Schedule::Parallel => stateful.clone(),
-            Schedule::Sweep => stateful.iter().rev().copied().collect(),
+            Schedule::Parallel => {
+                let through = (0..=net.depth()).rev().filter(|&m| instants[m]);
+                through.chain(stateful.iter().copied()).collect()
+            }
+            Schedule::Sweep => {
+                (0..=net.depth()).rev().filter(|&m| instants[m] || plan.stateful[m]).collect()
+            }
         };
         for _ in 0..r.steps {
             if r.tolerance.is_some() {
@@ -282,11 +461,13 @@ impl<B: Backend> Signals<B> {
                 }
             }
             for &j in &order {
-                if j == top_state && frozen_top {
-                    let drive = self.top_drive.as_ref().expect("computed above");
+                if !plan.stateful[j] {
+                    self.gather(net, cache, variant, j, &kids[j], 1.0, 0.0);
+                } else if constant[j] {
+                    let drive = self.clamp_drive[j].as_ref().expect("computed above");
                     be.axpby(eta, drive, keep, &mut self.v[j]);
                 } else {
-                    self.drive(net, cache, variant, j, eta, keep);
+                    self.gather(net, cache, variant, j, &kids[j], eta, keep);
                 }
             }
             iterations += 1;
@@ -305,41 +486,57 @@ impl<B: Backend> Signals<B> {
                 }
             }
         }
-        RelaxStats { iterations, residual }
+        RelaxStats { iterations, residual, solver }
     }
 
     /// The state after `T` Euler steps in closed form (see [`Solver::ClosedForm`]): with
-    /// `V(T) = sum_{j=0}^{S-1} N^j (p_j V(0) + q_j d)` over the `S` stateful layers, Horner's
-    /// rule from the highest power down, where `N` maps each stateful layer's state to the drive
-    /// of the one below and `d` is the top drive. Each Horner step updates the stateful layers
-    /// bottom-up in place, so every layer still reads the previous step's value above it. The
-    /// states start at `V(0)` and the top drive is already in `top_drive`.
+    /// `V(T) = sum_{m=0}^{P} N^m (p_m V(0) + q_m d)`, Horner's rule from the highest power
+    /// down, where `N` maps the relaxing states to their drives (the clamp left out), `d` is
+    /// the clamp's share of every drive and `P` the longest chain of relaxing nodes, each
+    /// driving the next (under the parallel schedule no power above `T` survives). Each Horner
+    /// pass first computes the pass-through signals from the previous pass's states, then
+    /// updates the stateful nodes bottom-up in place, so every node still reads the previous
+    /// pass's values above it. The states start at `V(0)` and `d` is in `clamp_drive` for the
+    /// nodes marked in `clamped`.
+    #[allow(clippy::too_many_arguments)]
     fn closed_form(
         &mut self,
         net: &Network<B>,
         cache: &ForwardCache<B>,
         variant: &Variant,
         r: &Relaxation,
-        stateful: &[usize],
+        plan: &Plan,
+        states_only: &[bool],
+        clamped: &[bool],
     ) {
         let be = net.backend();
-        let levels = stateful.len();
-        let top_state = stateful[levels - 1];
-        let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, levels - 1);
+        let heights = plan.heights(states_only);
+        let max_power = max_power(plan, r, &heights);
+        let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, max_power);
         let feedforward = r.init == InitialState::Feedforward;
-        for power in (0..levels).rev() {
-            // Horner's scheme: after this pass, layer j holds sum_{m >= power} N^(m - power) c_m,
-            // which the passes below carry down `power` more layers. At a layer fewer than
-            // `power` levels above the bottom that would fall below it: the value is never read
-            // (the next pass overwrites it first), so it is not computed. This halves the
-            // drives, and the most expensive one (into the bottom layer) runs once.
-            for &j in stateful.iter().skip(power) {
-                let beta = if j == top_state || power == levels - 1 {
-                    // N V is zero at the top stateful layer, and V starts from zero.
-                    0.0
-                } else {
-                    self.drive(net, cache, variant, j, 1.0, 0.0);
+        let kids: Vec<Vec<usize>> = (0..=net.depth()).map(|j| plan.kids(j, states_only)).collect();
+        for power in (0..=max_power).rev() {
+            // Horner's scheme: after this pass, node j holds sum_{m >= power} N^(m - power) c_m,
+            // which the passes below carry down `power` more nodes. At a node with a shorter
+            // chain below it that would fall below the bottom: the value is never read (the
+            // next pass overwrites it first), so it is not computed.
+            let active: Vec<usize> =
+                plan.order.iter().copied().filter(|&j| heights[j] >= power).collect();
+            let driven = |j: usize| power < max_power && !kids[j].is_empty();
+            let mut instants = vec![false; net.depth() + 1];
+            for &j in active.iter().filter(|&&j| driven(j)) {
+                plan.mark_instants(j, states_only, &mut instants);
+            }
+            for m in (0..=net.depth()).rev().filter(|&m| instants[m]) {
+                self.gather(net, cache, variant, m, &kids[m], 1.0, 0.0);
+            }
+            for &j in &active {
+                let beta = if driven(j) {
+                    self.gather(net, cache, variant, j, &kids[j], 1.0, 0.0);
                     1.0
+                } else {
+                    // N V is zero here, or V starts from zero.
+                    0.0
                 };
                 if feedforward {
                     be.axpby(p[power], cache.activity(j), beta, &mut self.v[j]);
@@ -347,13 +544,61 @@ impl<B: Backend> Signals<B> {
                     // V(0) = 0 contributes nothing: only clear what the previous batch left.
                     be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j]);
                 }
-                if j == top_state {
-                    let drive = self.top_drive.as_ref().expect("computed before the solver");
+                if clamped[j] {
+                    let drive = self.clamp_drive[j].as_ref().expect("computed before the solver");
                     be.axpby(q[power], drive, 1.0, &mut self.v[j]);
                 }
             }
         }
     }
+}
+
+/// The highest power of `N` the closed form needs: the longest chain of relaxing nodes, and
+/// under the parallel schedule at most `T` (its coefficients vanish above).
+fn max_power(plan: &Plan, r: &Relaxation, heights: &[usize]) -> usize {
+    let longest = plan.order.iter().map(|&j| heights[j]).max().unwrap_or(0);
+    match r.schedule {
+        Schedule::Parallel => longest.min(r.steps),
+        Schedule::Sweep => longest,
+    }
+}
+
+/// The VJPs (sends) of the closed form's passes, the clamp's share excluded (both solvers
+/// compute it).
+fn closed_form_cost(plan: &Plan, r: &Relaxation, states_only: &[bool]) -> usize {
+    let heights = plan.heights(states_only);
+    let top = max_power(plan, r, &heights);
+    (0..top)
+        .map(|power| {
+            let mut instants = vec![false; plan.depth + 1];
+            let mut sends = 0;
+            for &j in plan.order.iter().filter(|&&j| heights[j] >= power) {
+                let kids = plan.kids(j, states_only);
+                if !kids.is_empty() {
+                    sends += kids.len();
+                    plan.mark_instants(j, states_only, &mut instants);
+                }
+            }
+            sends
+                + (0..=plan.depth)
+                    .filter(|&m| instants[m])
+                    .map(|m| plan.kids(m, states_only).len())
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+/// The VJPs (sends) of `T` Euler steps.
+fn euler_cost(plan: &Plan, r: &Relaxation, full: &[bool], constant: &[bool]) -> usize {
+    let mut instants = vec![false; plan.depth + 1];
+    let mut sends = 0;
+    for &j in plan.order.iter().filter(|&&j| !constant[j]) {
+        sends += plan.kids(j, full).len();
+        plan.mark_instants(j, full, &mut instants);
+    }
+    let through: usize =
+        (0..=plan.depth).filter(|&m| instants[m]).map(|m| plan.kids(m, full).len()).sum();
+    r.steps * (sends + through)
 }
 
 /// The coefficients `(p_j, q_j)`, `j = 0..=max_power`, of the state after `steps` Euler steps:

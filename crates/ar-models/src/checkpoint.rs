@@ -61,6 +61,10 @@ impl<B: Backend> Checkpoint<B> {
 /// The header key of the per-tensor checksums (a JSON object of name to SHA-256 hex).
 const CHECKSUMS: &str = "tensor_sha256";
 
+/// The header key of a DAG's parents: a JSON list, per layer, of the nodes it reads (0 the
+/// input, `k` layer `k`'s output). Absent for a chain.
+const GRAPH: &str = "graph";
+
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -112,6 +116,11 @@ pub fn save_checkpoint<B: Backend>(
         metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     header.insert("format".into(), FORMAT.into());
     header.insert("model".into(), serde_json::to_string(&records).expect("records serialise"));
+    if !net.is_chain() {
+        // Which nodes each layer reads; absent for a chain (each layer reads the one before).
+        let graph: Vec<&[usize]> = (1..=net.depth()).map(|k| net.parents(k)).collect();
+        header.insert(GRAPH.into(), serde_json::to_string(&graph).expect("graph serialises"));
+    }
     header.insert(
         "input_shape".into(),
         serde_json::to_string(net.input_shape()).expect("shape serialises"),
@@ -239,7 +248,13 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         };
         layers.push(shape.layer(params));
     }
-    let net = Network::from_layers(be.clone(), &input_shape, layers)
+    let parents = match header.get(GRAPH) {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| err(path, format!("bad '{GRAPH}': {e}")))?
+        }
+        None => ar_core::chain_parents(layers.len()),
+    };
+    let net = Network::from_graph(be.clone(), &input_shape, layers, parents)
         .map_err(|e| err(path, e.to_string()))?;
     let mut optimizer_state = Vec::new();
     for (name, view) in st.tensors() {
@@ -249,7 +264,7 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
     }
     optimizer_state.sort_by(|a, b| a.0.cmp(&b.0));
     let reserved =
-        ["format", "model", "input_shape", "training_state", "optimizer_steps", CHECKSUMS];
+        ["format", "model", "input_shape", "training_state", "optimizer_steps", CHECKSUMS, GRAPH];
     let metadata = header.into_iter().filter(|(k, _)| !reserved.contains(&k.as_str())).collect();
     Ok(Checkpoint { net, optimizer_state, optimizer_steps, state, metadata, warnings })
 }

@@ -21,6 +21,12 @@ pub struct ModelSpec {
     pub input_shape: Vec<usize>,
     /// The layers, input first.
     pub layers: Vec<LayerSpec>,
+    /// `parents[k - 1]`: the nodes layer `k` reads (0 the input; see [`Network::build_graph`]).
+    pub parents: Vec<Vec<usize>>,
+    /// The layers (0-based) whose weights and biases start at zero: the last weighted layer of
+    /// every residual branch, so that each block starts as the identity (docs/models.md,
+    /// "Residual networks").
+    pub zero_init: Vec<usize>,
     /// The text it was made from (a preset name, widths or a layer spec).
     name: String,
     /// Whether it is an MLP given by a preset or widths, whose activations
@@ -33,6 +39,11 @@ impl ModelSpec {
     pub const PRESETS: &'static [&'static str] =
         &["auto", "digits-mlp", "paper1-mlp", "cnn-paper", "cnn-deep", "cnn-digits"];
 
+    /// The families of configurable depth: `<family>-<depth>-<width>`, such as `res-cnn-8-16`
+    /// ([`ModelSpec::family`]).
+    pub const FAMILIES: &'static [&'static str] =
+        &["plain-mlp-", "res-mlp-", "plain-cnn-", "res-cnn-"];
+
     /// The model named `name` for data of per-sample shape `input_shape` (`[c, h, w]`) with
     /// `classes` classes:
     /// - `auto`: `digits-mlp` for 8x8 inputs, otherwise paper 1's hidden widths 300-300-100
@@ -40,6 +51,7 @@ impl ModelSpec {
     /// - `digits-mlp` (64-64-32-classes, tanh), `paper1-mlp` (784-300-300-100-10, ReLU);
     /// - `cnn-paper` ([`ModelSpec::paper2`]), `cnn-deep` ([`ModelSpec::deep`]), `cnn-digits`
     ///   ([`ModelSpec::digits_cnn`]);
+    /// - `plain-mlp-D-W`, `res-mlp-D-W`, `plain-cnn-D-C`, `res-cnn-D-C` ([`ModelSpec::family`]);
     /// - MLP widths joined by `-` from input to output (`64-128-10`; hidden layers tanh);
     /// - a layer spec (this module's syntax).
     ///
@@ -64,6 +76,9 @@ impl ModelSpec {
                 "cnn-paper" => Self::paper2(input_shape, classes),
                 "cnn-deep" => Self::deep(input_shape, classes),
                 "cnn-digits" => Self::digits_cnn(input_shape, classes),
+                family if Self::FAMILIES.iter().any(|f| family.starts_with(f)) => {
+                    Self::family(family, input_shape, classes)?
+                }
                 layers
                     if layers.contains(',')
                         || layers.starts_with("conv")
@@ -112,7 +127,15 @@ impl ModelSpec {
                 activation: if i == last { output } else { hidden },
             })
             .collect();
-        Ok(ModelSpec { input_shape: vec![widths[0]], layers, name: text.join("-"), mlp: true })
+        let parents = ar_core::chain_parents(widths.len() - 1);
+        Ok(ModelSpec {
+            input_shape: vec![widths[0]],
+            layers,
+            parents,
+            zero_init: Vec::new(),
+            name: text.join("-"),
+            mlp: true,
+        })
     }
 
     /// Parses MLP widths such as `"784-300-300-100-10"` (at least an input and an output width;
@@ -142,72 +165,96 @@ impl ModelSpec {
 
     /// Parses the layer-spec syntax of this module for inputs of per-sample shape `input_shape`.
     pub fn parse(spec: &str, input_shape: &[usize]) -> Result<Self, ModelError> {
-        let err = |reason: String| ModelError::Spec { spec: spec.to_string(), reason };
-        let mut layers = Vec::new();
-        for (i, item) in spec.split(',').map(str::trim).enumerate() {
-            let at = |m: String| err(format!("layer {} '{item}': {m}", i + 1));
-            let (body, activation) = match item.split_once(':') {
-                Some((b, a)) => (b, a.parse::<Activation>().map_err(at)?),
-                None => (item, Activation::Identity),
-            };
-            let mut parts = body.split('/');
-            let head = parts.next().unwrap_or("");
-            let mut stride = None;
-            let mut padding = 0;
-            for opt in parts {
-                let num = |s: &str| {
-                    s.parse::<usize>()
-                        .map_err(|_| at(format!("'{opt}' is not /s<stride> or /p<padding>")))
-                };
-                match opt.split_at(opt.len().min(1)) {
-                    ("s", n) => stride = Some(num(n)?),
-                    ("p", n) => padding = num(n)?,
-                    _ => return Err(at(format!("unknown option '/{opt}'"))),
-                }
-            }
-            let number = |s: &str, what: &str| match s.parse::<usize>() {
-                Ok(0) | Err(_) => Err(at(format!("{what} must be a positive whole number"))),
-                Ok(n) => Ok(n),
-            };
-            let layer = if let Some(rest) = head.strip_prefix("conv") {
-                let (o, k) =
-                    rest.split_once('x').ok_or_else(|| at("expected conv<out>x<kernel>".into()))?;
-                LayerSpec::Conv2d {
-                    out_channels: number(o, "output channels")?,
-                    kernel: number(k, "kernel")?,
-                    geometry: ConvGeometry { stride: stride.unwrap_or(1).max(1), padding },
-                    activation,
-                }
-            } else if let Some(k) = head.strip_prefix("maxpool") {
-                let kernel = number(k, "window")?;
-                LayerSpec::MaxPool2d(PoolGeometry {
-                    kernel,
-                    stride: stride.unwrap_or(kernel).max(1),
-                })
-            } else if let Some(k) = head.strip_prefix("avgpool") {
-                let kernel = number(k, "window")?;
-                LayerSpec::AvgPool2d(PoolGeometry {
-                    kernel,
-                    stride: stride.unwrap_or(kernel).max(1),
-                })
-            } else if head == "flatten" {
-                LayerSpec::Flatten
-            } else if let Some(n) = head.strip_prefix("fc") {
-                LayerSpec::Dense { outputs: number(n, "outputs")?, activation }
-            } else {
-                return Err(at("expected conv, maxpool, avgpool, flatten or fc".into()));
-            };
-            if stride == Some(0) {
-                return Err(at("stride must be at least 1".into()));
-            }
-            layers.push(layer);
+        let mut p = Parser { text: spec, pos: 0, count: 0, graph: Graph::default() };
+        p.sequence(0)?;
+        if p.pos < spec.len() {
+            return Err(p.fail(p.pos, format!("unexpected '{}'", &spec[p.pos..p.pos + 1])));
         }
+        let Graph { layers, parents, zero_init } = p.graph;
         Ok(ModelSpec {
             input_shape: input_shape.to_vec(),
             layers,
+            parents,
+            zero_init,
             name: spec.to_string(),
             mlp: false,
         })
+    }
+
+    /// A plain or residual network of `D` weighted layers along its main path, for the depth
+    /// study (docs/models.md, "Residual networks"):
+    /// - `res-mlp-D-W`: flatten, fc W relu, `(D - 2) / 2` blocks `res(fcW:relu,fcW)`, a linear
+    ///   head; `plain-mlp-D-W`: flatten, `D - 1` fc W relu layers, a linear head;
+    /// - `res-cnn-D-C`: conv C 3x3 (padding 1) relu, `(D - 2) / 2` blocks in three stages of C,
+    ///   2C and 4C channels (blocks dealt to the stages in turn, the first stage first; a stage
+    ///   after the first starts with a stride-2 block whose shortcut is a 1x1 stride-2
+    ///   convolution), global average pooling, a linear head; `plain-cnn-D-C`: the same
+    ///   layers with every convolution relu and no shortcuts.
+    ///
+    /// Residual `D` must be even and at least 4; plain `D` at least 2.
+    pub fn family(name: &str, input_shape: &[usize], classes: usize) -> Result<Self, ModelError> {
+        let err = |reason: String| ModelError::Spec { spec: excerpt(name), reason };
+        let (family, numbers) = Self::FAMILIES
+            .iter()
+            .find_map(|f| name.strip_prefix(f).map(|rest| (*f, rest)))
+            .ok_or_else(|| err("not a model family".into()))?;
+        let (depth, width) = numbers
+            .split_once('-')
+            .and_then(|(d, w)| Some((d.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
+            .filter(|&(_, w)| w > 0 && w <= 1 << 16)
+            .ok_or_else(|| {
+                err(format!(
+                    "expected {family}<depth>-<width>, two whole numbers, width 1 to 65536"
+                ))
+            })?;
+        let residual = family.starts_with("res");
+        let ok_depth = if residual { depth >= 4 && depth % 2 == 0 } else { depth >= 2 };
+        if !ok_depth || depth > 1024 {
+            return Err(err(format!(
+                "depth {depth}: a {family}network has {} weighted layers (at most 1024)",
+                if residual { "an even number of at least 4" } else { "at least 2" }
+            )));
+        }
+        let mut items: Vec<String> = Vec::new();
+        if family.ends_with("mlp-") {
+            items.push("flatten".into());
+            items.push(format!("fc{width}:relu"));
+            if residual {
+                items
+                    .extend((0..(depth - 2) / 2).map(|_| format!("res(fc{width}:relu,fc{width})")));
+            } else {
+                items.extend((0..depth - 2).map(|_| format!("fc{width}:relu")));
+            }
+        } else {
+            items.push(format!("conv{width}x3/p1:relu"));
+            let blocks = (depth - 2) / 2;
+            for stage in 0..3 {
+                let channels = width << stage;
+                let count = blocks / 3 + usize::from(stage < blocks % 3);
+                for b in 0..count {
+                    let down = stage > 0 && b == 0;
+                    let first =
+                        format!("conv{channels}x3{}/p1:relu", if down { "/s2" } else { "" });
+                    items.push(match (residual, down) {
+                        (true, true) => {
+                            format!("res({first},conv{channels}x3/p1|conv{channels}x1/s2)")
+                        }
+                        (true, false) => format!("res({first},conv{channels}x3/p1)"),
+                        (false, _) => format!("{first},conv{channels}x3/p1:relu"),
+                    });
+                }
+            }
+            if depth % 2 == 1 {
+                // An odd plain depth: one more convolution at the last stage's width.
+                let last = width << (blocks.clamp(1, 3) - 1);
+                items.push(format!("conv{last}x3/p1:relu"));
+            }
+            items.push("gap".into());
+        }
+        items.push(format!("fc{classes}"));
+        let mut spec = Self::parse(&items.join(","), input_shape)?;
+        spec.name = name.to_string();
+        Ok(spec)
     }
 
     /// Paper 2's CNN (arXiv:2010.06219; docs/models.md) for `classes` classes: conv 6
@@ -301,13 +348,175 @@ impl ModelSpec {
         init: Init,
         seed: u64,
     ) -> Result<Network<B>, ModelError> {
-        Network::build(backend, &self.input_shape, &self.layers, init, seed).map_err(|e| {
-            ModelError::Mismatch {
-                model: self.name.clone(),
-                reason: format!("does not fit inputs of shape {:?}: {e}", self.input_shape),
-            }
-        })
+        let mut net = Network::build_graph(
+            backend,
+            &self.input_shape,
+            &self.layers,
+            &self.parents,
+            init,
+            seed,
+        )
+        .map_err(|e| ModelError::Mismatch {
+            model: self.name.clone(),
+            reason: format!("does not fit inputs of shape {:?}: {e}", self.input_shape),
+        })?;
+        for &i in &self.zero_init {
+            net.zero_layer(i);
+        }
+        Ok(net)
     }
+}
+
+/// Layers, parents and zero-initialised layers, as the parser appends them.
+#[derive(Default)]
+struct Graph {
+    layers: Vec<LayerSpec>,
+    parents: Vec<Vec<usize>>,
+    zero_init: Vec<usize>,
+}
+
+/// A recursive-descent parser of the layer-spec grammar (docs/models.md):
+/// `sequence := item ("," item)*`, `item := layer | "res(" sequence ["|" sequence] ")"`.
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+    /// Items read so far (for error messages: "layer N").
+    count: usize,
+    graph: Graph,
+}
+
+impl Parser<'_> {
+    fn fail(&self, at: usize, reason: String) -> ModelError {
+        ModelError::Spec {
+            spec: excerpt(self.text),
+            reason: format!("at character {}: {reason}", at + 1),
+        }
+    }
+
+    fn rest(&self) -> &str {
+        &self.text[self.pos..]
+    }
+
+    /// Items separated by commas, reading node `input`; returns the last node.
+    fn sequence(&mut self, input: usize) -> Result<usize, ModelError> {
+        let mut node = self.item(input)?;
+        while self.rest().starts_with(',') {
+            self.pos += 1;
+            node = self.item(node)?;
+        }
+        Ok(node)
+    }
+
+    fn push(&mut self, layer: LayerSpec, parents: Vec<usize>) -> usize {
+        self.graph.layers.push(layer);
+        self.graph.parents.push(parents);
+        self.graph.layers.len()
+    }
+
+    fn item(&mut self, input: usize) -> Result<usize, ModelError> {
+        let blank = self.rest().len() - self.rest().trim_start().len();
+        self.pos += blank;
+        let start = self.pos;
+        let text = self.text;
+        let rest = &text[self.pos..];
+        if rest.starts_with("res(") {
+            self.pos += 4;
+            let first = self.graph.layers.len();
+            let branch = self.sequence(input)?;
+            let last_weighted = (first..self.graph.layers.len()).rev().find(|&i| {
+                matches!(self.graph.layers[i], LayerSpec::Dense { .. } | LayerSpec::Conv2d { .. })
+            });
+            let shortcut = if self.rest().starts_with('|') {
+                self.pos += 1;
+                self.sequence(input)?
+            } else {
+                input
+            };
+            if !self.rest().starts_with(')') {
+                return Err(self.fail(
+                    self.pos,
+                    "expected ')' closing the res( block opened at character {}"
+                        .replace("{}", &(start + 1).to_string()),
+                ));
+            }
+            self.pos += 1;
+            match last_weighted {
+                Some(i) => self.graph.zero_init.push(i),
+                None => {
+                    return Err(self.fail(start, "a residual branch needs a weighted layer".into()))
+                }
+            }
+            return Ok(self.push(LayerSpec::Add, vec![shortcut, branch]));
+        }
+        let len = rest.find([',', '|', ')', '(']).unwrap_or(rest.len());
+        let token = rest[..len].trim();
+        self.count += 1;
+        let layer = parse_layer(token)
+            .map_err(|m| self.fail(start, format!("layer {} '{token}': {m}", self.count)))?;
+        self.pos += len;
+        Ok(self.push(layer, vec![input]))
+    }
+}
+
+/// At most 80 characters of a spec, for error messages.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// One layer of the spec syntax, such as `conv16x3/p1:relu`.
+fn parse_layer(item: &str) -> Result<LayerSpec, String> {
+    let (body, activation) = match item.split_once(':') {
+        Some((b, a)) => (b, a.parse::<Activation>()?),
+        None => (item, Activation::Identity),
+    };
+    let mut parts = body.split('/');
+    let head = parts.next().unwrap_or("");
+    let mut stride = None;
+    let mut padding = 0;
+    for opt in parts {
+        let num = |s: &str| {
+            s.parse::<usize>().map_err(|_| format!("'{opt}' is not /s<stride> or /p<padding>"))
+        };
+        match opt.split_at(opt.len().min(1)) {
+            ("s", n) => stride = Some(num(n)?),
+            ("p", n) => padding = num(n)?,
+            _ => return Err(format!("unknown option '/{opt}'")),
+        }
+    }
+    if stride == Some(0) {
+        return Err("stride must be at least 1".into());
+    }
+    let number = |s: &str, what: &str| match s.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("{what} must be a positive whole number")),
+        Ok(n) => Ok(n),
+    };
+    let layer = if let Some(rest) = head.strip_prefix("conv") {
+        let (o, k) = rest.split_once('x').ok_or("expected conv<out>x<kernel>")?;
+        LayerSpec::Conv2d {
+            out_channels: number(o, "output channels")?,
+            kernel: number(k, "kernel")?,
+            geometry: ConvGeometry { stride: stride.unwrap_or(1), padding },
+            activation,
+        }
+    } else if let Some(k) = head.strip_prefix("maxpool") {
+        let kernel = number(k, "window")?;
+        LayerSpec::MaxPool2d(PoolGeometry { kernel, stride: stride.unwrap_or(kernel) })
+    } else if let Some(k) = head.strip_prefix("avgpool") {
+        let kernel = number(k, "window")?;
+        LayerSpec::AvgPool2d(PoolGeometry { kernel, stride: stride.unwrap_or(kernel) })
+    } else if head == "flatten" {
+        LayerSpec::Flatten
+    } else if head == "gap" {
+        LayerSpec::GlobalAvgPool
+    } else if let Some(n) = head.strip_prefix("fc") {
+        LayerSpec::Dense { outputs: number(n, "outputs")?, activation }
+    } else {
+        return Err("expected conv, maxpool, avgpool, gap, flatten, fc or res(...)".into());
+    };
+    Ok(layer)
 }
 
 impl fmt::Display for ModelSpec {

@@ -50,6 +50,9 @@ pub fn network_loss_and_gradients(
     };
     let mut params = Vec::with_capacity(layers.len());
     for (k, l) in layers.iter().enumerate() {
+        if l.parents.is_empty() || l.parents.iter().any(|&j| j > k) {
+            return bad(format!("layer {} reads {:?}, not nodes below it", k + 1, l.parents));
+        }
         let Some(shape) = l.shape.weight_shape() else {
             params.push(None);
             continue;
@@ -72,9 +75,11 @@ pub fn network_loss_and_gradients(
     if x.len() != shape.iter().product::<usize>() {
         return bad(format!("{} inputs for a batch of shape {shape:?}", x.len()));
     }
-    let mut h = upload(x, &shape)?;
+    // Every node's value: node 0 the input, node k layer k's output.
+    let mut nodes = vec![upload(x, &shape)?];
     for (l, p) in layers.iter().zip(&params) {
-        h = match (l.shape, p) {
+        let h = &nodes[l.parents[0]];
+        let next = match (l.shape, p) {
             (LayerShape::Dense { activation: f, .. }, Some((w, b))) => {
                 let a = h.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
                 activation(f, &a)?
@@ -103,9 +108,19 @@ pub fn network_loss_and_gradients(
                 h.avg_pool2d_with_stride(kernel, stride)?
             }
             (LayerShape::Flatten, None) => h.flatten_from(1)?,
+            (LayerShape::GlobalAvgPool, None) => h.mean(3)?.mean(2)?,
+            (LayerShape::Add, None) => {
+                let mut sum = h.clone();
+                for &j in &l.parents[1..] {
+                    sum = sum.add(&nodes[j])?;
+                }
+                sum
+            }
             _ => unreachable!("parameters are made per layer kind above"),
         };
+        nodes.push(next);
     }
+    let h = nodes.pop().expect("a network has layers");
     let classes = h.dims()[1];
     if targets.len() != batch * classes {
         return bad(format!("{} targets for {batch} x {classes} outputs", targets.len()));
@@ -170,7 +185,13 @@ mod tests {
 
     fn dense(weight: Vec<f64>, bias: Vec<f64>, inputs: usize, activation: Activation) -> HostLayer {
         let outputs = bias.len();
-        HostLayer { shape: LayerShape::Dense { inputs, outputs, activation }, weight, bias }
+        let parents = vec![0];
+        HostLayer {
+            shape: LayerShape::Dense { inputs, outputs, activation },
+            weight,
+            bias,
+            parents,
+        }
     }
 
     /// The loss and gradients of a dense network on a batch of `x.len() / inputs` samples.

@@ -1,6 +1,7 @@
-//! An independent host reference: the forward pass (dense, convolution, pooling, flatten) and
-//! loss in plain f64 loops, sharing no code with the backends or with ar-core's VJPs, and central
-//! finite differences on it.
+//! An independent host reference: the forward pass (dense, convolution, pooling, flatten,
+//! global average pooling, merge nodes on any DAG) and loss in plain f64 loops, sharing no code
+//! with the backends or with ar-core's VJPs and graph code, and central finite differences on
+//! it.
 
 use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry};
 use ar_core::{HostLayer, LayerShape, Loss, Network};
@@ -30,11 +31,26 @@ impl HostNet {
         let n: usize = self.input_shape.iter().product();
         let (mut out, mut branches) = (Vec::new(), Vec::new());
         for b in 0..batch {
-            let mut a: Activity = (x[b * n..(b + 1) * n].to_vec(), self.input_shape.clone());
+            // Every node's value kept: node 0 the sample, node k layer k's output.
+            let mut nodes: Vec<Activity> =
+                vec![(x[b * n..(b + 1) * n].to_vec(), self.input_shape.clone())];
             for layer in &self.layers {
-                a = step(layer, a, &mut branches);
+                let a = match layer.shape {
+                    LayerShape::Add => {
+                        let mut sum = nodes[layer.parents[0]].clone();
+                        for &p in &layer.parents[1..] {
+                            assert_eq!(nodes[p].1, sum.1, "reference: merge of unequal shapes");
+                            for (s, v) in sum.0.iter_mut().zip(&nodes[p].0) {
+                                *s += v;
+                            }
+                        }
+                        sum
+                    }
+                    _ => step(layer, nodes[layer.parents[0]].clone(), &mut branches),
+                };
+                nodes.push(a);
             }
-            out.extend(a.0);
+            out.extend(nodes.pop().expect("a network has layers").0);
         }
         (out, branches)
     }
@@ -143,6 +159,13 @@ fn step(layer: &HostLayer, (x, shape): Activity, branches: &mut Vec<bool>) -> Ac
             let n = x.len();
             (x, vec![n])
         }
+        LayerShape::GlobalAvgPool => {
+            let (c, plane) = (shape[0], shape[1] * shape[2]);
+            let means =
+                (0..c).map(|ch| x[ch * plane..(ch + 1) * plane].iter().sum::<f64>() / plane as f64);
+            (means.collect(), vec![c])
+        }
+        LayerShape::Add => unreachable!("merge nodes are summed by the caller"),
     }
 }
 

@@ -12,6 +12,8 @@ use ar_train::{
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+mod chain_pin;
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ar-train-{name}-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();

@@ -1,0 +1,83 @@
+//! Chain networks train bit-identically across the graph engine's introduction: a digest of
+//! every per-epoch metric and final parameter of a few chain runs (MLP and CNN; closed form,
+//! Euler under both schedules, backprop, feedback alignment, fderiv-relax) pinned to the values
+//! the chain-only engine (commit ed0e90a) gave.
+
+use ar_core::{Feedback, Schedule, Solver};
+use ar_ndarray::NdArray;
+use ar_train::{AlgorithmName, Fderiv, Session, Silent, TrainConfig};
+
+/// FNV-1a over the bits of every metric that does not depend on timing and every parameter.
+fn digest(config: TrainConfig, name: &str) -> u64 {
+    let dir = std::env::temp_dir().join(format!("ar-train-pin-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let mut s = Session::create(&dir, config, NdArray::<f64>::new()).unwrap();
+    s.run(&mut Silent).unwrap();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: f64| {
+        for b in x.to_bits().to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for t in s.trainees() {
+        for m in &t.history {
+            for v in [m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy] {
+                eat(v);
+            }
+        }
+        for (_, _, values) in t.net.parameters() {
+            values.iter().for_each(|&v| eat(v));
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    h
+}
+
+fn base(model: &str) -> TrainConfig {
+    TrainConfig {
+        model: model.into(),
+        epochs: Some(2),
+        precision: ar_backend::Precision::F64,
+        probe_every: 0,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn chain_runs_are_bit_identical_to_the_chain_only_engine() {
+    let runs: Vec<(&str, TrainConfig)> = vec![
+        ("mlp-closed-form", base("digits-mlp")),
+        (
+            "mlp-euler-parallel-fa",
+            TrainConfig {
+                solver: Solver::Euler,
+                schedule: Schedule::Parallel,
+                algorithms: vec![AlgorithmName::Ar, AlgorithmName::Fa],
+                feedback: Feedback::Learned,
+                ..base("digits-mlp")
+            },
+        ),
+        ("cnn-closed-form", base("cnn-digits")),
+        ("cnn-euler-sweep", TrainConfig { solver: Solver::Euler, ..base("cnn-digits") }),
+        (
+            "cnn-fderiv-relax",
+            TrainConfig {
+                fderiv: Some(Fderiv::Both),
+                algorithms: vec![AlgorithmName::Ar],
+                steps: 20,
+                epochs: Some(1),
+                ..base("cnn-digits")
+            },
+        ),
+    ];
+    let got: Vec<(&str, String)> =
+        runs.into_iter().map(|(n, c)| (n, format!("{:016x}", digest(c, n)))).collect();
+    let want = vec![
+        ("mlp-closed-form", "8bb0591f72545e2d"),
+        ("mlp-euler-parallel-fa", "6d91c1c8761fa494"),
+        ("cnn-closed-form", "a7d082739d281141"),
+        ("cnn-euler-sweep", "1b5a503f85cf5c0f"),
+        ("cnn-fderiv-relax", "f8f27151b0998f6d"),
+    ];
+    assert_eq!(got.iter().map(|(n, d)| (*n, d.as_str())).collect::<Vec<_>>(), want, "{got:?}");
+}
