@@ -47,6 +47,8 @@ pub struct Signals<B: Backend> {
     /// `f'` re-evaluated at the relaxing state (fderiv-relax).
     state_fprime: Vec<Option<B::Tensor>>,
     shapes: Vec<Vec<usize>>,
+    /// A planted fault: `(k, j)`, layer `k`'s contribution to node `j` left out.
+    fault: Option<(usize, usize)>,
 }
 
 impl<B: Backend> Default for Signals<B> {
@@ -59,8 +61,18 @@ impl<B: Backend> Default for Signals<B> {
             prev: Vec::new(),
             state_fprime: Vec::new(),
             shapes: Vec::new(),
+            fault: None,
         }
     }
+}
+
+/// The most relaxing nodes on one path of the network, each driving the next: with eta = 1
+/// the parallel schedule gives backprop's signals after this many iterations (one sweep does
+/// under the sweep schedule).
+pub fn relaxation_depth<B: Backend>(net: &Network<B>, relax_input: bool) -> usize {
+    let plan = Plan::new(net, relax_input);
+    let heights = plan.heights(&plan.carries(STATES));
+    plan.order.iter().map(|&j| heights[j] + 1).max().unwrap_or(0)
 }
 
 /// The indices of the nodes that relax: weighted layers below the top (1-based), and the input
@@ -221,6 +233,13 @@ impl<B: Backend> Signals<B> {
         Self::default()
     }
 
+    /// Signals that leave out layer `k`'s contribution to node `j` (one reader's VJP dropped):
+    /// a planted fault, so that the verification suite can show that it catches one. Never
+    /// used in training.
+    pub fn with_planted_fault(k: usize, j: usize) -> Self {
+        Signals { fault: Some((k, j)), ..Self::default() }
+    }
+
     /// The signals `v_1 .. v_L` of the last [`Signals::compute`] (`v_L` is the top gradient).
     /// Only the weighted layers' entries are meaningful after a relaxation.
     pub fn as_slice(&self) -> &[B::Tensor] {
@@ -296,6 +315,13 @@ impl<B: Backend> Signals<B> {
         alpha: f64,
         beta: f64,
     ) {
+        if let Some(fault) = self.fault.filter(|&(c, p)| p == j && kids.contains(&c)) {
+            let kept: Vec<usize> = kids.iter().copied().filter(|&c| (c, j) != fault).collect();
+            self.fault = None;
+            self.gather(net, cache, variant, j, &kept, alpha, beta);
+            self.fault = Some(fault);
+            return;
+        }
         if kids.is_empty() {
             net.backend().axpby(0.0, cache.activity(j), beta, &mut self.v[j]);
         }

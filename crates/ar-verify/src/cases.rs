@@ -1,5 +1,6 @@
 //! The models the suite checks (the paper-1 MLP and random MLPs covering every activation, both
-//! losses, batch 1 and larger, width 1) and the suite itself.
+//! losses, batch 1 and larger, width 1; small CNNs and paper 2's; random DAGs with skip edges,
+//! a residual MLP and a residual CNN) and the suite itself.
 
 use crate::checks::{compare, finite_differences, forward_agreement, update, Batch, HostGrads};
 use crate::oracle::network_loss_and_gradients;
@@ -7,8 +8,8 @@ use crate::report::{Report, Row};
 use ar_backend::{Activation, Backend, Precision};
 use ar_candle::Candle;
 use ar_core::{
-    Algorithm, DenseShape, FPrime, Feedback, Init, InitialState, LayerShape, Loss, Method, Network,
-    Relaxation, Schedule, Solver, Variant,
+    relaxation_depth, Algorithm, DenseShape, FPrime, Feedback, Init, InitialState, LayerShape,
+    LayerSpec, Loss, Method, Network, Relaxation, Schedule, Solver, Variant,
 };
 use ar_models::ModelSpec;
 use rand::{Rng, SeedableRng};
@@ -176,6 +177,102 @@ pub fn cnn_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
         .collect()
 }
 
+/// Random DAGs of dense layers of one width: after each hidden layer, with probability 0.6
+/// (and at least once per network), a merge node adds the current node to one 2 to 6 nodes
+/// below it (the input included); every activation in turn; both losses; batch 1 and larger;
+/// PyTorch initialisation (nonzero biases).
+pub fn dag_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
+    let plans: [(&str, usize, Loss, usize); 3] = [
+        ("dag-a", 3, Loss::Mse, 1),
+        ("dag-b", 5, Loss::CrossEntropy, 4),
+        ("dag-c", 7, Loss::Mse, 3),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(2506);
+    plans
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, hidden, loss, batch))| {
+            let width = rng.random_range(2..=12);
+            let classes = rng.random_range(2..=6);
+            let (mut specs, mut parents) = (Vec::new(), Vec::<Vec<usize>>::new());
+            let mut edges = Vec::new();
+            let mut last = 0;
+            for l in 0..hidden {
+                let activation = Activation::ALL[(l + 2 * i) % Activation::ALL.len()];
+                specs.push(LayerSpec::Dense { outputs: width, activation });
+                parents.push(vec![last]);
+                last = specs.len();
+                let force = l + 1 == hidden && edges.is_empty();
+                if force || rng.random_bool(0.6) {
+                    let span = rng.random_range(2..=6usize).min(last + 1);
+                    let from = last + 1 - span;
+                    specs.push(LayerSpec::Add);
+                    parents.push(vec![from, last]);
+                    edges.push(format!("{from}+{last}"));
+                    last = specs.len();
+                }
+            }
+            specs.push(LayerSpec::Dense { outputs: classes, activation: Activation::Identity });
+            parents.push(vec![last]);
+            let net = Network::build_graph(
+                be.clone(),
+                &[width],
+                &specs,
+                &parents,
+                Init::PyTorch,
+                500 + i as u64,
+            )
+            .expect("the random DAGs are valid");
+            Case {
+                name: format!(
+                    "{name} dag width {width}, {hidden} hidden, adds {}, {loss}, batch {batch}",
+                    edges.join(" ")
+                ),
+                batch: random_batch(&mut rng, batch, width, classes, -1.0),
+                net,
+                loss,
+            }
+        })
+        .collect()
+}
+
+/// The residual models of the depth study, small, with every weight drawn at random (the
+/// zero start of each branch's last layer would hide the branches' gradients): a residual MLP
+/// and a residual CNN with a projection shortcut and global average pooling.
+pub fn residual_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
+    let plans: [(&str, &[usize], &str, Loss, usize); 2] = [
+        ("res-mlp", &[1, 4, 4], "res-mlp-6-12", Loss::CrossEntropy, 3),
+        (
+            "res-cnn",
+            &[3, 8, 8],
+            "conv4x3/p1:relu,res(conv4x3/p1:tanh,conv4x3/p1),\
+             res(conv6x3/s2/p1:softplus,conv6x3/p1|conv6x1/s2),gap,fc5",
+            Loss::Mse,
+            2,
+        ),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(1512);
+    plans
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, shape, spec, loss, batch))| {
+            let mut model = ModelSpec::preset(spec, shape, if i == 0 { 4 } else { 5 })
+                .expect("the suite's residual models are valid");
+            model.zero_init.clear();
+            let net = model
+                .build(be.clone(), Init::PyTorch, 700 + i as u64)
+                .expect("the suite's residual models build");
+            let inputs: usize = shape.iter().product();
+            Case {
+                name: format!("{name} {spec} on {shape:?}, {loss}, batch {batch}"),
+                batch: random_batch(&mut rng, batch, inputs, net.output_width(), -1.0),
+                net,
+                loss,
+            }
+        })
+        .collect()
+}
+
 /// Paper 2's CNN at full size on 3x32x32 inputs in [-1, 1], batch 4, MSE, the papers'
 /// initialisation with nonzero biases.
 pub fn paper2_case<B: Backend>(be: &B) -> Case<B> {
@@ -201,6 +298,8 @@ pub fn all_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
     cases.extend(random_cases(be));
     cases.extend(cnn_cases(be));
     cases.push(paper2_case(be));
+    cases.extend(dag_cases(be));
+    cases.extend(residual_cases(be));
     cases
 }
 
@@ -224,7 +323,6 @@ fn ar(r: Relaxation, variant: Variant) -> Algorithm {
 /// Runs every check on one case and returns its rows.
 pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
     let (name, net, batch, loss) = (case.name.as_str(), &case.net, &case.batch, case.loss);
-    let depth = net.depth();
     let exact = Variant::exact();
     let mut rows = vec![forward_agreement(name, net, batch, IDENTITY_TOLERANCE)];
     let (bp, _) = update(net, batch, loss, &Algorithm::backprop());
@@ -247,9 +345,10 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
         net,
         Some(IDENTITY_TOLERANCE),
     ));
-    let parallel_steps = (depth - 1).max(1);
+    // As many iterations as the longest chain of relaxing nodes (L - 1 for an MLP of L layers).
+    let parallel_steps = relaxation_depth(net, false).max(1);
     rows.extend(checked(
-        &format!("ar eta=1 parallel T=L-1={parallel_steps}"),
+        &format!("ar eta=1 parallel T=longest path={parallel_steps}"),
         ar(relaxation(1.0, parallel_steps, Schedule::Parallel), exact),
         net,
         Some(IDENTITY_TOLERANCE),

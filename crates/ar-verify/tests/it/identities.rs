@@ -4,8 +4,8 @@
 use ar_backend::Backend;
 use ar_core::metrics::relative_error;
 use ar_core::{
-    Algorithm, FPrime, Feedback, InitialState, Loss, Method, Network, Relaxation, Schedule,
-    Signals, Solver, Variant,
+    relaxation_depth, Algorithm, FPrime, Feedback, InitialState, Loss, Method, Network, Relaxation,
+    Schedule, Signals, Solver, Variant,
 };
 use ar_ndarray::NdArray;
 use ar_verify::cases::{
@@ -34,7 +34,7 @@ fn assert_matches_backprop(
 }
 
 #[test]
-fn eta_one_sweep_gives_backprop_after_one_iteration_and_parallel_after_l_minus_one() {
+fn eta_one_sweep_gives_backprop_after_one_iteration_and_parallel_after_the_longest_path() {
     for case in all_cases(&Be::new()) {
         let exact = Variant::exact();
         for init in [InitialState::Feedforward, InitialState::Zero] {
@@ -47,7 +47,8 @@ fn eta_one_sweep_gives_backprop_after_one_iteration_and_parallel_after_l_minus_o
                 IDENTITY_TOLERANCE,
                 "sweep",
             );
-            let mut parallel = relaxation(1.0, case.net.depth() - 1, Schedule::Parallel);
+            let longest = relaxation_depth(&case.net, false);
+            let mut parallel = relaxation(1.0, longest, Schedule::Parallel);
             parallel.init = init;
             assert_matches_backprop(
                 &case,
@@ -56,6 +57,14 @@ fn eta_one_sweep_gives_backprop_after_one_iteration_and_parallel_after_l_minus_o
                 IDENTITY_TOLERANCE,
                 "parallel",
             );
+            if longest >= 2 {
+                // One iteration fewer leaves the bottom of the longest path unreached.
+                parallel.steps = longest - 1;
+                let (bp, _) = update(&case.net, &case.batch, case.loss, &Algorithm::backprop());
+                let (g, _) = update(&case.net, &case.batch, case.loss, &ar(parallel, exact));
+                let rows = compare(&case.name, "parallel, one short", &g, &bp, Some(1e-6));
+                assert!(rows.iter().any(|r| !r.passed), "{}: {init:?}", case.name);
+            }
         }
     }
 }

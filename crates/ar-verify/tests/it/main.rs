@@ -3,6 +3,7 @@
 
 mod autograd;
 mod closed_form;
+mod dag;
 mod identities;
 mod oracles;
 mod relax_input;

@@ -66,7 +66,11 @@ fn current_input_with_a_relaxing_input_learns_layer_one_from_v0() {
     let current = Variant { current_input: true, ..Variant::exact() };
     let mut checked = 0;
     for case in all_cases(&Be::new()) {
+        // The direct formula below is a chain's: a DAG's input may have more readers.
         let Layer::Dense(first) = &case.net.layers[0] else { continue };
+        if !case.net.is_chain() {
+            continue;
+        }
         let be = case.net.backend();
         let with = ar(Relaxation { relax_input: true, ..sweep }, current);
         let (cache, signals, grads) = signals_and_update(&case, &with);
