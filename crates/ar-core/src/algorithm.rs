@@ -356,6 +356,16 @@ impl Algorithm {
 
     /// One line describing the method and its settings, for logs and run summaries.
     pub fn describe(&self) -> String {
+        let solver = match self.method {
+            Method::Relaxation(r) => r.solver_for(&self.variant),
+            Method::Backprop => Solver::Euler,
+        };
+        self.describe_with_solver(solver)
+    }
+
+    /// [`Algorithm::describe`] naming `solver` as the one that runs (the auto solver resolved on
+    /// a network: `ar_core::solver_on`).
+    pub fn describe_with_solver(&self, solver: Solver) -> String {
         let v = &self.variant;
         let feedback = match v.feedback {
             Feedback::Transpose => "W^T".to_string(),
@@ -380,7 +390,12 @@ impl Algorithm {
                 r.schedule,
                 r.init,
                 if r.relax_input { ", input relaxing" } else { "" },
-                r.solver_for(v),
+                match (r.solver, solver) {
+                    (Solver::Auto, Solver::Euler) if r.solver_for(v) == Solver::ClosedForm => {
+                        "euler (auto: the closed form would cost more on this network)".into()
+                    }
+                    _ => solver.to_string(),
+                },
                 if v.state_fprime_without_bias { ", re-evaluated f' without the bias" } else { "" },
             ),
         }

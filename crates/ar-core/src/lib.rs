@@ -75,8 +75,8 @@ pub use loss::Loss;
 pub use network::{chain_parents, transpose, ForwardCache, LayerSpec, Network};
 pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
-    closed_form_coefficients, learning_signals, relaxation_depth, state_input, stateful_layers,
-    RelaxStats, Signals,
+    closed_form_coefficients, learning_signals, relaxation_depth, solver_on, state_input,
+    stateful_layers, RelaxStats, Signals,
 };
 pub use train::ConvUpdate;
 pub use train::{count_correct, StepOutcome, Trainer};

@@ -82,6 +82,16 @@ pub fn stateful_layers<B: Backend>(net: &Network<B>, relax_input: bool) -> Vec<u
     relax_input.then_some(0).into_iter().chain(hidden).collect()
 }
 
+/// The solver a relaxation runs on `net` ([`RelaxStats::solver`]): [`Relaxation::solver_for`],
+/// with the auto solver's closed form replaced by Euler where the closed form's passes would
+/// take more VJPs than the `T` Euler steps (deep networks under the sweep schedule). `None`
+/// for backprop.
+pub fn solver_on<B: Backend>(net: &Network<B>, algorithm: &Algorithm) -> Option<Solver> {
+    let Method::Relaxation(r) = algorithm.method else { return None };
+    let plan = Plan::new(net, r.relax_input);
+    Some(plan.solver(&r, &algorithm.variant))
+}
+
 /// Which signals a drive sums: those reaching it from relaxing states, from the clamped top,
 /// or both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +126,32 @@ impl Plan {
         }
         let children = (0..=depth).map(|j| net.children(j).to_vec()).collect();
         Plan { depth, stateful, order, children }
+    }
+
+    /// Whether a node's whole drive comes from the clamp (constant while the forward pass is
+    /// frozen), for every node.
+    fn constant(&self, variant: &Variant) -> Vec<bool> {
+        let unfrozen = variant.any(|c| c.fprime_backward == FPrime::AtState);
+        let states_only = self.carries(STATES);
+        (0..=self.depth)
+            .map(|j| self.stateful[j] && !unfrozen && self.kids(j, &states_only).is_empty())
+            .collect()
+    }
+
+    /// The solver that runs: see [`solver_on`].
+    fn solver(&self, r: &Relaxation, variant: &Variant) -> Solver {
+        match r.solver_for(variant) {
+            Solver::ClosedForm if r.solver == Solver::Auto => {
+                let closed = closed_form_cost(self, r, &self.carries(STATES));
+                let euler = euler_cost(self, r, &self.carries(FULL), &self.constant(variant));
+                if closed <= euler {
+                    Solver::ClosedForm
+                } else {
+                    Solver::Euler
+                }
+            }
+            s => s,
+        }
     }
 
     /// For every node, whether a signal of `mode` reaches it from above.
@@ -411,21 +447,8 @@ impl<B: Backend> Signals<B> {
             (plan.carries(FULL), plan.carries(STATES), plan.carries(CLAMP));
         // A node none of whose drive comes from relaxing states has a constant drive while the
         // forward pass is frozen: computed once per batch.
-        let constant: Vec<bool> = (0..=net.depth())
-            .map(|j| plan.stateful[j] && !unfrozen && plan.kids(j, &states_only).is_empty())
-            .collect();
-        let solver = match wanted {
-            Solver::ClosedForm if r.solver == Solver::Auto => {
-                let closed = closed_form_cost(&plan, r, &states_only);
-                let euler = euler_cost(&plan, r, &full, &constant);
-                if closed <= euler {
-                    Solver::ClosedForm
-                } else {
-                    Solver::Euler
-                }
-            }
-            s => s,
-        };
+        let constant = plan.constant(variant);
+        let solver = plan.solver(r, variant);
         if !unfrozen {
             // The clamped top's share of each drive: all of a constant node's drive, and the
             // closed form's `d`.

@@ -370,7 +370,12 @@ impl<B: Backend> Session<B> {
             c.seed,
         );
         for t in &self.trainees {
-            s.push_str(&format!("  {}: {}\n", t.label, t.trainer.algorithm().describe()));
+            let algorithm = t.trainer.algorithm();
+            let line = match ar_core::solver_on(&t.net, algorithm) {
+                Some(solver) => algorithm.describe_with_solver(solver),
+                None => algorithm.describe(),
+            };
+            s.push_str(&format!("  {}: {line}\n", t.label));
         }
         s.push_str(&format!("run directory: {}\n", self.dir().display()));
         if let (true, Some(t)) = (self.resumed, self.trainees.first()) {
