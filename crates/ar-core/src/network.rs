@@ -57,6 +57,16 @@ pub enum LayerSpec {
     Add,
 }
 
+/// One parent list per layer.
+fn check_parent_lists(layers: usize, lists: usize) -> Result<(), CoreError> {
+    if layers == lists {
+        return Ok(());
+    }
+    Err(CoreError::InvalidConfig(format!(
+        "{layers} layers need {layers} parent lists, got {lists}"
+    )))
+}
+
 /// The parents of a chain of `depth` layers: layer `k` reads node `k - 1`.
 pub fn chain_parents(depth: usize) -> Vec<Vec<usize>> {
     (0..depth).map(|k| vec![k]).collect()
@@ -118,14 +128,7 @@ impl<B: Backend> Network<B> {
         if layers.is_empty() {
             return Err(CoreError::InvalidConfig("a network needs at least one layer".into()));
         }
-        if parents.len() != layers.len() {
-            return Err(CoreError::InvalidConfig(format!(
-                "{} layers need {} parent lists, got {}",
-                layers.len(),
-                layers.len(),
-                parents.len()
-            )));
-        }
+        check_parent_lists(layers.len(), parents.len())?;
         let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(layers.len());
         let mut children = vec![Vec::new(); layers.len() + 1];
         for (i, (layer, from)) in layers.iter().zip(&parents).enumerate() {
@@ -248,14 +251,7 @@ impl<B: Backend> Network<B> {
         let mut rng = init::rng(seed, init::Stream::Forward);
         let mut layers = Vec::with_capacity(specs.len());
         let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(specs.len());
-        if parents.len() != specs.len() {
-            return Err(CoreError::InvalidConfig(format!(
-                "{} layers need {} parent lists, got {}",
-                specs.len(),
-                specs.len(),
-                parents.len()
-            )));
-        }
+        check_parent_lists(specs.len(), parents.len())?;
         for (k, spec) in specs.iter().enumerate() {
             let source = match parents[k].first() {
                 Some(&j) if j <= k => j,

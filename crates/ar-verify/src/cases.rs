@@ -159,22 +159,29 @@ pub fn cnn_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
         ("cnn-c", &[1, 8, 8], "conv3x3/s2:leaky-relu,flatten,fc6:sigmoid,fc4", Loss::Mse, 2),
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(404);
-    plans
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, shape, spec, loss, batch))| {
-            let net = ModelSpec::parse(spec, shape)
-                .and_then(|m| m.build(be.clone(), Init::PyTorch, 300 + i as u64))
-                .expect("the suite's CNNs are valid");
-            let inputs: usize = shape.iter().product();
-            Case {
-                name: format!("{name} {spec} on {shape:?}, {loss}, batch {batch}"),
-                batch: random_batch(&mut rng, batch, inputs, net.output_width(), -1.0),
-                net,
-                loss,
-            }
-        })
-        .collect()
+    let seeds = 300..;
+    plans.iter().zip(seeds).map(|(plan, seed)| spec_case(be, &mut rng, *plan, seed)).collect()
+}
+
+/// A case from a layer spec: `(name, input shape, spec, loss, batch size)`, PyTorch
+/// initialisation seeded by `seed` with every weight random (a residual branch's zero start
+/// would hide its gradients), and a random batch in [-1, 1].
+fn spec_case<B: Backend>(
+    be: &B,
+    rng: &mut ChaCha8Rng,
+    (name, shape, spec, loss, batch): (&str, &[usize], &str, Loss, usize),
+    seed: u64,
+) -> Case<B> {
+    let mut model = ModelSpec::parse(spec, shape).expect("the suite's models parse");
+    model.zero_init.clear();
+    let net = model.build(be.clone(), Init::PyTorch, seed).expect("the suite's models build");
+    let inputs: usize = shape.iter().product();
+    Case {
+        name: format!("{name} {spec} on {shape:?}, {loss}, batch {batch}"),
+        batch: random_batch(rng, batch, inputs, net.output_width(), -1.0),
+        net,
+        loss,
+    }
 }
 
 /// Random DAGs of dense layers of one width: after each hidden layer, with probability 0.6
@@ -241,7 +248,13 @@ pub fn dag_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
 /// and a residual CNN with a projection shortcut and global average pooling.
 pub fn residual_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
     let plans: [(&str, &[usize], &str, Loss, usize); 2] = [
-        ("res-mlp", &[1, 4, 4], "res-mlp-6-12", Loss::CrossEntropy, 3),
+        (
+            "res-mlp",
+            &[1, 4, 4],
+            "flatten,fc12:relu,res(fc12:relu,fc12),res(fc12:relu,fc12),fc4",
+            Loss::CrossEntropy,
+            3,
+        ),
         (
             "res-cnn",
             &[3, 8, 8],
@@ -252,25 +265,8 @@ pub fn residual_cases<B: Backend>(be: &B) -> Vec<Case<B>> {
         ),
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(1512);
-    plans
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, shape, spec, loss, batch))| {
-            let mut model = ModelSpec::preset(spec, shape, if i == 0 { 4 } else { 5 })
-                .expect("the suite's residual models are valid");
-            model.zero_init.clear();
-            let net = model
-                .build(be.clone(), Init::PyTorch, 700 + i as u64)
-                .expect("the suite's residual models build");
-            let inputs: usize = shape.iter().product();
-            Case {
-                name: format!("{name} {spec} on {shape:?}, {loss}, batch {batch}"),
-                batch: random_batch(&mut rng, batch, inputs, net.output_width(), -1.0),
-                net,
-                loss,
-            }
-        })
-        .collect()
+    let seeds = 700..;
+    plans.iter().zip(seeds).map(|(plan, seed)| spec_case(be, &mut rng, *plan, seed)).collect()
 }
 
 /// Paper 2's CNN at full size on 3x32x32 inputs in [-1, 1], batch 4, MSE, the papers'
