@@ -20,6 +20,8 @@ pub struct Network<B: Backend> {
     parents: Vec<Vec<usize>>,
     /// `children[j]`: the layers (1-based) that read node `j`, ascending.
     children: Vec<Vec<usize>>,
+    /// Each layer's module path in checkpoints (`layers.{i}` by default).
+    names: Vec<String>,
     input_shape: Vec<usize>,
     shapes: Vec<Vec<usize>>,
 }
@@ -55,6 +57,11 @@ pub enum LayerSpec {
     GlobalAvgPool,
     /// The sum of two or more earlier nodes (see [`Network::build_graph`]).
     Add,
+}
+
+/// The module paths of `depth` layers as an `nn.Sequential` named `layers` has them.
+pub fn default_names(depth: usize) -> Vec<String> {
+    (0..depth).map(|i| format!("layers.{i}")).collect()
 }
 
 /// One parent list per layer.
@@ -185,14 +192,9 @@ impl<B: Backend> Network<B> {
                 "the last layer must output a vector, not {shape:?} (add flatten)"
             )));
         }
-        Ok(Network {
-            backend,
-            layers,
-            parents,
-            children,
-            input_shape: input_shape.to_vec(),
-            shapes,
-        })
+        let names = default_names(layers.len());
+        let input_shape = input_shape.to_vec();
+        Ok(Network { backend, layers, parents, children, names, input_shape, shapes })
     }
 
     /// A stack of dense layers with weights drawn on the host from `init` with a generator
@@ -320,6 +322,40 @@ impl<B: Backend> Network<B> {
             layers.push(layer);
         }
         Network::from_graph(backend, input_shape, layers, parents.to_vec())
+    }
+
+    /// The network with each layer's module path in checkpoints (`names[i]` for layer `i`,
+    /// 0-based, such as `layers.2.branch.0`; a weight is saved as `{name}.weight`): mirroring
+    /// a `torch.nn` module of the same structure, so that it loads the checkpoint. Checked: one
+    /// name per layer, distinct, of ASCII letters, digits, `_` and dots.
+    pub fn with_names(mut self, names: Vec<String>) -> Result<Self, CoreError> {
+        let depth = self.layers.len();
+        if names.len() != depth {
+            let n = names.len();
+            return Err(CoreError::InvalidConfig(format!(
+                "{depth} layers need {depth} names, got {n}"
+            )));
+        }
+        let ok = |n: &String| {
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
+        if let Some(bad) = names.iter().find(|n| !ok(n)) {
+            return Err(CoreError::InvalidConfig(format!(
+                "layer name {bad:?} is not a module path"
+            )));
+        }
+        let mut sorted: Vec<&String> = names.iter().collect();
+        sorted.sort();
+        if let Some(pair) = sorted.windows(2).find(|p| p[0] == p[1]) {
+            return Err(CoreError::InvalidConfig(format!("two layers are named {:?}", pair[0])));
+        }
+        self.names = names;
+        Ok(self)
+    }
+
+    /// Each layer's module path in checkpoints (see [`Network::with_names`]).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The nodes layer `k` (1-based) reads (0 is the input).
@@ -516,9 +552,11 @@ impl<B: Backend> Network<B> {
     }
 
     /// Every parameter tensor on the host with PyTorch's names and layouts, layer by layer:
-    /// `layers.{i}.weight` (`[out, in]` or `[out_c, in_c, kh, kw]`), `layers.{i}.bias`, and
-    /// `layers.{i}.feedback` for a learned or random backward matrix (`[in, out]`, or a kernel
-    /// of the weight's layout). `i` counts every layer from 0, parameter-free ones included.
+    /// `{name}.weight` (`[out, in]` or `[out_c, in_c, kh, kw]`), `{name}.bias`, and
+    /// `{name}.feedback` for a learned or random backward matrix (`[in, out]`, or a kernel of
+    /// the weight's layout), `name` the layer's module path: `layers.{i}` with `i` counting
+    /// every layer from 0, parameter-free ones included, unless [`Network::with_names`] says
+    /// otherwise.
     pub fn parameters(&self) -> Vec<(String, Vec<usize>, Vec<f64>)> {
         let be = &self.backend;
         let mut out = Vec::new();
@@ -528,7 +566,8 @@ impl<B: Backend> Network<B> {
                     [("weight", Some(w.weight)), ("bias", Some(w.bias)), ("feedback", w.feedback)];
                 for (name, t) in named {
                     if let Some(t) = t {
-                        out.push((format!("layers.{i}.{name}"), be.shape(t), be.to_host(t)));
+                        let path = &self.names[i];
+                        out.push((format!("{path}.{name}"), be.shape(t), be.to_host(t)));
                     }
                 }
             }

@@ -1,5 +1,6 @@
 //! Checkpoints in safetensors with PyTorch's names and layouts (`layers.{i}.weight` as
-//! `[out, in]`, `layers.{i}.bias`), backward matrices as `layers.{i}.feedback` (`[in, out]`),
+//! `[out, in]`, `layers.{i}.bias`, or a residual model's module paths such as
+//! `layers.2.branch.0.weight`), backward matrices as `layers.{i}.feedback` (`[in, out]`),
 //! optimiser state as `optimizer.layers.{i}.{param}.{first|second}`, and the model, training
 //! state and any caller metadata (such as the run's configuration) in the header, with a SHA-256
 //! checksum of every tensor's bytes so that a damaged file is refused rather than loaded.
@@ -61,6 +62,10 @@ impl<B: Backend> Checkpoint<B> {
 /// The header key of the per-tensor checksums (a JSON object of name to SHA-256 hex).
 const CHECKSUMS: &str = "tensor_sha256";
 
+/// The header key of the layers' module paths (a JSON list), where they are not the default
+/// `layers.{i}`.
+const NAMES: &str = "names";
+
 /// The header key of a DAG's parents: a JSON list, per layer, of the nodes it reads (0 the
 /// input, `k` layer `k`'s output). Absent for a chain.
 const GRAPH: &str = "graph";
@@ -120,6 +125,9 @@ pub fn save_checkpoint<B: Backend>(
         // Which nodes each layer reads; absent for a chain (each layer reads the one before).
         let graph: Vec<&[usize]> = (1..=net.depth()).map(|k| net.parents(k)).collect();
         header.insert(GRAPH.into(), serde_json::to_string(&graph).expect("graph serialises"));
+    }
+    if net.names() != ar_core::default_names(net.depth()) {
+        header.insert(NAMES.into(), serde_json::to_string(net.names()).expect("names serialise"));
     }
     header.insert(
         "input_shape".into(),
@@ -230,19 +238,31 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
             path.display()
         )),
     }
+    let names: Vec<String> = match header.get(NAMES) {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| err(path, format!("bad '{NAMES}': {e}")))?
+        }
+        None => ar_core::default_names(records.len()),
+    };
+    if names.len() != records.len() {
+        return Err(err(
+            path,
+            format!("'{NAMES}' has {} entries for {} layers", names.len(), records.len()),
+        ));
+    }
     let mut layers = Vec::new();
-    for (i, shape) in records.iter().enumerate() {
+    for (shape, name) in records.iter().zip(&names) {
         let params = match shape.weight_shape() {
             Some(weight_shape) => {
-                let feedback_name = format!("layers.{i}.feedback");
+                let feedback_name = format!("{name}.feedback");
                 let feedback = match st.tensor(&feedback_name) {
                     Ok(_) => {
                         Some(read(&feedback_name, &shape.feedback_shape().expect("weighted"))?)
                     }
                     Err(_) => None,
                 };
-                let weight = read(&format!("layers.{i}.weight"), &weight_shape)?;
-                Some((weight, read(&format!("layers.{i}.bias"), &[shape.bias_len()])?, feedback))
+                let weight = read(&format!("{name}.weight"), &weight_shape)?;
+                Some((weight, read(&format!("{name}.bias"), &[shape.bias_len()])?, feedback))
             }
             None => None,
         };
@@ -255,6 +275,7 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         None => ar_core::chain_parents(layers.len()),
     };
     let net = Network::from_graph(be.clone(), &input_shape, layers, parents)
+        .and_then(|n| n.with_names(names))
         .map_err(|e| err(path, e.to_string()))?;
     let mut optimizer_state = Vec::new();
     for (name, view) in st.tensors() {
@@ -263,8 +284,16 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         }
     }
     optimizer_state.sort_by(|a, b| a.0.cmp(&b.0));
-    let reserved =
-        ["format", "model", "input_shape", "training_state", "optimizer_steps", CHECKSUMS, GRAPH];
+    let reserved = [
+        "format",
+        "model",
+        "input_shape",
+        "training_state",
+        "optimizer_steps",
+        CHECKSUMS,
+        GRAPH,
+        NAMES,
+    ];
     let metadata = header.into_iter().filter(|(k, _)| !reserved.contains(&k.as_str())).collect();
     Ok(Checkpoint { net, optimizer_state, optimizer_steps, state, metadata, warnings })
 }

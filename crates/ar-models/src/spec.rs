@@ -23,6 +23,12 @@ pub struct ModelSpec {
     pub layers: Vec<LayerSpec>,
     /// `parents[k - 1]`: the nodes layer `k` reads (0 the input; see [`Network::build_graph`]).
     pub parents: Vec<Vec<usize>>,
+    /// Each layer's module path in checkpoints: `layers.{i}` for the `i`-th item of the spec;
+    /// inside a residual block at `layers.{i}`, its branch's items `layers.{i}.branch.{j}`, its
+    /// shortcut's `layers.{i}.shortcut.{j}`, and the merge node `layers.{i}` itself: the names of
+    /// a `torch.nn.Sequential` whose residual blocks hold a `branch` and a `shortcut` Sequential
+    /// (bench/residual_torch.py builds it).
+    pub names: Vec<String>,
     /// The layers (0-based) whose weights and biases start at zero: the last weighted layer of
     /// every residual branch, so that each block starts as the identity (docs/models.md,
     /// "Residual networks").
@@ -132,6 +138,7 @@ impl ModelSpec {
             input_shape: vec![widths[0]],
             layers,
             parents,
+            names: ar_core::default_names(widths.len() - 1),
             zero_init: Vec::new(),
             name: text.join("-"),
             mlp: true,
@@ -166,15 +173,16 @@ impl ModelSpec {
     /// Parses the layer-spec syntax of this module for inputs of per-sample shape `input_shape`.
     pub fn parse(spec: &str, input_shape: &[usize]) -> Result<Self, ModelError> {
         let mut p = Parser { text: spec, pos: 0, count: 0, graph: Graph::default() };
-        p.sequence(0)?;
+        p.sequence(0, "layers")?;
         if p.pos < spec.len() {
             return Err(p.fail(p.pos, format!("unexpected '{}'", &spec[p.pos..p.pos + 1])));
         }
-        let Graph { layers, parents, zero_init } = p.graph;
+        let Graph { layers, parents, names, zero_init } = p.graph;
         Ok(ModelSpec {
             input_shape: input_shape.to_vec(),
             layers,
             parents,
+            names,
             zero_init,
             name: spec.to_string(),
             mlp: false,
@@ -359,7 +367,8 @@ impl ModelSpec {
         .map_err(|e| ModelError::Mismatch {
             model: self.name.clone(),
             reason: format!("does not fit inputs of shape {:?}: {e}", self.input_shape),
-        })?;
+        })?
+        .with_names(self.names.clone())?;
         for &i in &self.zero_init {
             net.zero_layer(i);
         }
@@ -372,6 +381,7 @@ impl ModelSpec {
 struct Graph {
     layers: Vec<LayerSpec>,
     parents: Vec<Vec<usize>>,
+    names: Vec<String>,
     zero_init: Vec<usize>,
 }
 
@@ -397,23 +407,27 @@ impl Parser<'_> {
         &self.text[self.pos..]
     }
 
-    /// Items separated by commas, reading node `input`; returns the last node.
-    fn sequence(&mut self, input: usize) -> Result<usize, ModelError> {
-        let mut node = self.item(input)?;
+    /// Items separated by commas, reading node `input`, named `{path}.{j}`; returns the last
+    /// node.
+    fn sequence(&mut self, input: usize, path: &str) -> Result<usize, ModelError> {
+        let mut node = self.item(input, &format!("{path}.0"))?;
+        let mut j = 1;
         while self.rest().starts_with(',') {
             self.pos += 1;
-            node = self.item(node)?;
+            node = self.item(node, &format!("{path}.{j}"))?;
+            j += 1;
         }
         Ok(node)
     }
 
-    fn push(&mut self, layer: LayerSpec, parents: Vec<usize>) -> usize {
+    fn push(&mut self, layer: LayerSpec, parents: Vec<usize>, name: &str) -> usize {
         self.graph.layers.push(layer);
         self.graph.parents.push(parents);
+        self.graph.names.push(name.to_string());
         self.graph.layers.len()
     }
 
-    fn item(&mut self, input: usize) -> Result<usize, ModelError> {
+    fn item(&mut self, input: usize, name: &str) -> Result<usize, ModelError> {
         let blank = self.rest().len() - self.rest().trim_start().len();
         self.pos += blank;
         let start = self.pos;
@@ -422,13 +436,13 @@ impl Parser<'_> {
         if rest.starts_with("res(") {
             self.pos += 4;
             let first = self.graph.layers.len();
-            let branch = self.sequence(input)?;
+            let branch = self.sequence(input, &format!("{name}.branch"))?;
             let last_weighted = (first..self.graph.layers.len()).rev().find(|&i| {
                 matches!(self.graph.layers[i], LayerSpec::Dense { .. } | LayerSpec::Conv2d { .. })
             });
             let shortcut = if self.rest().starts_with('|') {
                 self.pos += 1;
-                self.sequence(input)?
+                self.sequence(input, &format!("{name}.shortcut"))?
             } else {
                 input
             };
@@ -446,7 +460,7 @@ impl Parser<'_> {
                     return Err(self.fail(start, "a residual branch needs a weighted layer".into()))
                 }
             }
-            return Ok(self.push(LayerSpec::Add, vec![shortcut, branch]));
+            return Ok(self.push(LayerSpec::Add, vec![shortcut, branch], name));
         }
         let len = rest.find([',', '|', ')', '(']).unwrap_or(rest.len());
         let token = rest[..len].trim();
@@ -454,7 +468,7 @@ impl Parser<'_> {
         let layer = parse_layer(token)
             .map_err(|m| self.fail(start, format!("layer {} '{token}': {m}", self.count)))?;
         self.pos += len;
-        Ok(self.push(layer, vec![input]))
+        Ok(self.push(layer, vec![input], name))
     }
 }
 

@@ -218,3 +218,31 @@ fn the_closed_form_falls_back_to_euler_where_its_passes_cost_more() {
         }
     }
 }
+
+#[test]
+fn a_residual_checkpoint_keeps_its_graph_and_module_paths() {
+    use ar_core::Optimizer;
+    use ar_models::{load_checkpoint, save_checkpoint, TrainingState};
+    let be = Be::new();
+    let spec = "conv3x3/p1:relu,res(conv3x3/p1:relu,conv3x3/p1),res(conv4x3/s2/p1,conv4x3/p1|conv4x1/s2),gap,fc2";
+    let mut model = ModelSpec::parse(spec, &[1, 6, 6]).unwrap();
+    model.zero_init.clear();
+    let net = model.build(be, Init::PyTorch, 3).unwrap();
+    let dir = std::env::temp_dir().join(format!("ar-verify-res-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("res.safetensors");
+    let state = TrainingState { epochs_done: 1, batches_done: 0 };
+    save_checkpoint(&path, &net, &Optimizer::sgd(0.1, 0.0), state, &Default::default()).unwrap();
+    let names: Vec<String> = net.parameters().into_iter().map(|(n, _, _)| n).collect();
+    for want in ["layers.0.weight", "layers.1.branch.1.bias", "layers.2.shortcut.0.weight"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    let back = load_checkpoint(&path, &be).unwrap().net;
+    assert_eq!(back.names(), net.names());
+    assert!(!back.is_chain());
+    for k in 1..=net.depth() {
+        assert_eq!(back.parents(k), net.parents(k), "layer {k}");
+    }
+    assert_eq!(back.parameters(), net.parameters());
+    std::fs::remove_dir_all(&dir).ok();
+}
