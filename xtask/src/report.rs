@@ -3,7 +3,7 @@
 
 use crate::train::cli_error;
 use anyhow::Context;
-use ar_train::report::{collect, markdown, rows, truncate, write};
+use ar_train::report::{collect, keep_configs, markdown, rows, truncate, write};
 use ar_train::sweep::config_files;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +17,9 @@ pub struct Args {
     /// Write the markdown here (and the charts beside it as NAME-DATASET.svg); default: print.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// The conditions the report covers (config files or folders of them): each row's command
-    /// names its file, and a config with no run gets a row saying why.
+    /// The conditions the report covers (config files or folders of them): only their runs are
+    /// tabulated, each row's command names its file, and a config with no run gets a row
+    /// saying why.
     #[arg(long, value_name = "CONFIG_OR_DIR", num_args = 1..)]
     configs: Vec<PathBuf>,
     /// Markdown to put before the tables (the report's own words: setup, conclusions).
@@ -40,6 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         truncate(&mut records, n);
     }
     let configs = config_files(&args.configs).map_err(cli_error)?;
+    keep_configs(&mut records, &configs);
     let rows = rows(&records, &configs).map_err(cli_error)?;
     let mut preface = match &args.preface {
         Some(p) => {

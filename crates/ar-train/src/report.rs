@@ -195,6 +195,9 @@ pub struct Row {
     pub best_epoch: f64,
     /// Each layer's angle to the exact gradient at its last probe, mean over seeds.
     pub angles: Vec<(usize, f64)>,
+    /// Each layer's relative error `||update - gradient|| / ||gradient||` at its last probe,
+    /// mean over seeds.
+    pub relative_errors: Vec<(usize, f64)>,
     /// Seconds of training per epoch, mean.
     pub seconds_per_epoch: f64,
     /// How runs that did not finish ended (diverged, or still under way).
@@ -251,6 +254,7 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
         let (mut finals, mut bests, mut best_epochs, mut seconds) =
             (vec![], vec![], vec![], vec![]);
         let mut angles: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        let mut errors: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         let mut notes = Vec::new();
         let mut epochs = 0;
         let mut seeds: Vec<u64> = runs.iter().map(|r| r.config.seed).collect();
@@ -287,6 +291,7 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
             {
                 for p in r.probes.iter().filter(|p| p.algorithm == algorithm && p.step == step) {
                     angles.entry(p.probe.layer).or_default().push(p.probe.angle_deg);
+                    errors.entry(p.probe.layer).or_default().push(p.probe.relative_error);
                 }
             }
             match &r.done {
@@ -314,6 +319,7 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
             best_accuracy: if no_epoch { nan } else { mean_sd(&bests) },
             best_epoch: if no_epoch { f64::NAN } else { mean_sd(&best_epochs).0 },
             angles: angles.into_iter().map(|(l, a)| (l, mean_sd(&a).0)).collect(),
+            relative_errors: errors.into_iter().map(|(l, e)| (l, mean_sd(&e).0)).collect(),
             seconds_per_epoch: if no_epoch { f64::NAN } else { mean_sd(&seconds).0 },
             notes,
             seeds,
@@ -322,6 +328,19 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
         });
     }
     out
+}
+
+/// Keeps the runs of the conditions `configs` names (by file stem), where any are given: a
+/// report over some configs leaves out the other conditions' runs in the same folder.
+pub fn keep_configs(records: &mut Vec<RunRecord>, configs: &[PathBuf]) {
+    if configs.is_empty() {
+        return;
+    }
+    let stems: Vec<String> = configs
+        .iter()
+        .filter_map(|c| c.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    records.retain(|r| stems.contains(&r.condition));
 }
 
 /// Cuts every run back to its first `epochs` epochs (metrics and probes), as if each had been
@@ -378,6 +397,7 @@ pub fn rows(records: &[RunRecord], configs: &[PathBuf]) -> Result<Vec<Row>, Trai
             best_accuracy: (f64::NAN, f64::NAN),
             best_epoch: f64::NAN,
             angles: Vec::new(),
+            relative_errors: Vec::new(),
             seconds_per_epoch: f64::NAN,
             notes: vec![why],
             source: file.display().to_string(),
@@ -411,6 +431,12 @@ pub fn write(
         std::fs::write(&path, svg).map_err(TrainError::io(&path))?;
         let _ = writeln!(text, "![{table}: test accuracy per epoch]({name})\n");
     }
+    for (slug, title, svg) in depth_charts(rows) {
+        let name = format!("{stem}-{slug}.svg");
+        let path = folder.join(&name);
+        std::fs::write(&path, svg).map_err(TrainError::io(&path))?;
+        let _ = writeln!(text, "![{title}]({name})\n");
+    }
     std::fs::write(out, &text).map_err(TrainError::io(out))?;
     Ok(rows.len())
 }
@@ -433,23 +459,28 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
         let _ = writeln!(
             s,
             "| condition | algorithm | n | epochs | final test accuracy (%) | best (%) | best at epoch | \
-             final angle to the gradient per layer (degrees) | s per epoch | notes | command |"
+             final angle to the gradient per layer (degrees) | final relative error per layer | \
+             s per epoch | notes | command |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in rows.iter().filter(|r| r.table == table) {
             let rerun =
                 command.replace("{config}", &r.source).replace("{options}", &r.sweep_options());
             if r.n == 0 {
                 let (c, a, notes) = (&r.condition, &r.algorithm, r.notes.join("; "));
-                let _ =
-                    writeln!(s, "| {c} | {a} | 0 | - | - | - | - | - | - | {notes} | `{rerun}` |");
+                let _ = writeln!(
+                    s,
+                    "| {c} | {a} | 0 | - | - | - | - | - | - | - | {notes} | `{rerun}` |"
+                );
                 continue;
             }
             let angles: Vec<String> =
                 r.angles.iter().map(|(l, a)| format!("{l}: {a:.2}")).collect();
+            let errors: Vec<String> =
+                r.relative_errors.iter().map(|(l, e)| format!("{l}: {e:.2e}")).collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.3} | {} | `{}` |",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {:.3} | {} | `{}` |",
                 r.condition,
                 r.algorithm,
                 r.n,
@@ -458,6 +489,7 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
                 pct(r.best_accuracy, r.n),
                 r.best_epoch,
                 if angles.is_empty() { "-".into() } else { angles.join(", ") },
+                if errors.is_empty() { "-".into() } else { errors.join(", ") },
                 r.seconds_per_epoch,
                 if r.notes.is_empty() { "-".into() } else { r.notes.join("; ") },
                 rerun
@@ -473,6 +505,70 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
 pub fn table_of(config: &TrainConfig) -> String {
     let act = config.hidden_activation.map_or(String::new(), |a| format!(" {a}"));
     format!("{}, {}{act}", config.dataset, config.model)
+}
+
+/// A model of a depth-study family (`res-cnn-8-8`): the family and the depth.
+fn family_depth(model: &str) -> Option<(String, usize)> {
+    let mut parts = model.rsplitn(3, '-');
+    let (_width, depth, family) = (parts.next()?, parts.next()?, parts.next()?);
+    let known = ["plain-mlp", "res-mlp", "plain-cnn", "res-cnn"];
+    known.contains(&family).then_some(())?;
+    Some((family.to_string(), depth.parse().ok()?))
+}
+
+/// For the rows of depth-study models (`plain-mlp-D-W` and the like): per data set and family,
+/// one chart of the final test accuracy against the depth and one of the first weighted
+/// layer's final angle to the gradient against the depth, a line per condition (the config
+/// name without its data set and model) and algorithm: `(file slug, title, SVG)`.
+pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
+    // (data set, family) -> line -> depth -> (accuracy %, layer-1 angle)
+    type Lines = BTreeMap<String, BTreeMap<usize, (f64, Option<f64>)>>;
+    let mut panels: BTreeMap<(String, String), Lines> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.n > 0) {
+        let Some(model) = r.table.split(", ").nth(1) else { continue };
+        let Some((family, depth)) = family_depth(model) else { continue };
+        let prefix = format!("{}-{model}-", r.dataset);
+        let condition = r.condition.strip_prefix(&prefix).unwrap_or(&r.condition);
+        let line = if condition == r.algorithm {
+            condition.to_string()
+        } else {
+            format!("{condition} ({})", r.algorithm)
+        };
+        let angle = r.angles.first().map(|a| a.1);
+        panels
+            .entry((r.dataset.clone(), family))
+            .or_default()
+            .entry(line)
+            .or_default()
+            .insert(depth, (100.0 * r.final_accuracy.0, angle));
+    }
+    let mut out = Vec::new();
+    for ((dataset, family), lines) in panels {
+        let series = |pick: &dyn Fn(&(f64, Option<f64>)) -> Option<f64>| -> Vec<Series> {
+            lines
+                .iter()
+                .map(|(name, by_depth)| Series {
+                    name: name.clone(),
+                    points: by_depth
+                        .iter()
+                        .filter_map(|(d, v)| pick(v).map(|y| (*d as f64, y)))
+                        .collect(),
+                    band: Vec::new(),
+                })
+                .collect()
+        };
+        let title =
+            format!("{dataset}, {family}: final test accuracy against depth (mean over seeds)");
+        let svg =
+            line_chart(&title, "weighted layers", "test accuracy (%)", &series(&|v| Some(v.0)));
+        out.push((format!("{dataset}-{family}-accuracy-by-depth"), title, svg));
+        let title = format!(
+            "{dataset}, {family}: first weighted layer's angle to the gradient against depth"
+        );
+        let svg = line_chart(&title, "weighted layers", "angle (degrees)", &series(&|v| v.1));
+        out.push((format!("{dataset}-{family}-layer1-angle-by-depth"), title, svg));
+    }
+    out
 }
 
 /// One SVG per table (data set and model): each condition x algorithm's test accuracy per epoch, the mean over
@@ -512,4 +608,80 @@ pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
             (table, line_chart(&title, "epoch", "test accuracy (%)", &series))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    fn row(condition: &str, model: &str, accuracy: f64, angle: f64) -> Row {
+        Row {
+            condition: condition.into(),
+            dataset: "fashion-mnist".into(),
+            table: format!("fashion-mnist, {model}"),
+            algorithm: if condition.ends_with("bp") { "bp" } else { "ar" }.into(),
+            n: 3,
+            epochs: 2,
+            final_accuracy: (accuracy, 0.01),
+            best_accuracy: (accuracy, 0.01),
+            best_epoch: 2.0,
+            angles: vec![(2, angle), (3, 0.5)],
+            relative_errors: vec![(2, 0.1), (3, 0.01)],
+            seconds_per_epoch: 1.0,
+            notes: Vec::new(),
+            source: format!("{condition}.toml"),
+            seeds: vec![0, 1, 2],
+            epochs_asked: 2,
+            source_epochs: Some(2),
+        }
+    }
+
+    #[test]
+    fn depth_charts_put_each_condition_on_one_line_over_the_depths() {
+        assert_eq!(family_depth("res-cnn-16-8"), Some(("res-cnn".into(), 16)));
+        assert_eq!(family_depth("plain-mlp-4-128"), Some(("plain-mlp".into(), 4)));
+        assert_eq!(family_depth("cnn-paper"), None);
+        assert_eq!(family_depth("784-300-10"), None);
+        let rows = vec![
+            row("fashion-mnist-res-mlp-4-128-ar", "res-mlp-4-128", 0.86, 3.0),
+            row("fashion-mnist-res-mlp-8-128-ar", "res-mlp-8-128", 0.85, 7.0),
+            row("fashion-mnist-res-mlp-8-128-bp", "res-mlp-8-128", 0.87, 0.0),
+            row("fashion-mnist-paper1-mlp-bp", "paper1-mlp", 0.88, 0.0),
+        ];
+        let charts = depth_charts(&rows);
+        let slugs: Vec<&str> = charts.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            slugs,
+            [
+                "fashion-mnist-res-mlp-accuracy-by-depth",
+                "fashion-mnist-res-mlp-layer1-angle-by-depth"
+            ]
+        );
+        // Lines named by condition, without data set and model.
+        assert!(
+            charts[0].2.contains(">\nar\n<") && charts[0].2.contains(">\nbp\n<"),
+            "{}",
+            charts[0].2
+        );
+        let text = markdown(&rows[..1], "{config}");
+        assert!(text.contains("final relative error per layer") && text.contains("2: 1.00e-1"));
+    }
+
+    #[test]
+    fn a_report_over_some_configs_keeps_only_their_runs() {
+        let record = |condition: &str| RunRecord {
+            condition: condition.into(),
+            dir: PathBuf::from(condition),
+            config: TrainConfig::default(),
+            metrics: Vec::new(),
+            probes: Vec::new(),
+            done: None,
+        };
+        let mut records = vec![record("a"), record("b"), record("c")];
+        keep_configs(&mut records, &[PathBuf::from("x/a.toml"), PathBuf::from("c.toml")]);
+        let kept: Vec<&str> = records.iter().map(|r| r.condition.as_str()).collect();
+        assert_eq!(kept, ["a", "c"]);
+        keep_configs(&mut records, &[]);
+        assert_eq!(records.len(), 2);
+    }
 }
