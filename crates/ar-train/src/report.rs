@@ -522,7 +522,8 @@ fn family_depth(model: &str) -> Option<(String, usize)> {
 /// name without its data set and model) and algorithm: `(file slug, title, SVG)`.
 pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
     // (data set, family) -> line -> depth -> (accuracy %, layer-1 angle)
-    type Lines = BTreeMap<String, BTreeMap<usize, (f64, Option<f64>)>>;
+    type Point = (f64, Option<f64>);
+    type Lines = BTreeMap<String, BTreeMap<usize, Point>>;
     let mut panels: BTreeMap<(String, String), Lines> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.n > 0) {
         let Some(model) = r.table.split(", ").nth(1) else { continue };
@@ -544,7 +545,7 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
     }
     let mut out = Vec::new();
     for ((dataset, family), lines) in panels {
-        let series = |pick: &dyn Fn(&(f64, Option<f64>)) -> Option<f64>| -> Vec<Series> {
+        let series = |pick: fn(&Point) -> Option<f64>| -> Vec<Series> {
             lines
                 .iter()
                 .map(|(name, by_depth)| Series {
@@ -560,12 +561,12 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
         let title =
             format!("{dataset}, {family}: final test accuracy against depth (mean over seeds)");
         let svg =
-            line_chart(&title, "weighted layers", "test accuracy (%)", &series(&|v| Some(v.0)));
+            line_chart(&title, "weighted layers", "test accuracy (%)", &series(|v| Some(v.0)));
         out.push((format!("{dataset}-{family}-accuracy-by-depth"), title, svg));
         let title = format!(
             "{dataset}, {family}: first weighted layer's angle to the gradient against depth"
         );
-        let svg = line_chart(&title, "weighted layers", "angle (degrees)", &series(&|v| v.1));
+        let svg = line_chart(&title, "weighted layers", "angle (degrees)", &series(|v| v.1));
         out.push((format!("{dataset}-{family}-layer1-angle-by-depth"), title, svg));
     }
     out
