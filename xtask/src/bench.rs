@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: one epoch-equivalent (937 batches of 64) of the paper-1 MLP on
-//! MNIST-shaped data and a fixed number of batches of paper 2's CNN on CIFAR-shaped data, for
-//! backprop, AR with Euler steps and AR in closed form, timed side by side in one run, with
-//! optional PyTorch peer timings (MLP and CNN, on the CPU or a GPU) from `bench/peer_pytorch.py`.
+//! MNIST-shaped data and a fixed number of batches of paper 2's CNN and of the residual CNN
+//! `res-cnn-8-16` on CIFAR-shaped data, for backprop, AR with Euler steps and AR in closed form,
+//! timed side by side in one run, with optional PyTorch peer timings (each model, on the CPU or
+//! a GPU) from `bench/peer_pytorch.py`.
 
 use crate::backend::{dispatch, BackendName, Job};
 use anyhow::Context;
@@ -19,6 +20,9 @@ pub struct Args {
     /// Batches of the paper-2 CNN (3x32x32 inputs) per measurement; 0 skips the CNN.
     #[arg(long, default_value_t = 20)]
     cnn_batches: usize,
+    /// Batches of the residual CNN res-cnn-8-16 (3x32x32 inputs) per measurement; 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    res_cnn_batches: usize,
     /// Relaxation steps T of the Euler measurement.
     #[arg(long, default_value_t = 100)]
     steps: usize,
@@ -49,15 +53,23 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
+impl Args {
+    /// The workloads to time and their batch counts (those asked for more than 0).
+    fn workloads(&self) -> Vec<(Workload, usize)> {
+        let counts = [self.batches, self.cnn_batches, self.res_cnn_batches];
+        Workload::ALL.into_iter().zip(counts).filter(|(_, n)| *n > 0).collect()
+    }
+}
+
 struct Measure<'a>(&'a Args);
 
 impl Job for Measure<'_> {
     type Output = Vec<Measurement>;
     fn run<B: Backend>(self, be: B) -> anyhow::Result<Vec<Measurement>> {
         let a = self.0;
-        let mut rows = time_training(be.clone(), Workload::Mlp, a.batches, a.steps, a.batch_size)?;
-        if a.cnn_batches > 0 {
-            rows.extend(time_training(be, Workload::Cnn, a.cnn_batches, a.steps, a.batch_size)?);
+        let mut rows = Vec::new();
+        for (workload, batches) in a.workloads() {
+            rows.extend(time_training(be.clone(), workload, batches, a.steps, a.batch_size)?);
         }
         Ok(rows)
     }
@@ -73,8 +85,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     println!(
         "paper-1 MLP 784-300-300-100-10, {} batches; paper-2 CNN on 3x32x32, {} batches; \
-         batch {}, AR eta 0.1 T {}",
-        args.batches, args.cnn_batches, args.batch_size, args.steps
+         res-cnn-8-16 on 3x32x32, {} batches; batch {}, AR eta 0.1 T {}",
+        args.batches, args.cnn_batches, args.res_cnn_batches, args.batch_size, args.steps
     );
     let mut rows = Vec::new();
     for &backend in &args.backend {
@@ -84,13 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rows.extend(peer(&args)?);
     }
     println!(
-        "{:<11} {:<36} {:<16} {:>9} {:>12} {:>9} {:>8}",
+        "{:<12} {:<36} {:<16} {:>9} {:>12} {:>9} {:>8}",
         "model", "backend", "algorithm", "seconds", "samples/s", "GFLOP/s", "vs bp"
     );
     for m in &rows {
         let gflops = if m.gflops.is_finite() { format!("{:.1}", m.gflops) } else { "-".into() };
         println!(
-            "{:<11} {:<36} {:<16} {:>9.3} {:>12.0} {:>9} {:>8.2}",
+            "{:<12} {:<36} {:<16} {:>9.3} {:>12.0} {:>9} {:>8.2}",
             m.model, m.backend, m.algorithm, m.seconds, m.samples_per_second, gflops, m.ratio_to_bp
         );
     }
@@ -105,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Times bench/peer_pytorch.py on the MLP (and the CNN unless --cnn-batches is 0).
+/// Times bench/peer_pytorch.py on each workload asked for.
 fn peer(args: &Args) -> anyhow::Result<Vec<Measurement>> {
     let peer = Peer {
         python: args.python.clone(),
@@ -120,9 +132,9 @@ fn peer(args: &Args) -> anyhow::Result<Vec<Measurement>> {
         steps: args.steps,
         batch_size: args.batch_size,
     };
-    let mut rows = peer.time(Workload::Mlp, args.batches).map_err(anyhow::Error::msg)?;
-    if args.cnn_batches > 0 {
-        rows.extend(peer.time(Workload::Cnn, args.cnn_batches).map_err(anyhow::Error::msg)?);
+    let mut rows = Vec::new();
+    for (workload, batches) in args.workloads() {
+        rows.extend(peer.time(workload, batches).map_err(anyhow::Error::msg)?);
     }
     Ok(rows)
 }

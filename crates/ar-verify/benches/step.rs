@@ -1,10 +1,13 @@
 //! Criterion benches, per backend (ndarray and candle CPU, f32): one training step of the
-//! paper-1 MLP and of paper 2's CNN (batch 64) with backprop and AR (T = 100, eta = 0.1; Euler and
-//! closed form), the MLP's relaxation loop alone, and a plain GEMM of the relaxation's shapes.
+//! paper-1 MLP, of paper 2's CNN and of the residual CNN res-cnn-8-16 (batch 64) with backprop
+//! and AR (T = 100, eta = 0.1; Euler and closed form), the MLP's relaxation loop alone, a plain
+//! GEMM of the relaxation's shapes, and the graph's merge and global-average-pooling nodes.
 //! Ids start with the backend's name.
 
 use ar_candle::{Candle, Precision};
-use ar_core::{Algorithm, Backend, Init, Loss, Optimizer, Relaxation, Signals, Solver, Trainer};
+use ar_core::{
+    Algorithm, Backend, Init, Layer, Loss, Optimizer, Relaxation, Signals, Solver, Trainer,
+};
 use ar_models::ModelSpec;
 use ar_ndarray::NdArray;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -77,9 +80,9 @@ fn steps<B: Backend>(c: &mut Criterion, be: B) {
     group.finish();
 }
 
-/// One training step of paper 2's CNN on 3x32x32 inputs, batch 64: backprop, AR with 100
-/// Euler steps, AR in closed form.
-fn cnn_steps<B: Backend>(c: &mut Criterion, be: B) {
+/// One training step of a CNN on 3x32x32 inputs, batch 64 (paper 2's, `cnn-paper`, or the
+/// residual `res-cnn-8-16`): backprop, AR with 100 Euler steps, AR in closed form.
+fn cnn_steps<B: Backend>(c: &mut Criterion, be: B, (label, model, init): (&str, &str, Init)) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let x: Vec<f64> = (0..BATCH * 3 * 32 * 32).map(|_| rng.random_range(-1.0..1.0)).collect();
     let mut t = vec![0.0; BATCH * 10];
@@ -87,7 +90,7 @@ fn cnn_steps<B: Backend>(c: &mut Criterion, be: B) {
         t[b * 10 + rng.random_range(0..10)] = 1.0;
     }
     let (x, t) = (be.from_host(&x, &[BATCH, 3, 32, 32]), be.from_host(&t, &[BATCH, 10]));
-    let mut group = c.benchmark_group(format!("{}/paper2-cnn-batch64", be.name()));
+    let mut group = c.benchmark_group(format!("{}/{label}-batch64", be.name()));
     group.sample_size(10);
     let closed = Relaxation { solver: Solver::ClosedForm, ..Relaxation::papers() };
     for (name, algorithm) in [
@@ -98,8 +101,8 @@ fn cnn_steps<B: Backend>(c: &mut Criterion, be: B) {
         ),
         ("ar-step-T100-closed-form", Algorithm::relaxation(closed)),
     ] {
-        let mut net =
-            ModelSpec::paper2(&[3, 32, 32], 10).build(be.clone(), Init::papers(), 0).unwrap();
+        let spec = ModelSpec::preset(model, &[3, 32, 32], 10).unwrap();
+        let mut net = spec.build(be.clone(), init, 0).unwrap();
         let mut trainer =
             Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.01, 0.0), &net).unwrap();
         group.bench_function(name, |b| b.iter(|| black_box(trainer.step(&mut net, &x, &t))));
@@ -107,11 +110,55 @@ fn cnn_steps<B: Backend>(c: &mut Criterion, be: B) {
     group.finish();
 }
 
+/// The merge and global-average-pooling nodes alone, forward and VJP, on res-cnn-8-16's
+/// shapes at batch 64 (the stem's [64, 16, 32, 32] for the sum, the last stage's
+/// [64, 64, 8, 8] for the pooling).
+fn graph_nodes<B: Backend>(c: &mut Criterion, be: B) {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut random = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        be.from_host(&v, shape)
+    };
+    let (a, b) = (random(&[BATCH, 16, 32, 32]), random(&[BATCH, 16, 32, 32]));
+    let planes = random(&[BATCH, 64, 8, 8]);
+    let means = random(&[BATCH, 64]);
+    let mut group = c.benchmark_group(format!("{}/graph-nodes-batch64", be.name()));
+    group.bench_function("add-forward-16x32x32", |bench| {
+        bench.iter(|| {
+            let mut sum = a.clone();
+            be.axpby(1.0, &b, 1.0, &mut sum);
+            black_box(sum)
+        })
+    });
+    let mut out = be.zeros(&[BATCH, 16, 32, 32]);
+    group.bench_function("add-vjp-16x32x32", |bench| {
+        bench.iter(|| Layer::<B>::Add.backward_into(&be, &a, false, None, 0.1, 0.9, &mut out))
+    });
+    group.bench_function("gap-forward-64x8x8", |bench| {
+        bench.iter(|| black_box(Layer::<B>::GlobalAvgPool.forward_parameter_free(&be, &planes)))
+    });
+    let mut spread = be.zeros(&[BATCH, 64, 8, 8]);
+    group.bench_function("gap-vjp-64x8x8", |bench| {
+        bench.iter(|| {
+            Layer::<B>::GlobalAvgPool.backward_into(&be, &means, false, None, 1.0, 0.0, &mut spread)
+        })
+    });
+    group.finish();
+}
+
 fn all(c: &mut Criterion) {
     steps(c, NdArray::<f32>::new());
     steps(c, Candle::cpu(Precision::F32));
-    cnn_steps(c, NdArray::<f32>::new());
-    cnn_steps(c, Candle::cpu(Precision::F32));
+    for cnn in [
+        ("paper2-cnn", "cnn-paper", Init::papers()),
+        ("res-cnn-8-16", "res-cnn-8-16", Init::PyTorch),
+    ] {
+        cnn_steps(c, NdArray::<f32>::new(), cnn);
+        cnn_steps(c, Candle::cpu(Precision::F32), cnn);
+    }
+    graph_nodes(c, NdArray::<f32>::new());
+    graph_nodes(c, Candle::cpu(Precision::F32));
 }
 
 criterion_group!(benches, all);

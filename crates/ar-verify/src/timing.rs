@@ -1,5 +1,6 @@
 //! Wall-clock timing of training steps, backprop against AR (Euler and closed form), on the
-//! paper-1 MLP and paper 2's CNN: what `cargo xtask bench` prints, for any backend.
+//! paper-1 MLP, paper 2's CNN and the residual CNN `res-cnn-8-16`: what `cargo xtask bench`
+//! prints, for any backend.
 
 use ar_backend::Backend;
 use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Solver, Trainer};
@@ -57,6 +58,9 @@ pub enum Workload {
     Mlp,
     /// Paper 2's CNN on CIFAR-shaped inputs.
     Cnn,
+    /// The residual CNN `res-cnn-8-16` (docs/models.md) on CIFAR-shaped inputs: three blocks,
+    /// two projection shortcuts, global average pooling.
+    ResCnn,
 }
 
 impl Workload {
@@ -65,6 +69,30 @@ impl Workload {
         match self {
             Workload::Mlp => "paper1-mlp",
             Workload::Cnn => "paper2-cnn",
+            Workload::ResCnn => "res-cnn-8-16",
+        }
+    }
+
+    /// Every workload, in the order `bench` prints them.
+    pub const ALL: [Workload; 3] = [Workload::Mlp, Workload::Cnn, Workload::ResCnn];
+
+    /// The peer script's `--model`.
+    fn peer_model(self) -> &'static str {
+        match self {
+            Workload::Mlp => "mlp",
+            Workload::Cnn => "cnn",
+            Workload::ResCnn => "res-cnn",
+        }
+    }
+
+    fn build<B: Backend>(self, be: B) -> Result<ar_core::Network<B>, ModelError> {
+        let cifar = [3, 32, 32];
+        match self {
+            Workload::Mlp => ModelSpec::paper1().build(be, Init::papers(), 0),
+            Workload::Cnn => ModelSpec::paper2(&cifar, 10).build(be, Init::papers(), 0),
+            Workload::ResCnn => {
+                ModelSpec::preset("res-cnn-8-16", &cifar, 10)?.build(be, Init::PyTorch, 0)
+            }
         }
     }
 }
@@ -83,7 +111,7 @@ pub fn time_training<B: Backend>(
     let pool = 16;
     let shape: Vec<usize> = match workload {
         Workload::Mlp => vec![784],
-        Workload::Cnn => vec![3, 32, 32],
+        Workload::Cnn | Workload::ResCnn => vec![3, 32, 32],
     };
     let inputs: usize = shape.iter().product();
     let mut batch_shape = vec![batch];
@@ -110,10 +138,7 @@ pub fn time_training<B: Backend>(
     ];
     let mut out: Vec<Measurement> = Vec::new();
     for (name, algorithm) in algorithms {
-        let mut net = match workload {
-            Workload::Mlp => ModelSpec::paper1().build(be.clone(), Init::papers(), 0)?,
-            Workload::Cnn => ModelSpec::paper2(&shape, 10).build(be.clone(), Init::papers(), 0)?,
-        };
+        let mut net = workload.build(be.clone())?;
         let mut trainer = Trainer::new(algorithm, Loss::Mse, Optimizer::sgd(0.064, 0.0), &net)?;
         let (x, t) = &pool_batches[0];
         trainer.step(&mut net, x, t); // warm-up: buffers sized, caches hot
@@ -133,7 +158,7 @@ pub fn time_training<B: Backend>(
             samples_per_second: (count * batch) as f64 / seconds,
             gflops: match workload {
                 Workload::Mlp => step_flops(name, steps, batch) * count as f64 / seconds / 1e9,
-                Workload::Cnn => f64::NAN,
+                Workload::Cnn | Workload::ResCnn => f64::NAN,
             },
             ratio_to_bp: f64::NAN,
         });
@@ -164,10 +189,7 @@ impl Peer {
     /// Times `batches` batches of `workload` with the peer script, which prints one JSON object
     /// per algorithm; the rows are comparable with [`time_training`]'s.
     pub fn time(&self, workload: Workload, batches: usize) -> Result<Vec<Measurement>, String> {
-        let model = match workload {
-            Workload::Mlp => "mlp",
-            Workload::Cnn => "cnn",
-        };
+        let model = workload.peer_model();
         let out = std::process::Command::new(&self.python)
             .arg(&self.script)
             .args(["--model", model, "--batches", &batches.to_string()])
@@ -196,7 +218,7 @@ impl Peer {
                         / seconds
                         / 1e9
                 }
-                Workload::Cnn => f64::NAN,
+                Workload::Cnn | Workload::ResCnn => f64::NAN,
             };
             rows.push(Measurement {
                 model: workload.model_name().into(),
@@ -224,7 +246,7 @@ pub fn peer_ratios(rows: &[Measurement]) -> Vec<(String, f64)> {
         })
     };
     let mut out = Vec::new();
-    for model in [Workload::Mlp.model_name(), Workload::Cnn.model_name()] {
+    for model in Workload::ALL.map(Workload::model_name) {
         let Some(theirs_bp) = find(model, "bp", true) else { continue };
         for ours in ["bp", "ar-euler", "ar-closed-form"] {
             let theirs = find(model, ours, true).unwrap_or(theirs_bp);
