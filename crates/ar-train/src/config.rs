@@ -58,8 +58,10 @@ pub enum InitName {
     Normal,
     /// PyTorch's `nn.Linear` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     Pytorch,
+    /// He (Kaiming) normal, N(0, 2 / fan_in), zero biases: for deep ReLU networks.
+    Kaiming,
 }
-ar_core::named_enum!(InitName, "init", Normal => "normal", Pytorch => "pytorch");
+ar_core::named_enum!(InitName, "init", Normal => "normal", Pytorch => "pytorch", Kaiming => "kaiming");
 
 /// Everything a run needs, with the project's defaults (`TrainConfig::default()`): the bundled
 /// digits, AR and backprop side by side, eta 0.1 and T 100 with the closed-form solver, MSE,
@@ -317,6 +319,7 @@ impl TrainConfig {
     pub fn init(&self) -> Result<Init, TrainError> {
         match self.init {
             InitName::Pytorch => Ok(Init::PyTorch),
+            InitName::Kaiming => Ok(Init::Kaiming),
             InitName::Normal if self.init_std > 0.0 && self.init_std.is_finite() => {
                 Ok(Init::Normal { std: self.init_std })
             }

@@ -189,7 +189,8 @@ pub const KEYS: &[Key] = &[
         "init",
         InitName::NAMES,
         "Weight initialisation: normal (N(0, std^2) weights, zero biases: the papers; std from \
-         --init-std) or pytorch (nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))).",
+         --init-std), pytorch (nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))) or \
+         kaiming (He normal, N(0, 2 / fan_in), zero biases: for deep ReLU networks).",
     ),
     key("init-std", Number, "Standard deviation of --init normal."),
     key("seed", Number, "Seed of the weights, the split and the batch order."),
