@@ -72,39 +72,67 @@ impl Shape {
         self.oh * self.ow
     }
 
-    /// Whether the matrices use rows of the input's width (`oh w` columns per channel, output
-    /// `(oy, ox)` at column `oy w + ox`, the columns `ox >= ow` belonging to no output): with
-    /// stride 1 and no padding, each kernel tap's columns are then one contiguous run of the
-    /// input, and col2im one contiguous addition per tap.
+    /// Whether the matrices use rows of the (padded) input's width (`oh wp` columns per
+    /// channel, output `(oy, ox)` at column `oy wp + ox`, the columns `ox >= ow` belonging to
+    /// no output): with stride 1, each kernel tap's columns are then one contiguous run of the
+    /// zero-padded input, and col2im one contiguous addition per tap.
     fn wide(&self) -> bool {
-        self.stride == 1 && self.padding == 0
+        self.stride == 1
     }
 
-    /// Columns per channel of the im2col matrix: `oh w` when [`Shape::wide`], else `oh ow`.
+    /// The padded input's width `w + 2 p`.
+    fn wp(&self) -> usize {
+        self.w + 2 * self.padding
+    }
+
+    /// Values of one sample's zero-padded input `[c, h + 2 p, w + 2 p]` (0 without padding,
+    /// where the input itself serves).
+    fn padded_len(&self) -> usize {
+        if self.wide() && self.padding > 0 {
+            self.c * (self.h + 2 * self.padding) * self.wp()
+        } else {
+            0
+        }
+    }
+
+    /// Columns per channel of the im2col matrix: `oh wp` when [`Shape::wide`], else `oh ow`.
     fn width(&self) -> usize {
         if self.wide() {
-            self.oh * self.w
+            self.oh * self.wp()
         } else {
             self.positions()
         }
     }
 
-    /// One sample's columns, in the layout [`Shape::width`] says.
-    fn columns<F: Scalar>(&self, x: &[F], cols: &mut [F]) {
-        if self.wide() {
-            im2col_wide(x, self, cols)
-        } else {
-            im2col_one(x, self, cols)
+    /// One sample's columns, in the layout [`Shape::width`] says; `padded` holds
+    /// [`Shape::padded_len`] values of scratch.
+    fn columns<F: Scalar>(&self, x: &[F], padded: &mut [F], cols: &mut [F]) {
+        if !self.wide() {
+            return im2col_one(x, self, cols);
         }
+        if self.padding == 0 {
+            return im2col_wide(x, self, cols);
+        }
+        let (hp, wp, p) = (self.h + 2 * self.padding, self.wp(), self.padding);
+        padded.fill(F::zero());
+        for c in 0..self.c {
+            let plane = &mut padded[c * hp * wp..][..hp * wp];
+            for (y, src) in
+                x[c * self.h * self.w..][..self.h * self.w].chunks_exact(self.w).enumerate()
+            {
+                plane[(y + p) * wp + p..][..self.w].copy_from_slice(src);
+            }
+        }
+        im2col_wide(padded, self, cols)
     }
 
     /// `[channels, oh, ow]` values `e` in the layout [`Shape::width`] says (wide: each row
-    /// followed by `w - ow` zeros), in `scratch` (or `e` itself when it is already so).
+    /// followed by `wp - ow` zeros), in `scratch` (or `e` itself when it is already so).
     fn output_rows<'a, F: Scalar>(&self, e: &'a [F], scratch: &'a mut [F]) -> &'a [F] {
         if !self.wide() {
             return e;
         }
-        for (dst, src) in scratch.chunks_exact_mut(self.w).zip(e.chunks_exact(self.ow)) {
+        for (dst, src) in scratch.chunks_exact_mut(self.wp()).zip(e.chunks_exact(self.ow)) {
             dst[..self.ow].copy_from_slice(src);
             dst[self.ow..].fill(F::zero());
         }
@@ -150,13 +178,16 @@ fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
     }
 }
 
-/// [`im2col_one`] in the wide layout ([`Shape::wide`]): tap `(c, i, j)`'s row is the input
-/// plane `c` from offset `i w + j` on, `(oh - 1) w + ow` values, then zeros to `oh w`.
+/// [`im2col_one`] in the wide layout ([`Shape::wide`]) from the zero-padded input `x`
+/// (`[c, h + 2 p, wp]`): tap `(c, i, j)`'s row is padded plane `c` from offset `i wp + j` on,
+/// `(oh - 1) wp + ow` values, then zeros to `oh wp`.
 fn im2col_wide<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
-    let run = (s.oh - 1) * s.w + s.ow;
-    for (r, row) in cols.chunks_exact_mut(s.oh * s.w).enumerate() {
+    let wp = s.wp();
+    let plane = (s.h + 2 * s.padding) * wp;
+    let run = (s.oh - 1) * wp + s.ow;
+    for (r, row) in cols.chunks_exact_mut(s.oh * wp).enumerate() {
         let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
-        row[..run].copy_from_slice(&x[c * s.h * s.w + i * s.w + j..][..run]);
+        row[..run].copy_from_slice(&x[c * plane + i * wp + j..][..run]);
         row[run..].fill(F::zero());
     }
 }
@@ -255,13 +286,14 @@ pub(crate) fn conv2d<F: Scalar>(
     let os = out.as_slice_mut().expect("standard layout");
     let width = s.width();
     os.par_chunks_mut(o * p).zip(xs.par_chunks(s.input_len())).for_each(|(out_b, x_b)| {
-        F::with_scratch((s.taps() + o) * width, |scratch| {
-            let (cols, product) = scratch.split_at_mut(s.taps() * width);
-            s.columns(x_b, cols);
+        F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
+            let (cols, rest) = scratch.split_at_mut(s.taps() * width);
+            let (product, padded) = rest.split_at_mut(o * width);
+            s.columns(x_b, padded, cols);
             let cols = matrix(cols, s.taps(), width);
             sequential_matmul(F::one(), km, cols, F::zero(), matrix_mut(product, o, width));
-            // Plus the bias, keeping the `ow` first columns of each row of `w` when wide.
-            let row = if s.wide() { s.w } else { s.ow };
+            // Plus the bias, keeping the `ow` first columns of each row of `wp` when wide.
+            let row = if s.wide() { s.wp() } else { s.ow };
             for (ch, &b) in bias.iter().enumerate() {
                 let (dst, src) = (&mut out_b[ch * p..][..p], &product[ch * width..][..width]);
                 for (d, src) in dst.chunks_exact_mut(s.ow).zip(src.chunks_exact(row)) {
@@ -312,30 +344,46 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
     };
     let width = s.width();
     os.par_chunks_mut(s.input_len()).zip(es.par_chunks(o * p)).for_each(|(out_b, e_b)| {
-        F::with_scratch((o + s.taps()) * width, |scratch| {
-            let (e_rows, dcols) = scratch.split_at_mut(o * width);
+        F::with_scratch((o + s.taps()) * width + s.padded_len(), |scratch| {
+            let (e_rows, rest) = scratch.split_at_mut(o * width);
+            let (dcols, padded) = rest.split_at_mut(s.taps() * width);
             let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
             sequential_matmul(alpha, km.t(), e_b, F::zero(), matrix_mut(dcols, s.taps(), width));
             scale(out_b);
-            if s.wide() {
+            if !s.wide() {
+                col2im_add_one(dcols, &s, out_b);
+            } else if s.padding == 0 {
                 col2im_add_wide(dcols, &s, out_b);
             } else {
-                col2im_add_one(dcols, &s, out_b);
+                // Into the padded input's shape, then its interior onto the input.
+                padded.fill(F::zero());
+                col2im_add_wide(dcols, &s, padded);
+                let (hp, wp, pad) = (s.h + 2 * s.padding, s.wp(), s.padding);
+                for c in 0..s.c {
+                    let plane = &padded[c * hp * wp..][..hp * wp];
+                    let dst = &mut out_b[c * s.h * s.w..][..s.h * s.w];
+                    for (y, d) in dst.chunks_exact_mut(s.w).enumerate() {
+                        add_assign(d, &plane[(y + pad) * wp + pad..][..s.w]);
+                    }
+                }
             }
         })
     });
 }
 
 /// [`col2im_add_one`] in the wide layout ([`Shape::wide`]), from columns whose output columns
-/// `ow..w` are zero: tap `(c, i, j)` then adds to input plane `c` at
-/// offset `i w + j` one contiguous run of `(oh - 1) w + ow` values (a zero column lands on the
-/// next row's first `kw - 1` elements and adds nothing), long enough to vectorise well.
+/// `ow..wp` are zero, into the padded input's shape `[c, h + 2 p, wp]` (the input's own when
+/// `p = 0`): tap `(c, i, j)` then adds to plane `c` at offset `i wp + j` one contiguous run of
+/// `(oh - 1) wp + ow` values (a zero column lands on the next row's first `kw - 1` elements and
+/// adds nothing), long enough to vectorise well.
 fn col2im_add_wide<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
-    let run = (s.oh - 1) * s.w + s.ow;
-    for (r, row) in cols.chunks_exact(s.oh * s.w).enumerate() {
+    let wp = s.wp();
+    let plane_len = (s.h + 2 * s.padding) * wp;
+    let run = (s.oh - 1) * wp + s.ow;
+    for (r, row) in cols.chunks_exact(s.oh * wp).enumerate() {
         let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
-        let plane = &mut out[c * s.h * s.w..][..s.h * s.w];
-        add_assign(&mut plane[i * s.w + j..][..run], &row[..run]);
+        let plane = &mut out[c * plane_len..][..plane_len];
+        add_assign(&mut plane[i * wp + j..][..run], &row[..run]);
     }
 }
 
@@ -369,12 +417,13 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
         .map(|(x_block, e_block)| {
             let mut sum = Array2::<F>::zeros((o, s.taps()));
             let width = s.width();
-            F::with_scratch((s.taps() + o) * width, |scratch| {
-                let (cols, e_rows) = scratch.split_at_mut(s.taps() * width);
+            F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
+                let (cols, rest) = scratch.split_at_mut(s.taps() * width);
+                let (e_rows, padded) = rest.split_at_mut(o * width);
                 for (x_b, e_b) in
                     x_block.chunks_exact(s.input_len()).zip(e_block.chunks_exact(o * p))
                 {
-                    s.columns(x_b, cols);
+                    s.columns(x_b, padded, cols);
                     let cols = matrix(cols, s.taps(), width);
                     // Wide: the zero columns of e meet the columns of no output.
                     let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
