@@ -5,7 +5,7 @@
 #      PyTorch wheels) and put on the loader path; ldd of the binaries;
 #   2. the conformance suite with AR_REQUIRE_CUDA=1 (ndarray f64 against candle-cuda f32, f64);
 #   3. verify-gradients --backend candle-cuda (f64 and f32);
-#   4. bench --backend candle-cuda, MLP and CNN, at batch 64 and 1024, beside the PyTorch peer
+#   4. bench --backend candle-cuda, MLP, CNN and residual CNN, at batch 64 and 1024, beside the PyTorch peer
 #      on the same GPU; the CNN's operations timed one by one (cnn_ops); ndarray on the
 #      machine's CPU for scale;
 #   5. train --backend candle-cuda --model cnn-paper --dataset mnist --epochs 1.
@@ -49,7 +49,7 @@ status=0
 if $dry_run; then
     backend=candle
     # Small sizes: the point is that every step runs, not the figures.
-    bench_sizes=("--batches 3 --cnn-batches 1 --steps 5")
+    bench_sizes=("--batches 3 --cnn-batches 1 --res-cnn-batches 1 --steps 5")
     batch_sizes=(8)
     train_args=(--dataset digits --model cnn-digits --epochs 1)
     peer_args=()
@@ -57,7 +57,7 @@ if $dry_run; then
 else
     backend=candle-cuda
     export AR_REQUIRE_CUDA=1
-    bench_sizes=("--batches 100 --cnn-batches 20")
+    bench_sizes=("--batches 100 --cnn-batches 20 --res-cnn-batches 5")
     batch_sizes=(64 1024)
     train_args=(--dataset mnist --model cnn-paper --epochs 1)
     peer_args=(--peer --peer-device cuda)
