@@ -72,7 +72,10 @@ pub use layer::{
     Conv2d, Dense, DenseShape, HostLayer, Layer, LayerParams, LayerShape, Weights, WeightsMut,
 };
 pub use loss::Loss;
-pub use network::{chain_parents, default_names, transpose, ForwardCache, LayerSpec, Network};
+pub use network::{
+    chain_parents, default_names, transpose, ForwardCache, LayerSpec, Network, MAX_ACTIVITY,
+    MAX_WEIGHTS,
+};
 pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
     closed_form_coefficients, learning_signals, relaxation_depth, solver_on, state_input,

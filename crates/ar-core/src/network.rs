@@ -64,6 +64,34 @@ pub fn default_names(depth: usize) -> Vec<String> {
     (0..depth).map(|i| format!("layers.{i}")).collect()
 }
 
+/// The most values one layer's weight may hold (2^26: 512 MiB in f64), checked before any is
+/// drawn.
+pub const MAX_WEIGHTS: usize = 1 << 26;
+
+/// The most values one sample's activity may hold at any node (2^24), checked when a network is
+/// built, before any batch is allocated.
+pub const MAX_ACTIVITY: usize = 1 << 24;
+
+/// Refuses a tensor of `dims` with more than `limit` values, naming layer `k` and the size.
+fn check_size(
+    k: usize,
+    kind: &str,
+    what: &str,
+    dims: &[usize],
+    limit: usize,
+) -> Result<(), CoreError> {
+    let values = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if values.is_some_and(|v| v <= limit) {
+        return Ok(());
+    }
+    let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
+    let count = values.map_or("more than 2^64".to_string(), |v| v.to_string());
+    Err(CoreError::Shape(format!(
+        "layer {k} ({kind}): {what} of {} = {count} values is more than the {limit} allowed",
+        dims.join(" x ")
+    )))
+}
+
 /// One parent list per layer.
 fn check_parent_lists(layers: usize, lists: usize) -> Result<(), CoreError> {
     if layers == lists {
@@ -176,6 +204,7 @@ impl<B: Backend> Network<B> {
             let shape = layer
                 .output_shape(&backend, node_shape(from[0]))
                 .map_err(|e| CoreError::Shape(format!("layer {k} ({}): {e}", layer.kind())))?;
+            check_size(k, layer.kind(), "an output per sample", &shape, MAX_ACTIVITY)?;
             shapes.push(shape);
             for &j in from {
                 children[j].push(k);
@@ -280,6 +309,7 @@ impl<B: Backend> Network<B> {
                             k + 1
                         )));
                     }
+                    check_size(k + 1, "dense", "a weight", &[outputs, inputs], MAX_WEIGHTS)?;
                     let (w, b) = init.dense(&mut rng, inputs, outputs);
                     Layer::Dense(Dense {
                         weight: backend.from_host(&w, &[outputs, inputs]),
@@ -301,6 +331,8 @@ impl<B: Backend> Network<B> {
                             k + 1
                         )));
                     }
+                    let dims = [out_channels, channels, kernel, kernel];
+                    check_size(k + 1, "conv2d", "a weight", &dims, MAX_WEIGHTS)?;
                     let (w, b) = init.dense(&mut rng, channels * kernel * kernel, out_channels);
                     Layer::Conv2d(Conv2d {
                         weight: backend.from_host(&w, &[out_channels, channels, kernel, kernel]),
@@ -316,9 +348,11 @@ impl<B: Backend> Network<B> {
                 LayerSpec::GlobalAvgPool => Layer::GlobalAvgPool,
                 LayerSpec::Add => Layer::Add,
             };
-            shapes.push(layer.output_shape(&backend, &shape).map_err(|e| {
+            let out = layer.output_shape(&backend, &shape).map_err(|e| {
                 CoreError::Shape(format!("layer {} ({}): {e}", k + 1, layer.kind()))
-            })?);
+            })?;
+            check_size(k + 1, layer.kind(), "an output per sample", &out, MAX_ACTIVITY)?;
+            shapes.push(out);
             layers.push(layer);
         }
         Network::from_graph(backend, input_shape, layers, parents.to_vec())

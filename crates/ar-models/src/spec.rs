@@ -365,7 +365,7 @@ impl ModelSpec {
             seed,
         )
         .map_err(|e| ModelError::Mismatch {
-            model: self.name.clone(),
+            model: excerpt(&self.name),
             reason: format!("does not fit inputs of shape {:?}: {e}", self.input_shape),
         })?
         .with_names(self.names.clone())?;

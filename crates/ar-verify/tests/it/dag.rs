@@ -246,3 +246,23 @@ fn a_residual_checkpoint_keeps_its_graph_and_module_paths() {
     assert_eq!(back.parameters(), net.parameters());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn oversized_layers_are_refused_before_anything_is_allocated() {
+    for (spec, shape, needle) in [
+        (
+            "conv4x3/p100000,flatten,fc10",
+            &[1, 28, 28][..],
+            "output per sample of 4 x 200026 x 200026",
+        ),
+        ("flatten,fc100000000,fc10", &[1, 28, 28], "weight of 100000000 x 784"),
+        ("conv100000000x1,flatten,fc10", &[1, 28, 28], "weight of 100000000 x 1 x 1 x 1"),
+    ] {
+        let e = ModelSpec::parse(spec, shape)
+            .unwrap()
+            .build(Be::new(), Init::PyTorch, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle) && e.contains("more than the"), "{spec}: {e}");
+    }
+}
