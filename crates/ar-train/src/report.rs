@@ -516,8 +516,8 @@ fn family_depth(model: &str) -> Option<(String, usize)> {
     Some((family.to_string(), depth.parse().ok()?))
 }
 
-/// For the rows of depth-study models (`plain-mlp-D-W` and the like): per data set and family,
-/// one chart of the final test accuracy against the depth and one of the first weighted
+/// For the rows of depth-study models (`plain-mlp-D-W` and the like): per data set and family
+/// (and initialisation, for conditions named `kaiming-...`), one chart of the final test accuracy against the depth and one of the first weighted
 /// layer's final angle to the gradient against the depth, a line per condition (the config
 /// name without its data set and model) and algorithm: `(file slug, title, SVG)`.
 pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
@@ -530,6 +530,13 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
         let Some((family, depth)) = family_depth(model) else { continue };
         let prefix = format!("{}-{model}-", r.dataset);
         let condition = r.condition.strip_prefix(&prefix).unwrap_or(&r.condition);
+        // A condition named `INIT-...` (such as `kaiming-ar`) gets a panel of its own.
+        let (family, condition) = match condition.split_once('-') {
+            Some((init, rest)) if ["kaiming", "pytorch", "normal"].contains(&init) => {
+                (format!("{family} ({init} init)"), rest)
+            }
+            _ => (family, condition),
+        };
         let line = if condition == r.algorithm {
             condition.to_string()
         } else {
@@ -562,12 +569,20 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
             format!("{dataset}, {family}: final test accuracy against depth (mean over seeds)");
         let svg =
             line_chart(&title, "weighted layers", "test accuracy (%)", &series(|v| Some(v.0)));
-        out.push((format!("{dataset}-{family}-accuracy-by-depth"), title, svg));
+        let slug: String = family
+            .chars()
+            .filter_map(|c| match c {
+                'a'..='z' | '0'..='9' | '-' => Some(c),
+                ' ' => Some('-'),
+                _ => None,
+            })
+            .collect();
+        out.push((format!("{dataset}-{slug}-accuracy-by-depth"), title, svg));
         let title = format!(
             "{dataset}, {family}: first weighted layer's angle to the gradient against depth"
         );
         let svg = line_chart(&title, "weighted layers", "angle (degrees)", &series(|v| v.1));
-        out.push((format!("{dataset}-{family}-layer1-angle-by-depth"), title, svg));
+        out.push((format!("{dataset}-{slug}-layer1-angle-by-depth"), title, svg));
     }
     out
 }
@@ -664,6 +679,13 @@ mod depth_tests {
             "{}",
             charts[0].2
         );
+        let kaiming = depth_charts(&[row(
+            "fashion-mnist-res-mlp-8-128-kaiming-ar",
+            "res-mlp-8-128",
+            0.8,
+            1.0,
+        )]);
+        assert_eq!(kaiming[0].0, "fashion-mnist-res-mlp-kaiming-init-accuracy-by-depth");
         let text = markdown(&rows[..1], "{config}");
         assert!(text.contains("final relative error per layer") && text.contains("2: 1.00e-1"));
     }
