@@ -565,8 +565,7 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
                 })
                 .collect()
         };
-        let title =
-            format!("{dataset}, {family}: final test accuracy against depth (mean over seeds)");
+        let title = format!("{family}, {dataset}: final accuracy by depth");
         let svg =
             line_chart(&title, "weighted layers", "test accuracy (%)", &series(|v| Some(v.0)));
         let slug: String = family
@@ -578,9 +577,7 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
             })
             .collect();
         out.push((format!("{dataset}-{slug}-accuracy-by-depth"), title, svg));
-        let title = format!(
-            "{dataset}, {family}: first weighted layer's angle to the gradient against depth"
-        );
+        let title = format!("{family}, {dataset}: first layer's angle by depth");
         let svg = line_chart(&title, "weighted layers", "angle (degrees)", &series(|v| v.1));
         out.push((format!("{dataset}-{slug}-layer1-angle-by-depth"), title, svg));
     }
