@@ -309,6 +309,12 @@ impl ModelSpec {
         s
     }
 
+    /// Whether [`ModelSpec::with_activations`] applies: an MLP given by a preset or widths (a
+    /// layer spec names each layer's activation itself).
+    pub fn takes_activations(&self) -> bool {
+        self.mlp
+    }
+
     /// For an MLP given by a preset or widths: `hidden` (if given) on every layer but the last,
     /// and `output` on the last. Other models are returned unchanged (a layer spec names each
     /// layer's activation itself).

@@ -410,10 +410,20 @@ impl TrainConfig {
         Ok(Data { train, test, normalization })
     }
 
-    /// The model for `data`, with this config's activations applied to MLPs.
+    /// The model for `data`, with this config's activations applied to MLPs; a hidden
+    /// activation given for any other model is refused (it would be recorded and ignored).
     pub fn model(&self, data: &Dataset) -> Result<ModelSpec, TrainError> {
-        Ok(ModelSpec::preset(&self.model, &data.shape, data.num_classes)?
-            .with_activations(self.hidden_activation, self.output_activation))
+        let spec = ModelSpec::preset(&self.model, &data.shape, data.num_classes)?;
+        if let (Some(a), false) = (self.hidden_activation, spec.takes_activations()) {
+            return Err(TrainError::Config {
+                key: "hidden-activation".into(),
+                message: format!(
+                    "{a} applies to MLP presets and widths only; model {spec} names each \
+                     layer's activation itself (such as conv16x3:{a})"
+                ),
+            });
+        }
+        Ok(spec.with_activations(self.hidden_activation, self.output_activation))
     }
 }
 

@@ -234,6 +234,18 @@ impl<B: Backend> Session<B> {
         let data = config.load_data()?;
         let spec = config.model(&data.train)?;
         let init = config.init()?;
+        // The model's output against the data's classes (a layer spec may end in anything).
+        let outputs = spec.build(be.clone(), init, config.seed)?.output_width();
+        if outputs != data.train.num_classes {
+            return Err(TrainError::Config {
+                key: "model".into(),
+                message: format!(
+                    "{spec} outputs {outputs} values per sample, but {} has {} classes (end the \
+                     model with fc{})",
+                    config.dataset, data.train.num_classes, data.train.num_classes
+                ),
+            });
+        }
         let dir = RunDir::open(path)?;
         let batches = data.train.len().div_ceil(config.batch_size);
         let mut trainees = Vec::new();

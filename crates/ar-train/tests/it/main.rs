@@ -426,3 +426,22 @@ fn a_slurm_array_maps_each_task_to_its_sweep_job() {
     assert!(array_job(&sweep, &spaced).unwrap_err().to_string().contains("my bin"));
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// A model whose output does not match the data's classes, and a hidden activation given for
+/// a layer-spec model (which it would not change), are refused before the run directory is
+/// touched.
+#[test]
+fn models_that_do_not_fit_the_data_or_ignore_a_flag_are_refused_up_front() {
+    let dir = scratch("refused-models");
+    let flat = TrainConfig { model: "flatten,flatten".into(), ..TrainConfig::default() };
+    let e = Session::create(&dir, flat, NdArray::<f32>::new()).unwrap_err().to_string();
+    assert!(e.contains("outputs 64 values") && e.contains("10 classes"), "{e}");
+    let relu = TrainConfig {
+        model: "cnn-digits".into(),
+        hidden_activation: Some(ar_backend::Activation::Relu),
+        ..TrainConfig::default()
+    };
+    let e = Session::create(&dir, relu, NdArray::<f32>::new()).unwrap_err().to_string();
+    assert!(e.contains("hidden-activation") && e.contains("MLP presets"), "{e}");
+    assert!(!dir.exists(), "the run directory was created");
+}
