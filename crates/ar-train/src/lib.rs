@@ -78,7 +78,8 @@ pub fn evaluate<B: Backend>(
 
 /// The first `n` samples of `data` (inputs, the network's outputs, its predicted classes),
 /// written as f64 tensors `inputs`, `outputs` and `predictions` to a safetensors file, for
-/// checking a checkpoint in another framework. Returns how many samples it wrote.
+/// checking a checkpoint in another framework. Returns how many samples it wrote; `n = 0` is
+/// refused.
 pub fn dump_predictions<B: Backend>(
     net: &Network<B>,
     data: &Dataset,
@@ -86,6 +87,12 @@ pub fn dump_predictions<B: Backend>(
     n: usize,
     path: &std::path::Path,
 ) -> Result<usize, TrainError> {
+    if n == 0 {
+        return Err(TrainError::Config {
+            key: "dump-count".into(),
+            message: "0: a dump needs at least one sample".into(),
+        });
+    }
     let n = n.min(data.len());
     let idx: Vec<usize> = (0..n).collect();
     let (x, _) = upload(net, data, &idx, norm)?;

@@ -445,3 +445,22 @@ fn models_that_do_not_fit_the_data_or_ignore_a_flag_are_refused_up_front() {
     assert!(e.contains("hidden-activation") && e.contains("MLP presets"), "{e}");
     assert!(!dir.exists(), "the run directory was created");
 }
+
+/// `eval --dump-count 0` failed with a shape mismatch; now the count is refused by name.
+#[test]
+fn a_dump_of_no_samples_is_refused_naming_the_flag() {
+    let config = TrainConfig::default();
+    let data = config.load_data().unwrap();
+    let net = config
+        .model(&data.train)
+        .unwrap()
+        .build(NdArray::<f64>::new(), ar_core::Init::papers(), 0)
+        .unwrap();
+    let path =
+        std::env::temp_dir().join(format!("ar-train-dump0-{}.safetensors", std::process::id()));
+    let e = ar_train::dump_predictions(&net, &data.test, &data.normalization, 0, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dump-count") && e.contains("at least one"), "{e}");
+    assert!(!path.exists());
+}
