@@ -63,6 +63,10 @@ pub enum InitName {
 }
 ar_core::named_enum!(InitName, "init", Normal => "normal", Pytorch => "pytorch", Kaiming => "kaiming");
 
+/// The most CPU threads a run may ask for (`threads`); a pool of many more only costs time to
+/// start.
+pub const MAX_THREADS: usize = 1024;
+
 /// Everything a run needs, with the project's defaults (`TrainConfig::default()`): the bundled
 /// digits, AR and backprop side by side, eta 0.1 and T 100 with the closed-form solver, MSE,
 /// SGD with lr 0.1 and momentum 0.9 on batches of 32, N(0, 0.05^2) weights, seed 0.
@@ -347,8 +351,14 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(bad("batch-size", "must be at least 1"));
         }
-        if self.threads == Some(0) {
-            return Err(bad("threads", "must be at least 1"));
+        match self.threads {
+            Some(0) => return Err(bad("threads", "must be at least 1")),
+            Some(n) if n > MAX_THREADS => {
+                let why =
+                    format!("{n}: at most {MAX_THREADS} (one per core is the most that helps)");
+                return Err(bad("threads", why));
+            }
+            _ => {}
         }
         let v = self.variant();
         for (asked, taken, place) in [
@@ -471,6 +481,15 @@ mod text_option {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_count_beyond_the_cap_is_refused_before_any_thread_starts() {
+        let many = TrainConfig { threads: Some(100_000), ..TrainConfig::default() };
+        let e = many.validate().unwrap_err().to_string();
+        assert!(e.contains("threads") && e.contains("100000") && e.contains("1024"), "{e}");
+        let ok = TrainConfig { threads: Some(MAX_THREADS), ..TrainConfig::default() };
+        assert!(ok.validate().is_ok());
+    }
 
     #[test]
     fn configs_round_trip_through_toml_and_refuse_unknown_keys() {
