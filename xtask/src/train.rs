@@ -85,7 +85,7 @@ fn resolve(args: &mut Args, typed: &ArgMatches) -> anyhow::Result<TrainConfig> {
     let files = [args.resume.as_ref().map(|d| d.join("config.toml")), args.config.clone()];
     for path in files.into_iter().flatten() {
         let usage = |message: String| UsageError(format!("{}: {message}", path.display()));
-        let text = std::fs::read_to_string(&path).map_err(|e| usage(e.to_string()))?;
+        let text = ar_train::read_config_text(&path).map_err(cli_error)?;
         let mut table: toml::Table =
             text.parse().map_err(|e: toml::de::Error| usage(e.message().into()))?;
         match table.remove("out") {

@@ -188,6 +188,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 /// Reads a checkpoint written by [`save_checkpoint`] onto backend `be` (any precision: values
 /// are converted).
 pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>, ModelError> {
+    // A device such as /dev/zero would be read without end.
+    let meta = std::fs::metadata(path).map_err(|e| err(path, e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err(path, "not a regular file, so not a checkpoint"));
+    }
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;

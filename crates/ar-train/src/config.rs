@@ -63,6 +63,27 @@ pub enum InitName {
 }
 ar_core::named_enum!(InitName, "init", Normal => "normal", Pytorch => "pytorch", Kaiming => "kaiming");
 
+/// The largest config file read (1 MiB); configs are a few hundred bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A config file's text: a regular file of at most [`MAX_CONFIG_BYTES`] (a device such as
+/// `/dev/zero`, or a huge file given by mistake, is refused before anything is read).
+pub fn read_config_text(path: &Path) -> Result<String, TrainError> {
+    let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let refuse = |message: String| TrainError::File { path: path.to_path_buf(), message };
+    if !meta.is_file() {
+        return Err(refuse("not a regular file, so not a config file".into()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(refuse(format!(
+            "{} bytes; a config file is at most {MAX_CONFIG_BYTES}",
+            meta.len()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
 /// The most CPU threads a run may ask for (`threads`); a pool of many more only costs time to
 /// start.
 pub const MAX_THREADS: usize = 1024;
@@ -237,11 +258,9 @@ fn bad(key: &str, message: impl Into<String>) -> TrainError {
 }
 
 impl TrainConfig {
-    /// Reads a config file (TOML with this type's keys).
+    /// Reads a config file (TOML with this type's keys; see [`read_config_text`]).
     pub fn read(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text, path)
+        Self::parse(&read_config_text(path)?, path)
     }
 
     /// Parses config TOML (`source` names where it came from in errors, such as a checkpoint

@@ -33,7 +33,9 @@ mod session;
 pub mod slurm;
 pub mod sweep;
 
-pub use config::{AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig};
+pub use config::{
+    read_config_text, AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig,
+};
 pub use error::TrainError;
 pub use keys::{Key, KeyKind, KEYS};
 pub use plot::{line_chart, Series};

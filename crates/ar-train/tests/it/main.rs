@@ -464,3 +464,20 @@ fn a_dump_of_no_samples_is_refused_naming_the_flag() {
     assert!(e.contains("dump-count") && e.contains("at least one"), "{e}");
     assert!(!path.exists());
 }
+
+/// `--config /dev/zero` and `eval /dev/zero` read without end; a huge config file was read
+/// whole. Both are refused before reading, naming the file.
+#[test]
+fn devices_and_huge_files_are_refused_as_configs_and_checkpoints() {
+    let e = ar_train::read_config_text(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(e.contains("/dev/zero") && e.contains("not a regular file"), "{e}");
+    let big = std::env::temp_dir().join(format!("ar-train-big-{}.toml", std::process::id()));
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    let e = TrainConfig::read(&big).unwrap_err().to_string();
+    std::fs::remove_file(&big).ok();
+    assert!(e.contains("2097152 bytes") && e.contains("at most 1048576"), "{e}");
+    let e = ar_models::load_checkpoint(Path::new("/dev/zero"), &NdArray::<f64>::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/dev/zero") && e.contains("not a regular file"), "{e}");
+}
