@@ -87,7 +87,7 @@ fn resolve(args: &mut Args, typed: &ArgMatches) -> anyhow::Result<TrainConfig> {
         let usage = |message: String| UsageError(format!("{}: {message}", path.display()));
         let text = ar_train::read_config_text(&path).map_err(cli_error)?;
         let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| usage(e.message().into()))?;
+            text.parse().map_err(|e: toml::de::Error| usage(ar_train::toml_error(&text, &e)))?;
         match table.remove("out") {
             Some(toml::Value::String(dir)) => args.out = args.out.take().or(Some(dir.into())),
             Some(_) => return Err(usage("key 'out': expected a path".into()).into()),

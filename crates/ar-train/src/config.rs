@@ -84,6 +84,20 @@ pub fn read_config_text(path: &Path) -> Result<String, TrainError> {
     std::fs::read_to_string(path).map_err(io)
 }
 
+/// A TOML error with where it is: `line L, column C: MESSAGE (at `TEXT`)`, the text the
+/// parser points at (such as a duplicated key) cut to 40 characters.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span().filter(|s| s.start <= text.len()) else {
+        return e.message().to_string();
+    };
+    let before = &text[..span.start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let at: String = text.get(span.clone()).unwrap_or("").chars().take(40).collect();
+    let at = if at.trim().is_empty() { String::new() } else { format!(" (at `{}`)", at.trim()) };
+    format!("line {line}, column {column}: {}{at}", e.message())
+}
+
 /// The most CPU threads a run may ask for (`threads`); a pool of many more only costs time to
 /// start.
 pub const MAX_THREADS: usize = 1024;
@@ -268,7 +282,7 @@ impl TrainConfig {
     pub fn parse(text: &str, source: &Path) -> Result<Self, TrainError> {
         toml::from_str(text).map_err(|e| TrainError::File {
             path: source.to_path_buf(),
-            message: format!("the training config: {}", e.message()),
+            message: format!("the training config: {}", toml_error(text, &e)),
         })
     }
 
@@ -500,6 +514,13 @@ mod text_option {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_errors_say_where_and_which_key() {
+        let text = "lr = 0.1\nseed = 3\nlr = 0.2\n";
+        let e = TrainConfig::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("`lr`") && e.contains("duplicate"), "{e}");
+    }
 
     #[test]
     fn a_thread_count_beyond_the_cap_is_refused_before_any_thread_starts() {

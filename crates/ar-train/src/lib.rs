@@ -34,7 +34,7 @@ pub mod slurm;
 pub mod sweep;
 
 pub use config::{
-    read_config_text, AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig,
+    read_config_text, toml_error, AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig,
 };
 pub use error::TrainError;
 pub use keys::{Key, KeyKind, KEYS};
