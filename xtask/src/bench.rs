@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     peer_script: Option<PathBuf>,
     /// Backends to time (comma-separated), each in f32.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ndarray,candle")]
+    #[arg(long, value_parser = crate::backend::parser(), value_delimiter = ',', default_value = "ndarray,candle")]
     backend: Vec<BackendName>,
     /// Write the table as JSON to this file.
     #[arg(long, value_name = "FILE")]

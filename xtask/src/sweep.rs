@@ -11,7 +11,6 @@ use ar_backend::Backend;
 use ar_train::slurm::{array_job, submit, task_job, SlurmOptions};
 use ar_train::sweep::{human_duration as duration, plan, run_parallel, Job, JobStatus};
 use ar_train::{Outcome, Silent};
-use clap::ValueEnum;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +33,7 @@ pub struct Args {
     #[arg(long, default_value = "results/runs")]
     out: PathBuf,
     /// The backend of every run, instead of each config's own.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::backend::parser())]
     backend: Option<BackendName>,
     /// Skip the time estimate (it trains a few batches of each config first).
     #[arg(long)]
@@ -151,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The backend a job's config names.
 fn backend_of(job: &Job) -> anyhow::Result<BackendName> {
-    BackendName::from_str(&job.config.backend, true).map_err(|_| {
+    job.config.backend.to_lowercase().parse::<BackendName>().map_err(|_| {
         let (file, name) = (job.source.display(), &job.config.backend);
         UsageError(format!("{file}: unknown backend '{name}'")).into()
     })

@@ -8,7 +8,7 @@ use ar_backend::Backend;
 use ar_train::{Event, KeyKind, Observer, Outcome, Session, TrainConfig, TrainError};
 use clap::builder::PossibleValuesParser;
 use clap::parser::ValueSource;
-use clap::{Arg, ArgAction, ArgMatches, Command, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,9 +66,7 @@ pub fn with_key_flags(command: Command) -> Command {
                          CUDA build) [default: {}]",
                         defaults.backend
                     ))
-                    .value_parser(PossibleValuesParser::new(
-                        BackendName::value_variants().iter().filter_map(|b| b.to_possible_value()),
-                    )),
+                    .value_parser(PossibleValuesParser::new(BackendName::NAMES)),
                 "data-dir" => arg.value_name("DIR"),
                 "conv-grad-clip" => arg.value_name("X"),
                 _ if key.values.is_empty() => arg,
@@ -145,8 +143,7 @@ pub fn run(mut args: Args, typed: &ArgMatches) -> anyhow::Result<ExitCode> {
         (Some(dir), _) | (None, Some(dir)) => dir.clone(),
         (None, None) => ar_train::timestamped_dir(&crate::repo_root().join("runs"), &config),
     };
-    let backend = BackendName::from_str(&config.backend, false)
-        .map_err(|_| UsageError(format!("--backend: unknown backend '{}'", config.backend)))?;
+    let backend = BackendName::parse(&config.backend).map_err(cli_error)?;
     dispatch(
         backend,
         config.precision,

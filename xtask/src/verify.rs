@@ -18,7 +18,7 @@ pub struct Args {
     /// Backends to check (comma-separated). Each runs the full suite in f64 (finite
     /// differences, identities, convergence, variants, candle's autograd) and its f32 agreement
     /// with the autograd oracle.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ndarray,candle")]
+    #[arg(long, value_parser = crate::backend::parser(), value_delimiter = ',', default_value = "ndarray,candle")]
     backend: Vec<BackendName>,
 }
 

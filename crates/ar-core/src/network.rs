@@ -609,6 +609,67 @@ impl<B: Backend> Network<B> {
         out
     }
 
+    /// Replaces parameters by name ([`Network::parameters`]'s names and layouts): every name
+    /// must be one of this network's, with its shape and finite values; a `feedback` tensor may
+    /// be given to a weighted layer that has none. Nothing changes unless every tensor fits.
+    pub fn load_parameters(
+        &mut self,
+        params: &[(String, Vec<usize>, Vec<f64>)],
+    ) -> Result<(), CoreError> {
+        let be = self.backend.clone();
+        let mut plan = Vec::with_capacity(params.len());
+        for (name, shape, values) in params {
+            let (path, kind) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
+            let Some(i) = self.names.iter().position(|n| n == path) else {
+                return Err(CoreError::Shape(format!(
+                    "no layer of this network is named '{path}' (parameter '{name}')"
+                )));
+            };
+            let Some(w) = self.layers[i].weights() else {
+                return Err(CoreError::Shape(format!(
+                    "layer '{path}' has no parameters (parameter '{name}')"
+                )));
+            };
+            let expected = match kind {
+                "weight" => be.shape(w.weight),
+                "bias" => be.shape(w.bias),
+                "feedback" => match (&self.layers[i], w.feedback) {
+                    (_, Some(f)) => be.shape(f),
+                    (Layer::Dense(_), None) => {
+                        let s = be.shape(w.weight);
+                        vec![s[1], s[0]]
+                    }
+                    (_, None) => be.shape(w.weight),
+                },
+                _ => {
+                    return Err(CoreError::Shape(format!(
+                        "'{name}': a layer's parameters are weight, bias and feedback"
+                    )))
+                }
+            };
+            let count: usize = shape.iter().product();
+            if *shape != expected || values.len() != count {
+                return Err(CoreError::Shape(format!(
+                    "'{name}' has shape {expected:?} in this network, got {shape:?} ({} values)",
+                    values.len()
+                )));
+            }
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(CoreError::Shape(format!("'{name}' holds a non-finite value ({v})")));
+            }
+            plan.push((i, kind, be.from_host(values, shape)));
+        }
+        for (i, kind, t) in plan {
+            let w = self.layers[i].weights_mut().expect("checked above");
+            match kind {
+                "weight" => *w.weight = t,
+                "bias" => *w.bias = t,
+                _ => *w.feedback = Some(t),
+            }
+        }
+        Ok(())
+    }
+
     /// The shape of layer `k`'s output (1-based; 0 is the input) for a batch.
     pub fn batch_shape(&self, k: usize, batch: usize) -> Vec<usize> {
         let mut s = vec![batch];

@@ -107,15 +107,8 @@ fn read_batches(
         pixels.extend_from_slice(&p);
         labels.extend_from_slice(&l);
     }
-    Ok(Dataset {
-        name: name.to_string(),
-        pixels,
-        labels,
-        shape: [3, 32, 32],
-        num_classes: class_names.len(),
-        max_pixel: 255,
-        class_names: class_names.iter().map(|s| s.to_string()).collect(),
-    })
+    let class_names = class_names.iter().map(|s| s.to_string()).collect();
+    Ok(Dataset::from_pixels(name, pixels, 255, labels, [3, 32, 32], class_names))
 }
 
 /// Reads CIFAR-10 from `dir/cifar-10-batches-bin/` (or from `dir` itself): `data_batch_1.bin`

@@ -5,24 +5,88 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// A labelled image data set held in memory as raw pixels.
+/// A labelled data set held in memory: raw pixels as read from a data set's files, or float
+/// features handed over by a program (such as numpy arrays from Python).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// Short name (`digits`, `mnist`, ...).
     pub name: String,
-    /// `len() * channels * height * width` raw values, sample-major, each sample channel-major
+    /// `len() * channels * height * width` values, sample-major, each sample channel-major
     /// (CHW, PyTorch's layout).
-    pub pixels: Vec<u8>,
+    pub samples: Samples,
     /// One class index per sample, below `num_classes`.
     pub labels: Vec<u8>,
     /// `[channels, height, width]` of one sample.
     pub shape: [usize; 3],
     /// The number of classes.
     pub num_classes: usize,
-    /// The largest possible raw pixel value (16 for digits, 255 for 8-bit images).
-    pub max_pixel: u8,
     /// A name per class.
     pub class_names: Vec<String>,
+}
+
+/// The values of a [`Dataset`]'s samples.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Samples {
+    /// Raw 8-bit pixels, scaled by a [`Normalization`] on the way to the network.
+    Pixels {
+        /// The pixel values.
+        values: Vec<u8>,
+        /// The largest possible raw value (16 for digits, 255 for 8-bit images).
+        max: u8,
+    },
+    /// Features in single precision, used as they are (the unit-interval normalisation passes
+    /// them through; the others treat them as values already scaled to [0, 1]).
+    F32(Vec<f32>),
+    /// Features in double precision, used as they are.
+    F64(Vec<f64>),
+}
+
+impl Samples {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Samples::Pixels { values, .. } => values.len(),
+            Samples::F32(v) => v.len(),
+            Samples::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` scaled to [0, 1] for pixels, as it is for features.
+    fn unit(&self, i: usize) -> f64 {
+        match self {
+            Samples::Pixels { values, max } => f64::from(values[i]) / f64::from(*max),
+            Samples::F32(v) => f64::from(v[i]),
+            Samples::F64(v) => v[i],
+        }
+    }
+
+    /// Values `range` as a new value of the same kind.
+    fn slice(&self, range: std::ops::Range<usize>) -> Samples {
+        match self {
+            Samples::Pixels { values, max } => {
+                Samples::Pixels { values: values[range].to_vec(), max: *max }
+            }
+            Samples::F32(v) => Samples::F32(v[range].to_vec()),
+            Samples::F64(v) => Samples::F64(v[range].to_vec()),
+        }
+    }
+
+    /// Appends `other` (of the same kind) to these values.
+    fn extend(&mut self, other: Samples) {
+        match (self, other) {
+            (Samples::Pixels { values, .. }, Samples::Pixels { values: more, .. }) => {
+                values.extend(more)
+            }
+            (Samples::F32(v), Samples::F32(more)) => v.extend(more),
+            (Samples::F64(v), Samples::F64(more)) => v.extend(more),
+            _ => unreachable!("samples of one data set are of one kind"),
+        }
+    }
 }
 
 /// How raw pixels become network inputs.
@@ -52,6 +116,82 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// A data set of pixels read from files: `pixels` sample-major, each in `0..=max_pixel`.
+    pub fn from_pixels(
+        name: &str,
+        pixels: Vec<u8>,
+        max_pixel: u8,
+        labels: Vec<u8>,
+        shape: [usize; 3],
+        class_names: Vec<String>,
+    ) -> Dataset {
+        Dataset {
+            name: name.into(),
+            samples: Samples::Pixels { values: pixels, max: max_pixel },
+            labels,
+            shape,
+            num_classes: class_names.len(),
+            class_names,
+        }
+    }
+
+    /// A data set of float features (`samples` sample-major, `shape` per sample) and labels
+    /// below `num_classes`, checked: the sizes must agree, every value be finite and every
+    /// label in range; errors name the first offending sample.
+    pub fn from_features(
+        name: &str,
+        samples: Samples,
+        labels: Vec<u8>,
+        shape: [usize; 3],
+        num_classes: usize,
+    ) -> Result<Dataset, DataError> {
+        let per = shape.iter().product::<usize>();
+        if per == 0 || num_classes == 0 || labels.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "{name}: needs at least one sample, one value per sample and one class \
+                 (got {} samples of shape {shape:?}, {num_classes} classes)",
+                labels.len()
+            )));
+        }
+        if samples.len() != labels.len() * per {
+            return Err(DataError::Invalid(format!(
+                "{name}: {} labels need {} values ({per} per sample), got {}",
+                labels.len(),
+                labels.len() * per,
+                samples.len()
+            )));
+        }
+        if let Some(i) = (0..samples.len()).find(|&i| !samples.unit(i).is_finite()) {
+            return Err(DataError::Invalid(format!(
+                "{name}: sample {} holds a non-finite value ({})",
+                i / per,
+                samples.unit(i)
+            )));
+        }
+        if let Some(i) = labels.iter().position(|&l| usize::from(l) >= num_classes) {
+            return Err(DataError::Invalid(format!(
+                "{name}: label {} of sample {i} is not below the {num_classes} classes",
+                labels[i]
+            )));
+        }
+        Ok(Dataset {
+            name: name.into(),
+            samples,
+            labels,
+            shape,
+            num_classes,
+            class_names: (0..num_classes).map(|c| c.to_string()).collect(),
+        })
+    }
+
+    /// The raw pixels, for a data set read from files.
+    pub fn pixels(&self) -> Option<&[u8]> {
+        match &self.samples {
+            Samples::Pixels { values, .. } => Some(values),
+            _ => None,
+        }
+    }
+
     /// Values per sample (`channels * height * width`).
     pub fn sample_len(&self) -> usize {
         self.shape.iter().product()
@@ -61,11 +201,10 @@ impl Dataset {
     pub fn features(&self, indices: &[usize], norm: &Normalization) -> Vec<f64> {
         let n = self.sample_len();
         let plane = self.shape[1] * self.shape[2];
-        let max = f64::from(self.max_pixel);
         let mut out = Vec::with_capacity(indices.len() * n);
         for &i in indices {
-            for (j, &p) in self.pixels[i * n..(i + 1) * n].iter().enumerate() {
-                let x = f64::from(p) / max;
+            for j in 0..n {
+                let x = self.samples.unit(i * n + j);
                 out.push(match norm {
                     Normalization::UnitInterval => x,
                     Normalization::Symmetric => 2.0 * x - 1.0,
@@ -88,15 +227,14 @@ impl Dataset {
         out
     }
 
-    /// Per-channel mean and standard deviation of the [0, 1]-scaled pixels, for
-    /// [`Normalization::Standardize`].
+    /// Per-channel mean and standard deviation of the [0, 1]-scaled pixels (of features as they
+    /// are), for [`Normalization::Standardize`].
     pub fn channel_stats(&self) -> (Vec<f64>, Vec<f64>) {
         let [c, h, w] = self.shape;
-        let max = f64::from(self.max_pixel);
         let (mut sum, mut sq) = (vec![0.0; c], vec![0.0; c]);
-        for (j, &p) in self.pixels.iter().enumerate() {
+        for j in 0..self.samples.len() {
             let ch = (j / (h * w)) % c;
-            let x = f64::from(p) / max;
+            let x = self.samples.unit(j);
             sum[ch] += x;
             sq[ch] += x * x;
         }
@@ -110,12 +248,12 @@ impl Dataset {
     /// The samples at `indices`, in that order, as a new data set.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         let n = self.sample_len();
-        let mut pixels = Vec::with_capacity(indices.len() * n);
+        let mut samples = self.samples.slice(0..0);
         for &i in indices {
-            pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
+            samples.extend(self.samples.slice(i * n..(i + 1) * n));
         }
         Dataset {
-            pixels,
+            samples,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             ..self.clone_header()
         }
@@ -124,11 +262,10 @@ impl Dataset {
     fn clone_header(&self) -> Dataset {
         Dataset {
             name: self.name.clone(),
-            pixels: Vec::new(),
+            samples: self.samples.slice(0..0),
             labels: Vec::new(),
             shape: self.shape,
             num_classes: self.num_classes,
-            max_pixel: self.max_pixel,
             class_names: self.class_names.clone(),
         }
     }
@@ -245,6 +382,25 @@ mod tests {
         let hot = d.one_hot(&idx);
         assert_eq!(hot.iter().sum::<f64>(), 2.0);
         assert_eq!(hot[usize::from(d.labels[1]) + 10], 1.0);
+    }
+
+    #[test]
+    fn feature_data_sets_pass_values_through_and_refuse_bad_ones() {
+        let values = vec![0.5f32, -2.0, 3.25, 7.0, 0.0, 1.0];
+        let d =
+            Dataset::from_features("x", Samples::F32(values), vec![1, 0, 2], [2, 1, 1], 3).unwrap();
+        assert_eq!(d.features(&[2, 0], &Normalization::UnitInterval), vec![0.0, 1.0, 0.5, -2.0]);
+        assert_eq!(d.subset(&[1]).samples, Samples::F32(vec![3.25, 7.0]));
+        assert_eq!(d.one_hot(&[0]), vec![0.0, 1.0, 0.0]);
+        let bad = |samples, labels: Vec<u8>| {
+            Dataset::from_features("x", samples, labels, [2, 1, 1], 3).unwrap_err().to_string()
+        };
+        let e = bad(Samples::F64(vec![0.0, 1.0, f64::NAN, 0.0]), vec![0, 0]);
+        assert!(e.contains("sample 1") && e.contains("NaN"), "{e}");
+        let e = bad(Samples::F64(vec![0.0; 4]), vec![0, 3]);
+        assert!(e.contains("label 3 of sample 1"), "{e}");
+        let e = bad(Samples::F64(vec![0.0; 5]), vec![0, 1]);
+        assert!(e.contains("need 4 values") && e.contains("got 5"), "{e}");
     }
 
     #[test]

@@ -95,15 +95,8 @@ pub fn read_digits_csv(text: &str, path: &Path) -> Result<Dataset, DataError> {
     if labels.is_empty() {
         return Err(DataError::format(path, "no samples"));
     }
-    Ok(Dataset {
-        name: "digits".into(),
-        pixels,
-        labels,
-        shape: [1, 8, 8],
-        num_classes: 10,
-        max_pixel: 16,
-        class_names: (0..10).map(|d| d.to_string()).collect(),
-    })
+    let class_names = (0..10).map(|d| d.to_string()).collect();
+    Ok(Dataset::from_pixels("digits", pixels, 16, labels, [1, 8, 8], class_names))
 }
 
 #[cfg(test)]
@@ -114,12 +107,12 @@ mod tests {
     fn bundled_digits_have_the_documented_size_and_balance() {
         let d = digits_bundled();
         assert_eq!(d.len(), 1797);
-        assert_eq!(d.pixels.len(), 1797 * 64);
+        assert_eq!(d.pixels().unwrap().len(), 1797 * 64);
         let mut counts = [0usize; 10];
         d.labels.iter().for_each(|&l| counts[l as usize] += 1);
         assert!(counts.iter().all(|&c| (174..=183).contains(&c)), "{counts:?}");
         // First row of the file: 0,0,5,13,9,1,0,0,... label 0.
-        assert_eq!(&d.pixels[..8], &[0, 0, 5, 13, 9, 1, 0, 0]);
+        assert_eq!(&d.pixels().unwrap()[..8], &[0, 0, 5, 13, 9, 1, 0, 0]);
         assert_eq!(d.labels[0], 0);
     }
 

@@ -199,15 +199,8 @@ pub fn read_mnist_like(dir: &Path, name: &str, split: Split) -> Result<Dataset, 
         return Err(DataError::format(images_path, "no images"));
     }
     check_labels(&labels, 10, labels_path)?;
-    Ok(Dataset {
-        name: name.to_string(),
-        pixels: images.pixels,
-        labels,
-        shape: [1, images.rows, images.cols],
-        num_classes: 10,
-        max_pixel: 255,
-        class_names,
-    })
+    let shape = [1, images.rows, images.cols];
+    Ok(Dataset::from_pixels(name, images.pixels, 255, labels, shape, class_names))
 }
 
 /// Checks that every label is below `classes`, naming the first offender.

@@ -20,7 +20,7 @@ pub use cifar::{
     parse_cifar10, parse_cifar100, read_cifar10, read_cifar100, CIFAR100_CLASSES, CIFAR10_CLASSES,
     CIFAR_IMAGE_BYTES,
 };
-pub use dataset::{BatchOrder, Dataset, Normalization};
+pub use dataset::{BatchOrder, Dataset, Normalization, Samples};
 pub use digits::{digits_bundled, read_digits, read_digits_csv, DIGITS_GZ};
 pub use error::DataError;
 pub use idx::{

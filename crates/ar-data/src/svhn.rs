@@ -112,15 +112,8 @@ pub fn svhn_from_mat(mat: &MatFile, path: &Path) -> Result<Dataset, DataError> {
             }
         }
     }
-    Ok(Dataset {
-        name: "svhn".into(),
-        pixels,
-        labels,
-        shape: [CHANNELS, SIDE, SIDE],
-        num_classes: 10,
-        max_pixel: 255,
-        class_names: (0..10).map(|d| d.to_string()).collect(),
-    })
+    let class_names = (0..10).map(|d| d.to_string()).collect();
+    Ok(Dataset::from_pixels("svhn", pixels, 255, labels, [CHANNELS, SIDE, SIDE], class_names))
 }
 
 /// Parses an SVHN MAT-file held in memory; `path` only names the source in errors.

@@ -6,7 +6,8 @@ use crate::TrainError;
 use ar_backend::{Activation, Backend, Precision};
 use ar_core::{
     Algorithm, ConvUpdate, CoreError, FPrime, Feedback, FprimeUse, Init, InitialState,
-    LayerChoices, Loss, Method, Optimizer, OptimizerKind, Relaxation, Schedule, Solver, Variant,
+    LayerChoices, Loss, Method, Network, Optimizer, OptimizerKind, Relaxation, Schedule, Solver,
+    Trainer, Variant,
 };
 use ar_data::{Dataset, Normalization};
 use ar_models::ModelSpec;
@@ -335,6 +336,50 @@ impl TrainConfig {
         }
     }
 
+    /// The model for inputs of `input_shape` in `classes` classes ([`TrainConfig::model_for`])
+    /// and its network on `be`, with this config's initialisation and seed; a model whose
+    /// output is not one value per class is refused.
+    pub fn network<B: Backend>(
+        &self,
+        input_shape: &[usize],
+        classes: usize,
+        be: B,
+    ) -> Result<(ModelSpec, Network<B>), TrainError> {
+        let spec = self.model_for(input_shape, classes)?;
+        let net = spec.build(be, self.init()?, self.seed)?;
+        let outputs = net.output_width();
+        if outputs != classes {
+            return Err(bad(
+                "model",
+                format!(
+                    "{spec} outputs {outputs} values per sample, but the data have {classes} \
+                     classes (end the model with fc{classes})"
+                ),
+            ));
+        }
+        Ok((spec, net))
+    }
+
+    /// The trainer of algorithm `name` for `net`, a network just built from this config's
+    /// model and seed, made ready for it as a run does: backward weights drawn where the
+    /// algorithm needs them, convolution biases zeroed under `no-conv-bias`.
+    pub fn trainer<B: Backend>(
+        &self,
+        name: AlgorithmName,
+        net: &mut Network<B>,
+    ) -> Result<Trainer<B>, TrainError> {
+        let algorithm = self.algorithm(name);
+        if algorithm.needs_feedback_weights() {
+            net.init_feedback(self.init()?, self.seed, &algorithm);
+        }
+        if self.no_conv_bias {
+            net.zero_conv_biases();
+        }
+        Trainer::new(algorithm, self.loss, self.optimizer(), net)
+            .and_then(|t| t.with_conv_update(self.conv_update()))
+            .map_err(|e| bad("algorithms", format!("{name}: {e}")))
+    }
+
     /// How the convolutional layers are updated.
     pub fn conv_update(&self) -> ConvUpdate {
         ConvUpdate {
@@ -368,6 +413,7 @@ impl TrainConfig {
 
     /// Checks every setting that can be checked without data; errors name the key.
     pub fn validate(&self) -> Result<(), TrainError> {
+        self.validate_settings()?;
         if !ar_data::NAMES.contains(&self.dataset.as_str()) {
             return Err(bad(
                 "dataset",
@@ -378,6 +424,11 @@ impl TrainConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// [`TrainConfig::validate`] without the data set's name, for data held in memory.
+    pub fn validate_settings(&self) -> Result<(), TrainError> {
         if self.epochs() == 0 {
             return Err(bad("epochs", "must be at least 1"));
         }
@@ -456,7 +507,16 @@ impl TrainConfig {
     /// The model for `data`, with this config's activations applied to MLPs; a hidden
     /// activation given for any other model is refused (it would be recorded and ignored).
     pub fn model(&self, data: &Dataset) -> Result<ModelSpec, TrainError> {
-        let spec = ModelSpec::preset(&self.model, &data.shape, data.num_classes)?;
+        self.model_for(&data.shape, data.num_classes)
+    }
+
+    /// [`TrainConfig::model`] for inputs of `input_shape` in `classes` classes.
+    pub fn model_for(
+        &self,
+        input_shape: &[usize],
+        classes: usize,
+    ) -> Result<ModelSpec, TrainError> {
+        let spec = ModelSpec::preset(&self.model, input_shape, classes)?;
         if let (Some(a), false) = (self.hidden_activation, spec.takes_activations()) {
             return Err(TrainError::Config {
                 key: "hidden-activation".into(),

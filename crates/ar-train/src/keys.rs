@@ -256,6 +256,21 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// This configuration with the keys of `table` (from a program, such as keyword arguments
+    /// in Python) replacing its own; an unknown key or a value of the wrong type is a
+    /// [`TrainError::Config`] naming the key.
+    pub fn with_keys(&self, table: toml::Table) -> Result<Self, TrainError> {
+        if let Some(unknown) = table.keys().find(|k| !KEYS.iter().any(|key| key.name == *k)) {
+            return Err(TrainError::Config {
+                key: unknown.clone(),
+                message: "is not a key (the keys are the long flags of `cargo xtask train`, \
+                          such as lr or epochs)"
+                    .into(),
+            });
+        }
+        self.with(table).map_err(|(key, message)| TrainError::Config { key, message })
+    }
+
     /// A key's value in this configuration as the command line writes it (`None` when unset, or
     /// a switch that is off).
     pub fn text_of(&self, key: &str) -> Option<String> {

@@ -190,7 +190,38 @@ impl<B: Backend> Session<B> {
                 dir.display()
             )));
         }
-        Self::open(dir, config, backend, false)
+        Self::open(dir, config, None, backend, false)
+    }
+
+    /// [`Session::create`] on data held in memory (such as arrays from Python) instead of the
+    /// data set the config names; the config's `dataset` key then only labels the run.
+    pub fn create_with_data(
+        dir: impl AsRef<Path>,
+        config: TrainConfig,
+        data: Data,
+        backend: B,
+    ) -> Result<Self, TrainError> {
+        let dir = dir.as_ref();
+        if dir.join("config.toml").exists() {
+            return Err(TrainError::RunDir(format!(
+                "{} already holds a run: resume it, or choose another directory",
+                dir.display()
+            )));
+        }
+        Self::open(dir, config, Some(data), backend, false)
+    }
+
+    /// [`Session::resume_with`] for a run on data held in memory: `data` must be the data the
+    /// run started with.
+    pub fn resume_with_data(
+        dir: impl AsRef<Path>,
+        config: TrainConfig,
+        data: Data,
+        backend: B,
+    ) -> Result<Self, TrainError> {
+        let dir = dir.as_ref();
+        Self::config_file(dir)?;
+        Self::open(dir, config, Some(data), backend, true)
     }
 
     /// Continues the run in `dir` with the config it was started with.
@@ -213,7 +244,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<Self, TrainError> {
         let dir = dir.as_ref();
         Self::config_file(dir)?;
-        Self::open(dir, config, backend, true)
+        Self::open(dir, config, None, backend, true)
     }
 
     fn config_file(dir: &Path) -> Result<PathBuf, TrainError> {
@@ -229,23 +260,25 @@ impl<B: Backend> Session<B> {
 
     /// Reads the data and checks the model before touching the directory, then locks it and
     /// sets up (or restores) every trainee.
-    fn open(path: &Path, config: TrainConfig, be: B, resuming: bool) -> Result<Self, TrainError> {
-        config.validate()?;
-        let data = config.load_data()?;
-        let spec = config.model(&data.train)?;
-        let init = config.init()?;
-        // The model's output against the data's classes (a layer spec may end in anything).
-        let outputs = spec.build(be.clone(), init, config.seed)?.output_width();
-        if outputs != data.train.num_classes {
-            return Err(TrainError::Config {
-                key: "model".into(),
-                message: format!(
-                    "{spec} outputs {outputs} values per sample, but {} has {} classes (end the \
-                     model with fc{})",
-                    config.dataset, data.train.num_classes, data.train.num_classes
-                ),
-            });
-        }
+    fn open(
+        path: &Path,
+        config: TrainConfig,
+        data: Option<Data>,
+        be: B,
+        resuming: bool,
+    ) -> Result<Self, TrainError> {
+        let data = match data {
+            Some(data) => {
+                config.validate_settings()?;
+                data
+            }
+            None => {
+                config.validate()?;
+                config.load_data()?
+            }
+        };
+        let (spec, first) =
+            config.network(&data.train.shape, data.train.num_classes, be.clone())?;
         let dir = RunDir::open(path)?;
         let batches = data.train.len().div_ceil(config.batch_size);
         let mut trainees = Vec::new();
@@ -253,19 +286,8 @@ impl<B: Backend> Session<B> {
             let algorithm = config.algorithm(name);
             let label = algorithm.to_string();
             let checkpoint = dir.checkpoint(&label);
-            let mut net = spec.build(be.clone(), init, config.seed)?;
-            if algorithm.needs_feedback_weights() {
-                net.init_feedback(init, config.seed, &algorithm);
-            }
-            if config.no_conv_bias {
-                net.zero_conv_biases();
-            }
-            let mut trainer = Trainer::new(algorithm, config.loss, config.optimizer(), &net)
-                .and_then(|t| t.with_conv_update(config.conv_update()))
-                .map_err(|e| TrainError::Config {
-                    key: "algorithms".into(),
-                    message: format!("{name}: {e}"),
-                })?;
+            let mut net = first.clone();
+            let mut trainer = config.trainer(name, &mut net)?;
             let mut state = TrainingState { epochs_done: 0, batches_done: 0 };
             let mut partial = Partial::default();
             if resuming && checkpoint.exists() {
@@ -440,123 +462,134 @@ impl<B: Backend> Session<B> {
     /// Trains until every algorithm has done every epoch, the stop flag is raised, or a loss
     /// diverges; reports progress to `observer`.
     pub fn run(&mut self, observer: &mut impl Observer) -> Result<Outcome, TrainError> {
+        while !self.is_finished() {
+            if let Some(outcome) = self.run_epoch(observer)? {
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::Finished)
+    }
+
+    /// Trains the next epoch (every algorithm that has not finished it, from where it stands),
+    /// evaluates, writes checkpoints, metrics and plots. `None` when the epoch finished (or
+    /// every epoch already had); `Some` when the stop flag was raised or a loss diverged.
+    /// [`Session::run`] is this in a loop; a caller may drive it epoch by epoch instead.
+    pub fn run_epoch(
+        &mut self,
+        observer: &mut impl Observer,
+    ) -> Result<Option<Outcome>, TrainError> {
         let epochs = self.config.epochs();
         let batch_size = self.config.batch_size;
         let train = &self.data.train;
         let norm = &self.data.normalization;
         let probe_batch: Vec<usize> = (0..batch_size.min(train.len())).collect();
         let batches = train.len().div_ceil(batch_size);
-        let first_epoch = self.trainees.iter().map(|t| t.state.epochs_done).min().unwrap_or(epochs);
-        for epoch in first_epoch..epochs {
-            if self.stop.load(Ordering::SeqCst) {
-                return Ok(Outcome::Stopped);
+        let epoch = self.trainees.iter().map(|t| t.state.epochs_done).min().unwrap_or(epochs);
+        if epoch >= epochs {
+            return Ok(None);
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(Some(Outcome::Stopped));
+        }
+        let order = BatchOrder::shuffled(train.len(), batch_size, self.config.seed, epoch as u64);
+        for t in &mut self.trainees {
+            if t.state.epochs_done > epoch {
+                continue;
             }
-            let order =
-                BatchOrder::shuffled(train.len(), batch_size, self.config.seed, epoch as u64);
-            for t in &mut self.trainees {
-                if t.state.epochs_done > epoch {
-                    continue;
-                }
-                let label = t.label.as_str();
-                observer.event(Event::EpochStarted {
-                    label,
-                    epoch: epoch + 1,
-                    batches,
-                    done: t.state.batches_done,
-                });
-                let start = Instant::now();
-                let (mut samples, mut stopped) = (0usize, false);
-                for (bi, batch) in order.batches().enumerate().skip(t.state.batches_done) {
-                    let (x, y) = upload(&t.net, train, batch, norm)?;
-                    let outcome = t.trainer.step(&mut t.net, &x, &y);
-                    let step = (epoch * batches + bi + 1) as u64;
-                    if !outcome.loss.is_finite() {
-                        t.seconds += start.elapsed().as_secs_f64();
-                        return Ok(Outcome::Diverged {
-                            label: t.label.clone(),
-                            epoch: epoch + 1,
-                            batch: bi + 1,
-                            step,
-                            loss: outcome.loss,
-                            checkpoint: t.checkpoint.exists().then(|| t.checkpoint.clone()),
-                        });
-                    }
-                    t.partial.loss_sum += outcome.loss * batch.len() as f64;
-                    t.partial.correct += outcome.correct;
-                    t.partial.seen += batch.len();
-                    t.state.batches_done = bi + 1;
-                    t.steps_run += 1;
-                    samples += batch.len();
-                    if self.config.probe_every > 0
-                        && step.is_multiple_of(self.config.probe_every as u64)
-                    {
-                        let (px, py) = upload(&t.net, train, &probe_batch, norm)?;
-                        let algorithm = *t.trainer.algorithm();
-                        for probe in probe(&t.net, &algorithm, t.trainer.loss(), &px, &py) {
-                            let row = ProbeRow {
-                                algorithm: t.label.clone(),
-                                step,
-                                epoch: epoch + 1,
-                                probe,
-                            };
-                            self.dir.append("probes", &PROBES_COLUMNS, &row)?;
-                        }
-                    }
-                    let seen = t.partial.seen.max(1) as f64;
-                    observer.event(Event::Batch {
-                        label: &t.label,
+            let label = t.label.as_str();
+            observer.event(Event::EpochStarted {
+                label,
+                epoch: epoch + 1,
+                batches,
+                done: t.state.batches_done,
+            });
+            let start = Instant::now();
+            let (mut samples, mut stopped) = (0usize, false);
+            for (bi, batch) in order.batches().enumerate().skip(t.state.batches_done) {
+                let (x, y) = upload(&t.net, train, batch, norm)?;
+                let outcome = t.trainer.step(&mut t.net, &x, &y);
+                let step = (epoch * batches + bi + 1) as u64;
+                if !outcome.loss.is_finite() {
+                    t.seconds += start.elapsed().as_secs_f64();
+                    return Ok(Some(Outcome::Diverged {
+                        label: t.label.clone(),
                         epoch: epoch + 1,
                         batch: bi + 1,
                         step,
-                        loss: t.partial.loss_sum / seen,
-                        accuracy: t.partial.correct as f64 / seen,
-                        samples_per_second: samples as f64
-                            / start.elapsed().as_secs_f64().max(1e-9),
-                    });
-                    if self.stop.load(Ordering::SeqCst) {
-                        stopped = true;
-                        break;
+                        loss: outcome.loss,
+                        checkpoint: t.checkpoint.exists().then(|| t.checkpoint.clone()),
+                    }));
+                }
+                t.partial.loss_sum += outcome.loss * batch.len() as f64;
+                t.partial.correct += outcome.correct;
+                t.partial.seen += batch.len();
+                t.state.batches_done = bi + 1;
+                t.steps_run += 1;
+                samples += batch.len();
+                if self.config.probe_every > 0
+                    && step.is_multiple_of(self.config.probe_every as u64)
+                {
+                    let (px, py) = upload(&t.net, train, &probe_batch, norm)?;
+                    let algorithm = *t.trainer.algorithm();
+                    for probe in probe(&t.net, &algorithm, t.trainer.loss(), &px, &py) {
+                        let row =
+                            ProbeRow { algorithm: t.label.clone(), step, epoch: epoch + 1, probe };
+                        self.dir.append("probes", &PROBES_COLUMNS, &row)?;
                     }
                 }
-                let seconds = start.elapsed().as_secs_f64();
-                t.seconds += seconds;
-                // An epoch's time counts every stretch of it, across stops and resumes.
-                t.partial.seconds += seconds;
-                if stopped {
+                let seen = t.partial.seen.max(1) as f64;
+                observer.event(Event::Batch {
+                    label: &t.label,
+                    epoch: epoch + 1,
+                    batch: bi + 1,
+                    step,
+                    loss: t.partial.loss_sum / seen,
+                    accuracy: t.partial.correct as f64 / seen,
+                    samples_per_second: samples as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                });
+                if self.stop.load(Ordering::SeqCst) {
+                    stopped = true;
                     break;
                 }
-                let seconds = t.partial.seconds;
-                let (test_loss, test_accuracy) =
-                    evaluate(&t.net, &self.data.test, norm, t.trainer.loss())?;
-                let seen = t.partial.seen.max(1) as f64;
-                let m = EpochMetrics {
-                    algorithm: t.label.clone(),
-                    epoch: epoch + 1,
-                    train_loss: t.partial.loss_sum / seen,
-                    train_accuracy: t.partial.correct as f64 / seen,
-                    test_loss,
-                    test_accuracy,
-                    seconds,
-                    samples_per_second: t.partial.seen as f64 / seconds.max(1e-9),
-                };
-                t.state = TrainingState { epochs_done: epoch + 1, batches_done: 0 };
-                t.partial = Partial::default();
-                save(t, &self.config)?;
-                self.dir.append("metrics", &METRICS_COLUMNS, &m)?;
-                observer.event(Event::EpochFinished(&m));
-                t.history.push(m);
             }
-            if self.stop.load(Ordering::SeqCst) {
-                // Trainees at an epoch boundary were saved when they finished it.
-                for t in self.trainees.iter().filter(|t| t.state.batches_done > 0) {
-                    save(t, &self.config)?;
-                }
-                return Ok(Outcome::Stopped);
+            let seconds = start.elapsed().as_secs_f64();
+            t.seconds += seconds;
+            // An epoch's time counts every stretch of it, across stops and resumes.
+            t.partial.seconds += seconds;
+            if stopped {
+                break;
             }
-            self.dir.write_plots()?;
-            observer.event(Event::EpochsDone { epoch: epoch + 1 });
+            let seconds = t.partial.seconds;
+            let (test_loss, test_accuracy) =
+                evaluate(&t.net, &self.data.test, norm, t.trainer.loss())?;
+            let seen = t.partial.seen.max(1) as f64;
+            let m = EpochMetrics {
+                algorithm: t.label.clone(),
+                epoch: epoch + 1,
+                train_loss: t.partial.loss_sum / seen,
+                train_accuracy: t.partial.correct as f64 / seen,
+                test_loss,
+                test_accuracy,
+                seconds,
+                samples_per_second: t.partial.seen as f64 / seconds.max(1e-9),
+            };
+            t.state = TrainingState { epochs_done: epoch + 1, batches_done: 0 };
+            t.partial = Partial::default();
+            save(t, &self.config)?;
+            self.dir.append("metrics", &METRICS_COLUMNS, &m)?;
+            observer.event(Event::EpochFinished(&m));
+            t.history.push(m);
         }
-        Ok(Outcome::Finished)
+        if self.stop.load(Ordering::SeqCst) {
+            // Trainees at an epoch boundary were saved when they finished it.
+            for t in self.trainees.iter().filter(|t| t.state.batches_done > 0) {
+                save(t, &self.config)?;
+            }
+            return Ok(Some(Outcome::Stopped));
+        }
+        self.dir.write_plots()?;
+        observer.event(Event::EpochsDone { epoch: epoch + 1 });
+        Ok(None)
     }
 }
 
