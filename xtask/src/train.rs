@@ -251,6 +251,7 @@ impl Observer for Bars {
                 ));
             }
             Event::EpochsDone { .. } => println!("{}", std::mem::take(&mut self.line)),
+            Event::Probed { .. } => {}
         }
     }
 }

@@ -570,7 +570,8 @@ impl<B: Backend> Network<B> {
         Ok(self.backend.from_host(targets, &[batch, n]))
     }
 
-    /// Every layer's sizes and parameters, downloaded to the host.
+    /// Every layer's sizes, forward weights and biases, downloaded to the host (backward
+    /// weights are not included: [`Network::parameters`] has every tensor).
     pub fn to_host(&self) -> Vec<HostLayer> {
         let be = self.backend();
         self.layers

@@ -317,8 +317,9 @@ pub struct BatchOrder {
 }
 
 impl BatchOrder {
-    /// A shuffled order of `0..len` for epoch `epoch` of a run seeded with `seed`, in batches of
-    /// `batch_size` (the last batch may be smaller). Panics if `batch_size` is zero.
+    /// A shuffled order of `0..len` for epoch `epoch` (counted from 0: a run's metrics call it
+    /// epoch `epoch + 1`) of a run seeded with `seed`, in batches of `batch_size` (the last
+    /// batch may be smaller). Panics if `batch_size` is zero.
     pub fn shuffled(len: usize, batch_size: usize, seed: u64, epoch: u64) -> Self {
         assert!(batch_size > 0, "batch size must be positive");
         let mut order: Vec<usize> = (0..len).collect();

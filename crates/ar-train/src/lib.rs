@@ -9,18 +9,34 @@
 //! ([`Session::stop_flag`]) ends a run cleanly. Nothing here prints, parses command lines or
 //! handles signals.
 //!
-//! ```no_run
-//! use ar_train::{Session, Silent, TrainConfig};
+//! ```
+//! use ar_train::{Event, Session, TrainConfig};
 //! # fn main() -> Result<(), ar_train::TrainError> {
+//! let dir = std::env::temp_dir().join(format!("ar-train-doc-{}", std::process::id()));
+//! # std::fs::remove_dir_all(&dir).ok();
 //! let backend = ar_ndarray::NdArray::<f32>::new();
-//! let config = TrainConfig { epochs: Some(5), ..TrainConfig::default() };
-//! let mut session = Session::create("runs/digits", config, backend)?;
-//! session.run(&mut Silent)?;
+//! let config = TrainConfig { epochs: Some(2), probe_every: 20, ..TrainConfig::default() };
+//! let mut session = Session::create(&dir, config, backend)?;
+//! let mut angles = Vec::new();
+//! session.run(&mut |e: Event<'_>| {
+//!     if let Event::Probed { label: "ar", probes, .. } = e {
+//!         angles.push(probes[0].angle_deg); // layer 1's angle to the exact gradient
+//!     }
+//! })?;
 //! for t in session.trainees() {
 //!     println!("{}: {:.2}%", t.label, 100.0 * t.history.last().unwrap().test_accuracy);
 //! }
+//! assert!(!angles.is_empty() && angles.iter().all(|a| *a < 5.0));
+//! session.set_epochs(3)?; // one more epoch, as a resume with a larger --epochs would
+//! session.run(&mut |_: Event<'_>| {})?;
+//! assert_eq!(session.trainees()[0].history.len(), 3);
+//! # drop(session);
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }
 //! ```
+//!
+//! The types a config's fields use are re-exported here ([`Precision`], [`Feedback`],
+//! [`Schedule`], ...), so a crate user needs no other crate of the workspace to write one.
 
 mod config;
 mod error;
@@ -33,6 +49,8 @@ mod session;
 pub mod slurm;
 pub mod sweep;
 
+pub use ar_backend::{Activation, Precision};
+pub use ar_core::{Feedback, FprimeUse, InitialState, Loss, Schedule, Solver};
 pub use config::{
     read_config_text, toml_error, AlgorithmName, Data, Fderiv, InitName, OptimizerName, TrainConfig,
 };
@@ -44,7 +62,7 @@ pub use rundir::{checkpoint_path, timestamped_dir, RunDir, METRICS_COLUMNS, PROB
 pub use session::{EpochMetrics, Event, Observer, Outcome, Session, Silent, Trainee};
 
 use ar_backend::Backend;
-use ar_core::{Loss, Network};
+use ar_core::Network;
 use ar_data::{BatchOrder, Dataset, Normalization};
 
 /// The inputs and one-hot targets of the samples `batch` of `data`, uploaded for `net`.

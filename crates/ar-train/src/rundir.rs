@@ -102,6 +102,13 @@ impl RunDir {
                 let mut pid = String::new();
                 lock.read_to_string(&mut pid).ok();
                 let pid = pid.trim();
+                if pid == std::process::id().to_string() {
+                    return Err(TrainError::RunDir(format!(
+                        "{} is in use by a session of this same process: drop that session \
+                         (which releases the directory) before opening it again",
+                        path.display()
+                    )));
+                }
                 return Err(TrainError::Locked {
                     dir: path.to_path_buf(),
                     pid: if pid.is_empty() { "unknown".into() } else { pid.into() },

@@ -2,7 +2,7 @@
 //! and batch order, epoch by epoch, with evaluation, gradient probes, a divergence stop,
 //! checkpoints after every epoch and on request, and exact resume (mid-epoch included).
 
-use crate::probe::{probe, ProbeRow};
+use crate::probe::{probe, LayerProbe, ProbeRow};
 use crate::rundir::{RunDir, METRICS_COLUMNS, PROBES_COLUMNS};
 use crate::{evaluate, upload, Data, TrainConfig, TrainError};
 use ar_backend::Backend;
@@ -106,6 +106,15 @@ pub enum Event<'a> {
         accuracy: f64,
         /// Samples per second since the epoch (or the resume) began.
         samples_per_second: f64,
+    },
+    /// The gradient-alignment probes of one step were measured (and appended to `probes.*`).
+    Probed {
+        /// The algorithm's label.
+        label: &'a str,
+        /// The training step.
+        step: u64,
+        /// One measurement per weighted layer.
+        probes: &'a [LayerProbe],
     },
     /// An algorithm finished an epoch and was evaluated; its checkpoint is written.
     EpochFinished(&'a EpochMetrics),
@@ -267,6 +276,19 @@ impl<B: Backend> Session<B> {
         be: B,
         resuming: bool,
     ) -> Result<Self, TrainError> {
+        if config.precision != be.precision() {
+            return Err(TrainError::Config {
+                key: "precision".into(),
+                message: format!(
+                    "{}: the config says {} but the backend handed to the session, {}, computes \
+                     in {} (the run would record one precision and train in the other)",
+                    config.precision,
+                    config.precision,
+                    be.name(),
+                    be.precision()
+                ),
+            });
+        }
         let data = match data {
             Some(data) => {
                 config.validate_settings()?;
@@ -444,7 +466,9 @@ impl<B: Backend> Session<B> {
     }
 
     /// The flag that stops [`Session::run`] after the step under way (checkpoints are written
-    /// first). Raise it from a signal handler, another thread or an observer.
+    /// first). Raise it from a signal handler, another thread or an observer. It stays raised
+    /// after `run` returns [`Outcome::Stopped`] (one flag may stop several sessions): lower it
+    /// (`store(false)`) before running the same session again.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
     }
@@ -452,6 +476,22 @@ impl<B: Backend> Session<B> {
     /// Makes `flag` this session's stop flag (one flag can stop every session of a sweep).
     pub fn share_stop_flag(&mut self, flag: Arc<AtomicBool>) {
         self.stop = flag;
+    }
+
+    /// Raises (or lowers, down to the epochs already done) the number of epochs to train, as
+    /// resuming with a larger `epochs` would; the run's `config.toml` is rewritten.
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<(), TrainError> {
+        let done = self.trainees.iter().map(|t| t.state.epochs_done).max().unwrap_or(0);
+        if epochs == 0 || epochs < done {
+            return Err(TrainError::Config {
+                key: "epochs".into(),
+                message: format!("{epochs}: must be at least 1 and at least the {done} done"),
+            });
+        }
+        self.config.epochs = Some(epochs);
+        let file = self.dir.path().join("config.toml");
+        ar_models::write_atomically(&file, self.config.to_toml().as_bytes())?;
+        Ok(())
     }
 
     /// Whether every algorithm has trained every epoch.
@@ -531,11 +571,13 @@ impl<B: Backend> Session<B> {
                 {
                     let (px, py) = upload(&t.net, train, &probe_batch, norm)?;
                     let algorithm = *t.trainer.algorithm();
-                    for probe in probe(&t.net, &algorithm, t.trainer.loss(), &px, &py) {
+                    let probes = probe(&t.net, &algorithm, t.trainer.loss(), &px, &py);
+                    for &probe in &probes {
                         let row =
                             ProbeRow { algorithm: t.label.clone(), step, epoch: epoch + 1, probe };
                         self.dir.append("probes", &PROBES_COLUMNS, &row)?;
                     }
+                    observer.event(Event::Probed { label: &t.label, step, probes: &probes });
                 }
                 let seen = t.partial.seen.max(1) as f64;
                 observer.event(Event::Batch {

@@ -16,6 +16,7 @@ use ar_train::{AlgorithmName, Fderiv, Session, Silent, TrainConfig};
 fn digest(config: TrainConfig, name: &str) -> u64 {
     let dir = std::env::temp_dir().join(format!("ar-train-pin-{name}-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
+    let config = TrainConfig { precision: ar_train::Precision::F64, ..config };
     let mut s = Session::create(&dir, config, NdArray::<f64>::new()).unwrap();
     s.run(&mut Silent).unwrap();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

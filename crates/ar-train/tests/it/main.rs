@@ -80,10 +80,20 @@ fn table(dir: &Path, stem: &str) -> Vec<serde_json::Value> {
 
 fn stop_mid_epoch_and_resume<B: Backend>(be: B, name: &str) {
     let (full_dir, cut_dir) = (scratch(&format!("{name}-full")), scratch(&format!("{name}-cut")));
-    let mut full = Session::create(&full_dir, config(), be.clone()).unwrap();
+    let mut full = Session::create(
+        &full_dir,
+        TrainConfig { precision: be.precision(), ..config() },
+        be.clone(),
+    )
+    .unwrap();
     assert_eq!(full.run(&mut Silent).unwrap(), Outcome::Finished);
 
-    let mut cut = Session::create(&cut_dir, config(), be.clone()).unwrap();
+    let mut cut = Session::create(
+        &cut_dir,
+        TrainConfig { precision: be.precision(), ..config() },
+        be.clone(),
+    )
+    .unwrap();
     let stop = cut.stop_flag();
     let mut observer = |e: Event<'_>| {
         if let Event::Batch { epoch: 2, batch: 3, .. } = e {
@@ -181,10 +191,10 @@ fn a_run_directory_is_locked_while_a_session_holds_it() {
     let dir = scratch("lock");
     let tiny = TrainConfig { epochs: Some(1), ..TrainConfig::default() };
     let first = Session::create(&dir, tiny.clone(), NdArray::<f32>::new()).unwrap();
+    // Held by this very process: the refusal says to drop the live session.
     match Session::resume(&dir, NdArray::<f32>::new()) {
-        Err(TrainError::Locked { dir: d, pid }) => {
-            assert_eq!(d, dir);
-            assert_eq!(pid, std::process::id().to_string());
+        Err(e @ TrainError::RunDir(_)) => {
+            assert!(e.to_string().contains("this same process: drop that session"), "{e}")
         }
         other => panic!("expected the lock to refuse a second session: {other:?}"),
     }
@@ -192,6 +202,17 @@ fn a_run_directory_is_locked_while_a_session_holds_it() {
     assert!(e.is_usage() && e.to_string().contains("already holds a run"), "{e}");
     drop(first);
     Session::resume(&dir, NdArray::<f32>::new()).expect("the lock is free once the holder is gone");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_config_whose_precision_is_not_the_backends_is_refused() {
+    let dir = scratch("precision");
+    let f64_config = TrainConfig { precision: ar_train::Precision::F64, ..TrainConfig::default() };
+    let e = Session::create(&dir, f64_config, NdArray::<f32>::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(e.is_usage() && text.starts_with("precision f64") && text.contains("f32"), "{e}");
+    assert!(!dir.join("config.toml").exists(), "nothing is written");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -245,7 +266,12 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     let configs = root.join("configs");
     std::fs::create_dir_all(&configs).unwrap();
     let write = |name: &str, algorithms: &[AlgorithmName]| {
-        let c = TrainConfig { algorithms: algorithms.to_vec(), probe_every: 5, ..config() };
+        let c = TrainConfig {
+            algorithms: algorithms.to_vec(),
+            probe_every: 5,
+            precision: ar_train::Precision::F64,
+            ..config()
+        };
         std::fs::write(configs.join(name), c.to_toml()).unwrap();
     };
     write("a-ar.toml", &[AlgorithmName::Ar]);
