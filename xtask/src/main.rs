@@ -6,6 +6,7 @@ mod bench;
 mod data;
 mod eval;
 mod report;
+mod signals;
 mod sweep;
 mod train;
 mod verify;

@@ -103,12 +103,11 @@ fn parse_seeds(s: &str) -> Result<Seeds, String> {
 /// array; or runs one task of such an array.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
     // Ctrl-C, and the SIGTERM a scheduler sends before requeueing or preempting a task.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let signals = crate::signals::stop_on_signals(&stop);
     if let (Some(manifest), Some(task)) = (&args.slurm.manifest, args.slurm.task) {
         let job = task_job(manifest, task).map_err(cli_error)?;
-        return run_jobs(&[job], 1, &stop);
+        return run_jobs(&[job], 1, &stop, &signals);
     }
     let backend = args.backend.map(|b| b.to_string());
     let sweep = plan(&args.inputs, &args.seeds.0, args.epochs, backend.as_deref(), &args.out)
@@ -145,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         println!("  estimate: {} in all (less for runs already under way)", duration(total));
     }
-    run_jobs(&sweep.jobs, args.jobs, &stop)
+    run_jobs(&sweep.jobs, args.jobs, &stop, &signals)
 }
 
 /// The backend a job's config names.
@@ -156,9 +155,14 @@ fn backend_of(job: &Job) -> anyhow::Result<BackendName> {
     })
 }
 
-/// Runs every job not done, `workers` at a time, one progress line each; exit status 130 when
-/// stopped.
-fn run_jobs(jobs: &[Job], workers: usize, stop: &Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+/// Runs every job not done, `workers` at a time, one progress line each; exit status 128 + the
+/// signal's number when stopped by one (130 for Ctrl-C, 143 for SIGTERM).
+fn run_jobs(
+    jobs: &[Job],
+    workers: usize,
+    stop: &Arc<AtomicBool>,
+    signals: &crate::signals::Stopper,
+) -> anyhow::Result<ExitCode> {
     let label = |i: usize| {
         format!("[{}/{}] {} seed {}", i + 1, jobs.len(), jobs[i].name, jobs[i].config.seed)
     };
@@ -211,7 +215,7 @@ fn run_jobs(jobs: &[Job], workers: usize, stop: &Arc<AtomicBool>) -> anyhow::Res
         return Err(e);
     }
     if stopped {
-        return Ok(ExitCode::from(130));
+        return Ok(ExitCode::from(signals.exit_code()));
     }
     println!("sweep: all {} jobs done", jobs.len());
     Ok(ExitCode::SUCCESS)

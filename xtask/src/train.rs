@@ -13,9 +13,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit status after a Ctrl-C that saved checkpoints (128 + SIGINT, as shells report).
-const INTERRUPTED: u8 = 130;
-
 /// Flags of `train` besides the configuration's keys, which [`with_key_flags`] adds from
 /// `ar_train::KEYS`; a config file may hold these too, except `config` and `resume`.
 #[derive(clap::Args, Debug)]
@@ -170,9 +167,7 @@ impl Job for Train {
         if !self.quiet {
             print!("{}", session.describe());
         }
-        let stop = session.stop_flag();
-        // A second Ctrl-C while saving would kill the process; that is the user's call.
-        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
+        let signals = crate::signals::stop_on_signals(&session.stop_flag());
         let width = session.trainees().iter().map(|t| t.label.len()).max().unwrap_or(2);
         let mut bars =
             Bars { quiet: self.quiet, bar: ProgressBar::hidden(), line: String::new(), width };
@@ -185,7 +180,7 @@ impl Job for Train {
                 eprintln!(
                     "interrupted: checkpoints saved in {dir}/checkpoints; continue with `cargo xtask train --resume {dir}`"
                 );
-                return Ok(ExitCode::from(INTERRUPTED));
+                return Ok(ExitCode::from(signals.exit_code()));
             }
             Outcome::Diverged { label, epoch, batch, step, loss, checkpoint } => {
                 let kept = match checkpoint {

@@ -249,6 +249,27 @@ fn resuming_at_an_epoch_boundary_ends_bit_identical() {
     std::fs::remove_dir_all(&split).ok();
 }
 
+/// SIGTERM (a scheduler's, before requeueing) stops a run as Ctrl-C does, with exit status 143
+/// (128 + 15, the shells' convention) and checkpoints to resume from.
+#[test]
+fn sigterm_stops_a_run_with_exit_status_143() {
+    let cut = run_dir("sigterm");
+    let mut b = RUN.to_vec();
+    b.extend(["--solver", "euler", "--steps", "300", "--epochs", "200"]);
+    b.extend(["--out", cut.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&b).spawn().unwrap();
+    let first = cut.join("checkpoints/fa.safetensors");
+    let start = std::time::Instant::now();
+    while !first.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "a run stopped by SIGTERM exits 143");
+    assert!(cut.join("checkpoints/ar_learned.safetensors").exists());
+    std::fs::remove_dir_all(&cut).ok();
+}
+
 /// Ctrl-C mid-run saves checkpoints wherever training stands (possibly mid-epoch); resuming
 /// ends bit-identical to an uninterrupted run.
 #[test]
