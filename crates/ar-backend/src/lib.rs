@@ -28,6 +28,20 @@ pub struct ConvGeometry {
     pub padding: usize,
 }
 
+impl std::fmt::Display for ConvGeometry {
+    /// `stride 2, padding 1`, as messages name it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stride {}, padding {}", self.stride, self.padding)
+    }
+}
+
+impl std::fmt::Display for PoolGeometry {
+    /// `2x2 windows every 2 pixels`, as messages name it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{k}x{k} windows every {} pixels", self.stride, k = self.kernel)
+    }
+}
+
 impl ConvGeometry {
     /// The output size along one axis of size `input` for a kernel of size `kernel`, or `None`
     /// when the kernel does not fit.

@@ -47,7 +47,7 @@ pub fn nchw(shape: &[usize], what: &str) -> [usize; 4] {
 /// The output sizes of pooling `[batch, c, h, w]`; panics with the geometry when it does not fit.
 pub fn output_dims(dims: [usize; 4], pool: PoolGeometry) -> [usize; 4] {
     let fit = |n: usize| {
-        pool.output_len(n).unwrap_or_else(|| panic!("pool: {pool:?} does not fit {dims:?}"))
+        pool.output_len(n).unwrap_or_else(|| panic!("pool: {pool} does not fit {dims:?}"))
     };
     [dims[0], dims[1], fit(dims[2]), fit(dims[3])]
 }

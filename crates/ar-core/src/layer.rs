@@ -195,7 +195,7 @@ impl<B: Backend> Layer<B> {
                 match (c.geometry.output_len(*h, k[2]), c.geometry.output_len(*w, k[3])) {
                     (Some(oh), Some(ow)) => Ok(vec![k[0], oh, ow]),
                     _ => bad(format!(
-                        "a {}x{} kernel with {:?} does not fit {h}x{w}",
+                        "a {}x{} kernel with {} does not fit {h}x{w}",
                         k[2], k[3], c.geometry
                     )),
                 }
@@ -208,7 +208,7 @@ impl<B: Backend> Layer<B> {
                 };
                 match (p.output_len(*h), p.output_len(*w)) {
                     (Some(oh), Some(ow)) => Ok(vec![*ch, oh, ow]),
-                    _ => bad(format!("a {p:?} pool does not fit {h}x{w}")),
+                    _ => bad(format!("pooling with {p} does not fit {h}x{w}")),
                 }
             }
             Layer::Flatten => Ok(vec![input.iter().product()]),

@@ -201,9 +201,13 @@ impl<B: Backend> Network<B> {
                     )));
                 }
             }
-            let shape = layer
-                .output_shape(&backend, node_shape(from[0]))
-                .map_err(|e| CoreError::Shape(format!("layer {k} ({}): {e}", layer.kind())))?;
+            let shape = layer.output_shape(&backend, node_shape(from[0])).map_err(|e| {
+                // The layer's own message, without a second "shape mismatch:" prefix.
+                let why = match e {
+                    CoreError::Shape(m) | CoreError::InvalidConfig(m) => m,
+                };
+                CoreError::Shape(format!("layer {k} ({}): {why}", layer.kind()))
+            })?;
             check_size(k, layer.kind(), "an output per sample", &shape, MAX_ACTIVITY)?;
             shapes.push(shape);
             for &j in from {

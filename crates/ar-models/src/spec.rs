@@ -370,9 +370,14 @@ impl ModelSpec {
             init,
             seed,
         )
-        .map_err(|e| ModelError::Mismatch {
-            model: excerpt(&self.name),
-            reason: format!("does not fit inputs of shape {:?}: {e}", self.input_shape),
+        .map_err(|e| {
+            let why = match e {
+                ar_core::CoreError::Shape(m) | ar_core::CoreError::InvalidConfig(m) => m,
+            };
+            ModelError::Mismatch {
+                model: excerpt(&self.name),
+                reason: format!("does not fit inputs of shape {:?}: {why}", self.input_shape),
+            }
         })?
         .with_names(self.names.clone())?;
         for &i in &self.zero_init {
@@ -595,6 +600,19 @@ mod tests {
             .build(NdArray::<f64>::new(), Init::papers(), 0)
             .unwrap_err();
         assert!(e.to_string().contains("does not fit"), "{e}");
+        // Geometry in words, not Rust debug text, and one "shape mismatch" at most.
+        for (spec, needle) in [
+            ("conv4x9,flatten,fc10", "a 9x9 kernel with stride 1, padding 0 does not fit 8x8"),
+            ("maxpool9,flatten,fc10", "pooling with 9x9 windows every 9 pixels does not fit 8x8"),
+        ] {
+            let e = ModelSpec::parse(spec, &[1, 8, 8])
+                .unwrap()
+                .build(NdArray::<f64>::new(), Init::papers(), 0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && !e.contains("Geometry {"), "{spec}: {e}");
+            assert!(e.matches("shape mismatch").count() <= 1, "{spec}: {e}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) fn dims4<F>(t: &ArrayViewD<'_, F>, what: &str) -> [usize; 4] {
 
 fn out_len(g: &ConvGeometry, input: usize, kernel: usize, what: &str) -> usize {
     g.output_len(input, kernel).unwrap_or_else(|| {
-        panic!("{what}: a kernel of {kernel} does not fit {input} pixels with {g:?}")
+        panic!("{what}: a kernel of {kernel} does not fit {input} pixels with {g}")
     })
 }
 

@@ -1,0 +1,39 @@
+//! The median time of one training step of the paper-1 MLP at batch 64 through the engine's
+//! `Learner`, the reference the Python binding's overhead is measured against
+//! (bench/python_overhead.py, docs/python.md).
+//!
+//! `cargo run --release -p ar-engine --example step_time -- [ar|bp] [STEPS]`
+
+use ar_engine::{Learner, Model};
+use ar_train::{AlgorithmName, TrainConfig};
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let algorithm: AlgorithmName = args.next().unwrap_or_else(|| "ar".into()).parse()?;
+    let steps: usize = args.next().map_or(Ok(300), |s| s.parse())?;
+    let config = TrainConfig { model: "paper1-mlp".into(), ..TrainConfig::default() };
+    let mut model = Model::new(&config, &[784], 10)?;
+    let mut learner = Learner::new(&mut model, &config, algorithm)?;
+    // Inputs in [0, 1) from a fixed sequence; the step's cost does not depend on the values.
+    let mut state = 1u64;
+    let x: Vec<f64> = (0..64 * 784)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect();
+    let labels: Vec<usize> = (0..64).map(|i| i % 10).collect();
+    for _ in 0..20 {
+        learner.step(&mut model, &x, &labels)?;
+    }
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        learner.step(&mut model, &x, &labels)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    println!("{algorithm} rust median_ms {:.4}", 1e3 * times[steps / 2]);
+    Ok(())
+}
