@@ -3,7 +3,7 @@
 //! and outputs for checking the checkpoint in another framework.
 
 use anyhow::{bail, Context};
-use ar_models::load_checkpoint;
+use ar_models::{load_checkpoint, load_checkpoint_allowing_legacy};
 use ar_ndarray::NdArray;
 use ar_train::{dump_predictions, evaluate};
 use std::path::PathBuf;
@@ -24,12 +24,20 @@ pub struct Args {
     /// How many test samples --dump writes.
     #[arg(long, default_value_t = 256)]
     dump_count: usize,
+    /// Also read a checkpoint of the earlier format, whose header carries no digest (its
+    /// config and training state cannot be verified; a warning says so).
+    #[arg(long)]
+    allow_legacy: bool,
 }
 
 /// Evaluates the checkpoint in f64 on the CPU.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let be = NdArray::<f64>::new();
-    let ckpt = load_checkpoint(&args.checkpoint, &be)?;
+    let ckpt = if args.allow_legacy {
+        load_checkpoint_allowing_legacy(&args.checkpoint, &be)?
+    } else {
+        load_checkpoint(&args.checkpoint, &be)?
+    };
     for w in &ckpt.warnings {
         eprintln!("warning: {w}");
     }

@@ -3,7 +3,10 @@
 //! `layers.2.branch.0.weight`), backward matrices as `layers.{i}.feedback` (`[in, out]`),
 //! optimiser state as `optimizer.layers.{i}.{param}.{first|second}`, and the model, training
 //! state and any caller metadata (such as the run's configuration) in the header, with a SHA-256
-//! checksum of every tensor's bytes so that a damaged file is refused rather than loaded.
+//! checksum of every tensor's bytes and one SHA-256 digest over the whole header and every
+//! tensor, so that a damaged or altered file (a changed seed, epoch count or tensor) is refused
+//! rather than loaded. Files of the earlier format, without the digest, load only when the
+//! caller asks for it ([`load_checkpoint_allowing_legacy`]).
 //! Written atomically: a temporary file, fsync, rename, fsync of the directory; a failed write
 //! leaves the earlier file and no temporary one.
 
@@ -18,7 +21,13 @@ use std::io::Write;
 use std::path::Path;
 
 /// The `format` value in every checkpoint's header.
-pub const FORMAT: &str = "ar-rs checkpoint 1";
+pub const FORMAT: &str = "ar-rs checkpoint 2";
+
+/// The format before the header digest: its metadata cannot be verified.
+const LEGACY_FORMAT: &str = "ar-rs checkpoint 1";
+
+/// The header key of the digest over the header and every tensor.
+const DIGEST: &str = "digest";
 
 /// Where training stands when a checkpoint is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +80,39 @@ const NAMES: &str = "names";
 const GRAPH: &str = "graph";
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over every header entry but the digest (sorted by key) and every tensor (sorted by
+/// name: its name, dtype, shape and bytes), each field length-prefixed so that no two files
+/// share an input.
+fn file_digest<'a>(
+    header: impl IntoIterator<Item = (&'a String, &'a String)>,
+    tensors: impl IntoIterator<Item = (String, Dtype, Vec<usize>, &'a [u8])>,
+) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let entries: BTreeMap<&String, &String> =
+        header.into_iter().filter(|(k, _)| k.as_str() != DIGEST).collect();
+    for (k, v) in entries {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    let mut tensors: Vec<_> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, dtype, shape, data) in tensors {
+        field(name.as_bytes());
+        field(format!("{dtype:?} {shape:?}").as_bytes());
+        field(data);
+    }
+    hex(&h.finalize())
 }
 
 fn err(path: &Path, message: impl Into<String>) -> ModelError {
@@ -139,6 +180,11 @@ pub fn save_checkpoint<B: Backend>(
         tensors.iter().map(|(n, _, bytes)| (n.as_str(), sha256_hex(bytes))).collect();
     header.insert(CHECKSUMS.into(), serde_json::to_string(&sums).expect("checksums serialise"));
     header.insert("optimizer_steps".into(), optimizer.steps().to_string());
+    let digest = file_digest(
+        &header,
+        tensors.iter().map(|(n, shape, bytes)| (n.clone(), dtype, shape.clone(), bytes.as_slice())),
+    );
+    header.insert(DIGEST.into(), digest);
     let bytes =
         safetensors::serialize(views, Some(header)).map_err(|e| err(path, e.to_string()))?;
     write_atomically(path, &bytes)
@@ -186,8 +232,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`] onto backend `be` (any precision: values
-/// are converted).
+/// are converted), verifying every tensor's checksum and the digest over the header and the
+/// tensors. A file of the earlier format (no digest) is refused.
 pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>, ModelError> {
+    read_checkpoint(path, be, false)
+}
+
+/// [`load_checkpoint`], also reading files of the earlier format whose header carries no
+/// digest (its metadata cannot be verified: the returned warnings say so). For a caller who
+/// trusts the file, on the user's explicit request.
+pub fn load_checkpoint_allowing_legacy<B: Backend>(
+    path: &Path,
+    be: &B,
+) -> Result<Checkpoint<B>, ModelError> {
+    read_checkpoint(path, be, true)
+}
+
+fn read_checkpoint<B: Backend>(
+    path: &Path,
+    be: &B,
+    allow_legacy: bool,
+) -> Result<Checkpoint<B>, ModelError> {
     // A device such as /dev/zero would be read without end.
     let meta = std::fs::metadata(path).map_err(|e| err(path, e.to_string()))?;
     if !meta.is_file() {
@@ -198,12 +263,26 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         .map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(path, e.to_string()))?;
     let header = meta.metadata().clone().unwrap_or_default();
-    if header.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(err(
-            path,
-            format!("not an ar-rs checkpoint (header 'format' is {:?})", header.get("format")),
-        ));
-    }
+    let legacy = match header.get("format").map(String::as_str) {
+        Some(FORMAT) => false,
+        Some(LEGACY_FORMAT) if allow_legacy => true,
+        Some(LEGACY_FORMAT) => {
+            return Err(err(
+                path,
+                format!(
+                    "written in the earlier format '{LEGACY_FORMAT}', whose header carries no \
+                     digest: its config and training state cannot be verified. Read it only if \
+                     you trust it (`cargo xtask eval --allow-legacy`)"
+                ),
+            ))
+        }
+        other => {
+            return Err(err(
+                path,
+                format!("not an ar-rs checkpoint (header 'format' is {other:?})"),
+            ))
+        }
+    };
     let field = |k: &str| header.get(k).ok_or_else(|| err(path, format!("header lacks '{k}'")));
     let records: Vec<LayerShape> = serde_json::from_str(field("model")?)
         .map_err(|e| err(path, format!("bad 'model': {e}")))?;
@@ -238,10 +317,31 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
                 }
             }
         }
-        None => warnings.push(format!(
+        None if legacy => warnings.push(format!(
             "{}: written before checkpoints carried checksums; its tensors cannot be verified",
             path.display()
         )),
+        None => return Err(err(path, format!("header lacks '{CHECKSUMS}'"))),
+    }
+    if legacy {
+        warnings.push(format!(
+            "{}: earlier format without a header digest; its config and training state are not \
+             verified",
+            path.display()
+        ));
+    } else {
+        let stored = field(DIGEST)?;
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.dtype(), view.shape().to_vec(), view.data()));
+        if *stored != file_digest(&header, tensors) {
+            return Err(err(
+                path,
+                "does not match its digest: its header (config, training state) or a tensor \
+                 was changed after it was written",
+            ));
+        }
     }
     let names: Vec<String> = match header.get(NAMES) {
         Some(text) => {
@@ -296,6 +396,7 @@ pub fn load_checkpoint<B: Backend>(path: &Path, be: &B) -> Result<Checkpoint<B>,
         "training_state",
         "optimizer_steps",
         CHECKSUMS,
+        DIGEST,
         GRAPH,
         NAMES,
     ];
@@ -468,25 +569,97 @@ mod tests {
         std::fs::remove_dir_all(&d).ok();
     }
 
-    #[test]
-    fn checkpoints_without_checksums_load_with_a_warning() {
-        let d = dir("legacy");
-        let (net, trainer) = trained(NdArray::<f64>::new());
-        let path = d.join("old.safetensors");
-        let state = TrainingState { epochs_done: 1, batches_done: 0 };
-        save_checkpoint(&path, &net, trainer.optimizer(), state, &BTreeMap::new()).unwrap();
-        // Rewrite the file as the format was before checksums: same tensors, header without them.
-        let bytes = std::fs::read(&path).unwrap();
+    /// Rewrites the checkpoint at `path` with `edit` applied to its header, tensors unchanged.
+    fn rewrite(path: &Path, edit: impl FnOnce(&mut HashMap<String, String>)) {
+        let bytes = std::fs::read(path).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
         let mut header = meta.metadata().clone().unwrap();
-        header.remove(CHECKSUMS);
+        edit(&mut header);
         let views: Vec<(String, TensorView<'_>)> = st.tensors();
-        let old = safetensors::serialize(views, Some(header)).unwrap();
-        std::fs::write(&path, old).unwrap();
-        let c = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap();
+        let out = safetensors::serialize(views, Some(header)).unwrap();
+        std::fs::write(path, out).unwrap();
+    }
+
+    fn saved(d: &Path, name: &str) -> (std::path::PathBuf, Network<NdArray<f64>>) {
+        let (net, trainer) = trained(NdArray::<f64>::new());
+        let path = d.join(name);
+        let meta: BTreeMap<String, String> =
+            [("config".to_string(), "seed = 0".to_string())].into();
+        let state = TrainingState { epochs_done: 1, batches_done: 0 };
+        save_checkpoint(&path, &net, trainer.optimizer(), state, &meta).unwrap();
+        (path, net)
+    }
+
+    #[test]
+    fn an_altered_header_is_refused_by_the_digest() {
+        let d = dir("altered");
+        let edits: [(&str, fn(&mut HashMap<String, String>)); 4] = [
+            ("the config's seed", |h| {
+                h.insert("config".into(), "seed = 1".into());
+            }),
+            ("epochs_done", |h| {
+                let s = h["training_state"].replace("\"epochs_done\":1", "\"epochs_done\":7");
+                h.insert("training_state".into(), s);
+            }),
+            ("optimizer_steps", |h| {
+                h.insert("optimizer_steps".into(), "99".into());
+            }),
+            ("an added key", |h| {
+                h.insert("note".into(), "hello".into());
+            }),
+        ];
+        for (what, edit) in edits {
+            let (path, _) = saved(&d, "h.safetensors");
+            load_checkpoint(&path, &NdArray::<f64>::new()).expect("the untouched file loads");
+            rewrite(&path, edit);
+            let e = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap_err().to_string();
+            assert!(e.contains("h.safetensors") && e.contains("digest"), "{what}: {e}");
+        }
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_current_file_without_checksums_or_digest_is_refused_not_downgraded() {
+        let d = dir("stripped");
+        // Checksums renamed away and a data byte flipped: refused, not loaded with a warning.
+        let (path, _) = saved(&d, "s.safetensors");
+        rewrite(&path, |h| {
+            let sums = h.remove(CHECKSUMS).unwrap();
+            h.insert("renamed".into(), sums);
+        });
+        let mut bytes = std::fs::read(&path).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + header_len + 3] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap_err().to_string();
+        assert!(e.contains("lacks 'tensor_sha256'"), "{e}");
+        // The digest removed: refused.
+        let (path, _) = saved(&d, "t.safetensors");
+        rewrite(&path, |h| {
+            h.remove(DIGEST);
+        });
+        let e = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap_err().to_string();
+        assert!(e.contains("lacks 'digest'"), "{e}");
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn earlier_format_files_load_only_when_allowed_and_with_warnings() {
+        let d = dir("legacy");
+        let (path, net) = saved(&d, "old.safetensors");
+        // As the format was before the digest (and, older still, before checksums).
+        rewrite(&path, |h| {
+            h.insert("format".into(), LEGACY_FORMAT.into());
+            h.remove(DIGEST);
+            h.remove(CHECKSUMS);
+        });
+        let e = load_checkpoint(&path, &NdArray::<f64>::new()).unwrap_err().to_string();
+        assert!(e.contains("earlier format") && e.contains("--allow-legacy"), "{e}");
+        let c = load_checkpoint_allowing_legacy(&path, &NdArray::<f64>::new()).unwrap();
         assert_eq!(host(&c.net), host(&net));
-        assert!(c.warnings.len() == 1 && c.warnings[0].contains("checksums"), "{:?}", c.warnings);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("checksums") && c.warnings[1].contains("not verified"));
         std::fs::remove_dir_all(&d).ok();
     }
 

@@ -5,8 +5,8 @@ mod checkpoint;
 mod spec;
 
 pub use checkpoint::{
-    load_checkpoint, save_checkpoint, write_atomically, write_f64_tensors, Checkpoint,
-    TrainingState,
+    load_checkpoint, load_checkpoint_allowing_legacy, save_checkpoint, write_atomically,
+    write_f64_tensors, Checkpoint, TrainingState,
 };
 pub use spec::ModelSpec;
 
