@@ -594,7 +594,8 @@ mod tests {
     #[test]
     fn an_altered_header_is_refused_by_the_digest() {
         let d = dir("altered");
-        let edits: [(&str, fn(&mut HashMap<String, String>)); 4] = [
+        type Edit = fn(&mut HashMap<String, String>);
+        let edits: [(&str, Edit); 4] = [
             ("the config's seed", |h| {
                 h.insert("config".into(), "seed = 1".into());
             }),
