@@ -182,7 +182,12 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
         }
     } else if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
         let r = a.readonly();
-        (Floats::Owned(r.as_array().iter().map(|&v| f64::from(v)).collect()), r.shape().to_vec())
+        // A slice converts at memory speed; iterating a dynamic-rank view is far slower.
+        let values = match r.as_slice() {
+            Ok(s) => s.iter().map(|&v| f64::from(v)).collect(),
+            Err(_) => r.as_array().iter().map(|&v| f64::from(v)).collect(),
+        };
+        (Floats::Owned(values), r.shape().to_vec())
     } else {
         let what = match a.getattr("dtype") {
             Ok(d) => format!("an array of dtype {}", d.str()?),
