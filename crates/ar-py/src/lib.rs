@@ -175,7 +175,8 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
     let (values, shape) = if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
         let r = a.readonly();
         let shape = r.shape().to_vec();
-        if r.as_slice().is_ok() {
+        // C order only: numpy's slice of a Fortran-ordered array is in column order.
+        if a.is_c_contiguous() && r.as_slice().is_ok() {
             (Floats::Borrowed(r), shape)
         } else {
             (Floats::Owned(r.as_array().iter().copied().collect()), shape)
@@ -184,8 +185,8 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
         let r = a.readonly();
         // A slice converts at memory speed; iterating a dynamic-rank view is far slower.
         let values = match r.as_slice() {
-            Ok(s) => s.iter().map(|&v| f64::from(v)).collect(),
-            Err(_) => r.as_array().iter().map(|&v| f64::from(v)).collect(),
+            Ok(s) if a.is_c_contiguous() => s.iter().map(|&v| f64::from(v)).collect(),
+            _ => r.as_array().iter().map(|&v| f64::from(v)).collect(),
         };
         (Floats::Owned(values), r.shape().to_vec())
     } else {

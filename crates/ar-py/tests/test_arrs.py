@@ -252,6 +252,8 @@ def test_bad_input_raises_a_clear_exception_and_the_process_lives_on():
     assert not strided.flags["C_CONTIGUOUS"]
     assert np.array_equal(model.predict(strided), model.predict(np.ascontiguousarray(strided)))
     assert np.array_equal(model.predict(np.asfortranarray(x)), model.predict(x))
+    x64 = x.astype(np.float64)
+    assert np.array_equal(model.predict(np.asfortranarray(x64)), model.predict(x64))
     assert np.isfinite(trainer.step(x, y)[0])
 
 
