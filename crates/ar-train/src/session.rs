@@ -192,14 +192,7 @@ impl<B: Backend> Session<B> {
         config: TrainConfig,
         backend: B,
     ) -> Result<Self, TrainError> {
-        let dir = dir.as_ref();
-        if dir.join("config.toml").exists() {
-            return Err(TrainError::RunDir(format!(
-                "{} already holds a run: resume it, or choose another directory",
-                dir.display()
-            )));
-        }
-        Self::open(dir, config, None, backend, false)
+        Self::open(dir.as_ref(), config, None, backend, false)
     }
 
     /// [`Session::create`] on data held in memory (such as arrays from Python) instead of the
@@ -210,14 +203,7 @@ impl<B: Backend> Session<B> {
         data: Data,
         backend: B,
     ) -> Result<Self, TrainError> {
-        let dir = dir.as_ref();
-        if dir.join("config.toml").exists() {
-            return Err(TrainError::RunDir(format!(
-                "{} already holds a run: resume it, or choose another directory",
-                dir.display()
-            )));
-        }
-        Self::open(dir, config, Some(data), backend, false)
+        Self::open(dir.as_ref(), config, Some(data), backend, false)
     }
 
     /// [`Session::resume_with`] for a run on data held in memory: `data` must be the data the
@@ -228,9 +214,7 @@ impl<B: Backend> Session<B> {
         data: Data,
         backend: B,
     ) -> Result<Self, TrainError> {
-        let dir = dir.as_ref();
-        Self::config_file(dir)?;
-        Self::open(dir, config, Some(data), backend, true)
+        Self::open(dir.as_ref(), config, Some(data), backend, true)
     }
 
     /// Continues the run in `dir` with the config it was started with.
@@ -251,9 +235,7 @@ impl<B: Backend> Session<B> {
         config: TrainConfig,
         backend: B,
     ) -> Result<Self, TrainError> {
-        let dir = dir.as_ref();
-        Self::config_file(dir)?;
-        Self::open(dir, config, None, backend, true)
+        Self::open(dir.as_ref(), config, None, backend, true)
     }
 
     fn config_file(dir: &Path) -> Result<PathBuf, TrainError> {
@@ -267,7 +249,8 @@ impl<B: Backend> Session<B> {
         Ok(file)
     }
 
-    /// Reads the data and checks the model before touching the directory, then locks it and
+    /// Refuses a directory that holds a run (starting) or none (resuming), reads the data and
+    /// checks the model before touching the directory, then locks it and
     /// sets up (or restores) every trainee.
     fn open(
         path: &Path,
@@ -276,6 +259,14 @@ impl<B: Backend> Session<B> {
         be: B,
         resuming: bool,
     ) -> Result<Self, TrainError> {
+        if resuming {
+            Self::config_file(path)?;
+        } else if path.join("config.toml").exists() {
+            return Err(TrainError::RunDir(format!(
+                "{} already holds a run: resume it, or choose another directory",
+                path.display()
+            )));
+        }
         if config.precision != be.precision() {
             return Err(TrainError::Config {
                 key: "precision".into(),

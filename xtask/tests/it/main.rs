@@ -249,22 +249,32 @@ fn resuming_at_an_epoch_boundary_ends_bit_identical() {
     std::fs::remove_dir_all(&split).ok();
 }
 
+/// Starts the slow `RUN` (Euler, T 300, `epochs` epochs) into `out`, sends `signal` once fa's
+/// first checkpoint exists, and returns the exit status.
+fn signal_after_first_checkpoint(
+    out: &Path,
+    epochs: &str,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let mut args = RUN.to_vec();
+    args.extend(["--solver", "euler", "--steps", "300", "--epochs", epochs]);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&args).spawn().unwrap();
+    let first = out.join("checkpoints/fa.safetensors");
+    let start = std::time::Instant::now();
+    while !first.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap()
+}
+
 /// SIGTERM (a scheduler's, before requeueing) stops a run as Ctrl-C does, with exit status 143
 /// (128 + 15, the shells' convention) and checkpoints to resume from.
 #[test]
 fn sigterm_stops_a_run_with_exit_status_143() {
     let cut = run_dir("sigterm");
-    let mut b = RUN.to_vec();
-    b.extend(["--solver", "euler", "--steps", "300", "--epochs", "200"]);
-    b.extend(["--out", cut.to_str().unwrap()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&b).spawn().unwrap();
-    let first = cut.join("checkpoints/fa.safetensors");
-    let start = std::time::Instant::now();
-    while !first.exists() && start.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
+    let status = signal_after_first_checkpoint(&cut, "200", "-TERM");
     assert_eq!(status.code(), Some(143), "a run stopped by SIGTERM exits 143");
     assert!(cut.join("checkpoints/ar_learned.safetensors").exists());
     std::fs::remove_dir_all(&cut).ok();
@@ -280,17 +290,7 @@ fn interrupting_with_ctrl_c_and_resuming_ends_bit_identical() {
     a.extend(slow);
     a.extend(["--out", full.to_str().unwrap()]);
     assert!(xtask(&a).status.success());
-    let mut b = RUN.to_vec();
-    b.extend(slow);
-    b.extend(["--out", cut.to_str().unwrap()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&b).spawn().unwrap();
-    let first = cut.join("checkpoints/fa.safetensors");
-    let start = std::time::Instant::now();
-    while !first.exists() && start.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
+    let status = signal_after_first_checkpoint(&cut, "25", "-INT");
     if status.success() {
         eprintln!("the run finished before the interrupt arrived; resume is still checked below");
     } else {
