@@ -28,25 +28,36 @@ import arrs
 REPO = Path(__file__).resolve().parents[1]
 
 
+def inputs(dtype):
+    """The batch crates/ar-engine/examples/step_time.rs trains on: the same 64-bit LCG in [0, 1),
+    rounded to float32, so that the binding and the Rust example compute the same trajectory."""
+    state, values = 1, np.empty(64 * 784)
+    for i in range(values.size):
+        state = (state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        values[i] = (state >> 11) / float(1 << 53)
+    return values.astype(np.float32).astype(dtype).reshape(64, 784)
+
+
 def python_median(algorithm, dtype, steps):
     model = arrs.Model("paper1-mlp", input_shape=784, classes=10)
     trainer = arrs.Trainer(model, algorithm)
-    x = np.random.default_rng(0).random((64, 784)).astype(dtype)
+    x = inputs(dtype)
     y = np.arange(64) % 10
     for _ in range(20):
         trainer.step(x, y)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        trainer.step(x, y)
+        loss, _ = trainer.step(x, y)
         times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(times), loss
 
 
 def rust_median(algorithm, steps):
     exe = REPO / "target" / "release" / "examples" / "step_time"
     out = subprocess.run([str(exe), algorithm, str(steps)], check=True, capture_output=True, text=True)
-    return float(out.stdout.split()[-1])
+    words = out.stdout.split()
+    return float(words[words.index("median_ms") + 1]), float(words[words.index("last_loss") + 1])
 
 
 def instructions(command):
@@ -90,13 +101,23 @@ def main():
             print(f"{algorithm:9}  {rust:15.0f}  {py[0]:21.0f}  {py[1]:21.0f}  {100 * (py[0] / rust - 1):+11.2f}%  {100 * (py[1] / rust - 1):+11.2f}%")
     print("algorithm  rust_ms  python_f32_ms  python_f64_ms  overhead_f32  overhead_f64")
     for algorithm in ["ar", "bp"]:
+        losses = set()
         rust, f32, f64 = [], [], []
         for _ in range(a.rounds):
-            rust.append(rust_median(algorithm, a.steps))
-            f32.append(python_median(algorithm, np.float32, a.steps))
-            f64.append(python_median(algorithm, np.float64, a.steps))
+            for times, run in [
+                (rust, lambda: rust_median(algorithm, a.steps)),
+                (f32, lambda: python_median(algorithm, np.float32, a.steps)),
+                (f64, lambda: python_median(algorithm, np.float64, a.steps)),
+            ]:
+                median, loss = run()
+                times.append(median)
+                losses.add(loss)
         r, p32, p64 = statistics.median(rust), statistics.median(f32), statistics.median(f64)
         print(f"{algorithm:9}  {r:7.4f}  {p32:13.4f}  {p64:13.4f}  {100 * (p32 / r - 1):+11.2f}%  {100 * (p64 / r - 1):+11.2f}%")
+        # Every run trains the same weights on the same batch: the same last loss, or the two
+        # sides did not compute the same thing.
+        if len(losses) != 1:
+            sys.exit(f"{algorithm}: the runs end with different losses {sorted(losses)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use ar_train::sweep::{human_duration as duration, plan, run_parallel, Job, JobSt
 use ar_train::{Outcome, Silent};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -120,15 +120,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let todo = sweep.todo();
     let partial = todo.iter().filter(|j| j.status() == JobStatus::Partial).count();
+    let damaged = sweep.jobs.iter().filter(|j| matches!(j.status(), JobStatus::Damaged(_))).count();
     println!(
-        "sweep: {} jobs ({} configs x {} seeds) into {}: {} done, {} to resume, {} to start",
+        "sweep: {} jobs ({} configs x {} seeds) into {}: {} done, {} to resume, {} to start{}",
         sweep.jobs.len(),
         sweep.configs,
         sweep.seeds.len(),
         args.out.display(),
-        sweep.jobs.len() - todo.len(),
+        sweep.jobs.len() - todo.len() - damaged,
         partial,
-        todo.len() - partial
+        todo.len() - partial,
+        match damaged {
+            0 => String::new(),
+            n => format!(", {n} marked done but damaged (listed at the end)"),
+        }
     );
     if !args.no_estimate && !todo.is_empty() {
         let mut total = 0.0;
@@ -136,15 +141,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let per_epoch = dispatch(backend_of(job)?, job.config.precision, Estimate(job))?;
             let epochs = job.config.epochs();
             let each = duration(per_epoch);
-            println!(
-                "  {}: {epochs} epochs, about {each} per epoch (a few batches timed), {runs} runs",
-                job.name
-            );
+            let (e, r) = (plural(epochs, "epoch"), plural(runs, "run"));
+            println!("  {}: {e}, about {each} per epoch (a few batches timed), {r}", job.name);
             total += per_epoch * (epochs * runs) as f64;
         }
         println!("  estimate: {} in all (less for runs already under way)", duration(total));
     }
     run_jobs(&sweep.jobs, args.jobs, &stop, &signals)
+}
+
+/// `n` and its noun, plural where it is not 1 (`1 epoch`, `2 epochs`).
+fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The backend a job's config names.
@@ -155,8 +163,10 @@ fn backend_of(job: &Job) -> anyhow::Result<BackendName> {
     })
 }
 
-/// Runs every job not done, `workers` at a time, one progress line each; exit status 128 + the
-/// signal's number when stopped by one (130 for Ctrl-C, 143 for SIGTERM).
+/// Runs every job not done, `workers` at a time, one progress line each. A job that fails (or
+/// is marked done but damaged) does not stop the others: the failures are listed at the end
+/// and the exit status is 1. Exit status 128 + the signal's number when stopped by one (130
+/// for Ctrl-C, 143 for SIGTERM).
 fn run_jobs(
     jobs: &[Job],
     workers: usize,
@@ -167,15 +177,24 @@ fn run_jobs(
         format!("[{}/{}] {} seed {}", i + 1, jobs.len(), jobs[i].name, jobs[i].config.seed)
     };
     let mut todo = Vec::new();
+    let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         match job.status() {
             JobStatus::Done(d) => println!("{}: done before ({}), skipped", label(i), d.outcome),
+            JobStatus::Damaged(why) => {
+                println!("{}: marked done, but damaged: {why}", label(i));
+                let message = format!(
+                    "{}: marked done, but {why}; move the directory away to train it again",
+                    job.dir.display()
+                );
+                failures.push((label(i), anyhow::anyhow!(message)));
+            }
             _ => todo.push(i),
         }
     }
     let epochs_left: usize = todo.iter().map(|&i| jobs[i].config.epochs()).sum();
     let (start, mut epochs_done) = (Instant::now(), 0usize);
-    let (mut failure, mut stopped) = (None, false);
+    let mut stopped = false;
     let pending: Vec<Job> = todo.iter().map(|&i| jobs[i].clone()).collect();
     let run = |job: &Job| {
         if job.status() == JobStatus::Partial {
@@ -190,8 +209,8 @@ fn run_jobs(
         let (outcome, took) = match result {
             Ok(r) => r,
             Err(e) => {
-                stop.store(true, Ordering::SeqCst);
-                failure.get_or_insert(e);
+                println!("{name}: failed: {e:#}");
+                failures.push((name, e));
                 return;
             }
         };
@@ -211,11 +230,15 @@ fn run_jobs(
         };
         println!("{name}: {what} in {}, about {} left", duration(took), duration(left));
     });
-    if let Some(e) = failure {
-        return Err(e);
-    }
     if stopped {
         return Ok(ExitCode::from(signals.exit_code()));
+    }
+    if !failures.is_empty() {
+        eprintln!("sweep: {} of {} jobs failed:", failures.len(), jobs.len());
+        for (name, e) in &failures {
+            eprintln!("  {name}: {e:#}");
+        }
+        return Ok(ExitCode::FAILURE);
     }
     println!("sweep: all {} jobs done", jobs.len());
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@
 
 use crate::config::TrainConfig;
 use crate::plot::{line_chart, Series};
-use crate::probe::ProbeRow;
+use crate::probe::{LayerProbe, ProbeRow};
 use crate::session::EpochMetrics;
 use crate::sweep::{Done, DONE_FILE};
 use crate::TrainError;
@@ -29,94 +29,286 @@ pub struct RunRecord {
     pub probes: Vec<ProbeRow>,
     /// How the run ended (`None`: not ended, or not run by a sweep).
     pub done: Option<Done>,
+    /// What in its files could not be read or does not add up (a torn or garbled line, an
+    /// accuracy outside [0, 1], a finished run with epochs missing). A run with any problem is
+    /// left out of its rows' figures, and its rows' notes say why.
+    pub problems: Vec<String>,
 }
 
-/// Every run directory under `root` (`root/CONDITION/RUN/config.toml`), in name order.
-pub fn collect(root: &Path) -> Result<Vec<RunRecord>, TrainError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TrainError::Io { path, source }
-    };
-    let mut records = Vec::new();
-    let mut conditions: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(io(root))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    conditions.sort();
-    for condition_dir in conditions {
-        let mut runs: Vec<PathBuf> = std::fs::read_dir(&condition_dir)
-            .map_err(io(&condition_dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("config.toml").is_file())
-            .collect();
-        runs.sort();
-        for dir in runs {
-            let config = TrainConfig::read(&dir.join("config.toml"))?;
-            let done = std::fs::read_to_string(dir.join(DONE_FILE))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            records.push(RunRecord {
-                condition: condition_dir
-                    .file_name()
-                    .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-                metrics: json_rows(&dir.join("metrics.jsonl"))?,
-                probes: probe_rows(&dir)?,
-                config,
-                done,
-                dir,
-            });
-        }
+/// A run directory whose config could not be read (missing or invalid `config.toml`): it
+/// cannot be placed in a row by algorithm, so its condition's rows carry a note instead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unreadable {
+    /// The condition (the run directory's parent).
+    pub condition: String,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Why it could not be read.
+    pub problem: String,
+}
+
+/// Every run directory of a sweep's output folder: those read, and those that could not be.
+#[derive(Clone, Debug, Default)]
+pub struct Runs {
+    /// The runs whose config was read (each with its own problems, if any).
+    pub records: Vec<RunRecord>,
+    /// The runs whose config could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Runs {
+    /// How many run directories were found.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.unreadable.len()
     }
-    Ok(records)
+
+    /// Whether no run directory was found.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many runs are left out of the figures (unreadable, or with problems).
+    pub fn left_out(&self) -> usize {
+        self.unreadable.len() + self.records.iter().filter(|r| !r.problems.is_empty()).count()
+    }
 }
 
-/// The rows of a JSON-lines table (none if the file is missing); a torn last line is ignored.
-fn json_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(v) => out.push(v),
-            Err(_) if i + 1 == lines.len() => {}
-            Err(e) => {
-                return Err(TrainError::File {
-                    path: path.to_path_buf(),
-                    message: format!("line {}: {e}", i + 1),
-                })
+/// Every run directory under `root` (`root/CONDITION/RUN/`), in name order: any folder two
+/// levels down counts as a run, so that one without a readable `config.toml` is reported, not
+/// dropped.
+pub fn collect(root: &Path) -> Result<Runs, TrainError> {
+    let folders = |dir: &Path| -> Result<Vec<PathBuf>, TrainError> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(TrainError::io(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        out.sort();
+        Ok(out)
+    };
+    let mut runs = Runs::default();
+    for condition_dir in folders(root)? {
+        let condition =
+            condition_dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        for dir in folders(&condition_dir)? {
+            match read_run(&dir, &condition) {
+                Ok(record) => runs.records.push(record),
+                Err(problem) => {
+                    runs.unreadable.push(Unreadable { condition: condition.clone(), dir, problem })
+                }
             }
         }
     }
-    Ok(out)
+    Ok(runs)
+}
+
+/// One run directory, its files checked: `Err` when its config cannot be read; otherwise the
+/// record, whose `problems` list what does not add up.
+pub fn read_run(dir: &Path, condition: &str) -> Result<RunRecord, String> {
+    let config_path = dir.join("config.toml");
+    if !config_path.is_file() {
+        return Err("no config.toml".into());
+    }
+    let config = TrainConfig::read(&config_path).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    let done: Option<Done> = match std::fs::read_to_string(dir.join(DONE_FILE)) {
+        Err(_) => None,
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                problems.push(format!("{DONE_FILE}: {e}"));
+                None
+            }
+        },
+    };
+    let finished = done.as_ref().is_some_and(|d| d.outcome == "finished");
+    let labels: Vec<String> =
+        config.algorithms.iter().map(|&a| config.algorithm(a).to_string()).collect();
+    let metrics_path = dir.join("metrics.jsonl");
+    let metrics: Vec<EpochMetrics> = match std::fs::read_to_string(&metrics_path) {
+        Err(_) if finished => {
+            problems.push("marked finished, but has no metrics.jsonl".into());
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+        Ok(text) => {
+            let rows = json_lines(&text, finished, "metrics.jsonl", &mut problems);
+            check_metrics(&rows, &config, &labels, done.as_ref(), &mut problems);
+            rows
+        }
+    };
+    let probes = probe_rows(dir, finished, &mut problems);
+    check_probes(&probes, &config, &labels, &mut problems);
+    Ok(RunRecord {
+        condition: condition.to_string(),
+        dir: dir.to_path_buf(),
+        config,
+        metrics,
+        probes,
+        done,
+        problems,
+    })
+}
+
+/// The rows of a JSON-lines file. A line that does not parse is a problem, except the last
+/// line of a run that has not finished (a write cut by a kill), which is ignored.
+fn json_lines<T: serde::de::DeserializeOwned>(
+    text: &str,
+    finished: bool,
+    file: &str,
+    problems: &mut Vec<String>,
+) -> Vec<T> {
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let mut out = Vec::new();
+    for (k, &(i, line)) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if k + 1 == lines.len() && !finished => {}
+            Err(e) => problems.push(format!("{file} line {}: {}", i + 1, excerpt(&e.to_string()))),
+        }
+    }
+    out
+}
+
+/// At most 80 characters of `text`, for a note.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Whether `x` is a fraction.
+fn fraction(x: f64) -> bool {
+    (0.0..=1.0).contains(&x)
+}
+
+/// Checks metrics rows against the run's config and end: known algorithms, epochs 1, 2, ...
+/// in order and within the epochs asked, accuracies in [0, 1], finite non-negative losses and
+/// times; a finished run has every epoch of every algorithm.
+fn check_metrics(
+    rows: &[EpochMetrics],
+    config: &TrainConfig,
+    labels: &[String],
+    done: Option<&Done>,
+    problems: &mut Vec<String>,
+) {
+    let asked = config.epochs();
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in rows {
+        let row = format!("metrics.jsonl, {} epoch {}", m.algorithm, m.epoch);
+        if !labels.contains(&m.algorithm) {
+            problems.push(format!(
+                "metrics.jsonl: algorithm '{}' is not in its config",
+                excerpt(&m.algorithm)
+            ));
+            continue;
+        }
+        let previous = last.insert(&m.algorithm, m.epoch).unwrap_or(0);
+        if m.epoch != previous + 1 || m.epoch > asked {
+            problems.push(format!("{row}: expected epoch {} of {asked}", previous + 1));
+        }
+        if !fraction(m.train_accuracy) || !fraction(m.test_accuracy) {
+            problems.push(format!("{row}: an accuracy outside [0, 1]"));
+        }
+        let times = [m.train_loss, m.test_loss, m.seconds, m.samples_per_second];
+        if times.iter().any(|x| !x.is_finite() || *x < 0.0) {
+            problems.push(format!("{row}: a loss or time that is negative or not finite"));
+        }
+    }
+    if let Some(d) = done.filter(|d| d.outcome == "finished") {
+        for label in labels {
+            let got = last.get(label.as_str()).copied().unwrap_or(0);
+            if got != d.epochs {
+                problems.push(format!(
+                    "marked finished at epoch {}, but metrics.jsonl ends at epoch {got} for \
+                     {label}",
+                    d.epochs
+                ));
+            }
+        }
+    }
+}
+
+/// Checks probe rows: known algorithms, layers from 1, epochs within those asked, steps in
+/// order, angles in [0, 180] and relative errors not negative.
+fn check_probes(
+    rows: &[ProbeRow],
+    config: &TrainConfig,
+    labels: &[String],
+    problems: &mut Vec<String>,
+) {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for p in rows {
+        let row = format!("probes, {} step {} layer {}", p.algorithm, p.step, p.probe.layer);
+        if !labels.contains(&p.algorithm) {
+            problems.push(format!(
+                "probes: algorithm '{}' is not in its config",
+                excerpt(&p.algorithm)
+            ));
+            return;
+        }
+        let previous = last.insert(&p.algorithm, p.step).unwrap_or(0);
+        let LayerProbe { layer, angle_deg, relative_error, .. } = p.probe;
+        if p.step < previous || p.epoch == 0 || p.epoch > config.epochs() || layer == 0 {
+            problems.push(format!("{row}: a step, epoch or layer out of order or range"));
+            return;
+        }
+        if !(0.0..=180.0).contains(&angle_deg) || relative_error < 0.0 {
+            problems.push(format!("{row}: an angle outside [0, 180] or a negative relative error"));
+            return;
+        }
+    }
 }
 
 /// The probe rows of a run: `probes.jsonl`, or `probes.csv` where only the CSV was kept (the
 /// committed results keep the CSV, a sixth of the size). A measurement that is not finite (a
 /// relative error of a zero gradient, a diverging run) is written as null or an empty cell, or
-/// as `NaN` in the CSV; such rows are left out.
-fn probe_rows(dir: &Path) -> Result<Vec<ProbeRow>, TrainError> {
-    if dir.join("probes.jsonl").is_file() {
-        let path = dir.join("probes.jsonl");
-        let values: Vec<serde_json::Value> = json_rows(&path)?;
-        let mut out = Vec::new();
-        for (i, value) in values.into_iter().enumerate() {
-            if let Some(row) = probe_row(value, &path, i + 1)? {
-                out.push(row);
+/// as `NaN` in the CSV; such rows are left out. Lines that cannot be read are problems (see
+/// [`json_lines`]).
+fn probe_rows(dir: &Path, finished: bool, problems: &mut Vec<String>) -> Vec<ProbeRow> {
+    let finite_rows =
+        |values: Vec<(usize, serde_json::Value)>, file: &str, problems: &mut Vec<String>| {
+            let mut out = Vec::new();
+            for (line, value) in values {
+                match probe_row(value) {
+                    Ok(Some(row)) => out.push(row),
+                    Ok(None) => {}
+                    Err(e) => problems.push(format!("{file} line {line}: {}", excerpt(&e))),
+                }
             }
-        }
-        return Ok(out);
+            out
+        };
+    if let Ok(text) = std::fs::read_to_string(dir.join("probes.jsonl")) {
+        let values: Vec<serde_json::Value> = json_lines(&text, finished, "probes.jsonl", problems);
+        let numbered = values.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect();
+        return finite_rows(numbered, "probes.jsonl", problems);
     }
-    let path = dir.join("probes.csv");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let bad = |message: String| TrainError::File { path: path.clone(), message };
-    let mut out = Vec::new();
-    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    let Ok(text) = std::fs::read_to_string(dir.join("probes.csv")) else { return Vec::new() };
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let Some((_, header)) = lines.first() else { return Vec::new() };
+    let header: Vec<&str> = header.split(',').collect();
+    let needed = ["algorithm", "step", "epoch", "layer", "angle_deg", "relative_error"];
+    if let Some(missing) = needed.iter().find(|c| !header.contains(c)) {
+        problems.push(format!("probes.csv: its header has no column '{missing}'"));
+        return Vec::new();
+    }
+    let mut values = Vec::new();
+    for (k, &(i, line)) in lines.iter().enumerate().skip(1) {
         let cells: Vec<&str> = line.split(',').collect();
+        let torn = k + 1 == lines.len() && !finished;
         if cells.len() != header.len() {
-            continue; // a torn last line
+            if !torn {
+                problems.push(format!(
+                    "probes.csv line {}: {} cells under a header of {}",
+                    i + 1,
+                    cells.len(),
+                    header.len()
+                ));
+            }
+            continue;
         }
         // Every column by name, as JSON, so serde reads it like a JSON-lines row. A NaN or
         // infinite measurement (a diverging run) has no JSON form: such rows are left out.
@@ -133,30 +325,30 @@ fn probe_rows(dir: &Path) -> Result<Vec<ProbeRow>, TrainError> {
                 finite = false;
                 serde_json::Value::Null
             } else {
-                return Err(bad(format!("line {}: '{cell}' in column {name}", i + 2)));
+                problems.push(format!(
+                    "probes.csv line {}: '{}' in column {name}",
+                    i + 1,
+                    excerpt(cell)
+                ));
+                finite = false;
+                break;
             };
             row.insert((*name).to_string(), value);
         }
         if finite {
-            out.extend(probe_row(serde_json::Value::Object(row), &path, i + 2)?);
+            values.push((i + 1, serde_json::Value::Object(row)));
         }
     }
-    Ok(out)
+    finite_rows(values, "probes.csv", problems)
 }
 
 /// One probe row from its JSON form; `None` when a measurement it needs is null (not finite).
-fn probe_row(
-    value: serde_json::Value,
-    path: &Path,
-    line: usize,
-) -> Result<Option<ProbeRow>, TrainError> {
+fn probe_row(value: serde_json::Value) -> Result<Option<ProbeRow>, String> {
     let has_null = value.as_object().is_some_and(|m| m.values().any(|v| v.is_null()));
     match serde_json::from_value(value) {
         Ok(row) => Ok(Some(row)),
         Err(_) if has_null => Ok(None),
-        Err(e) => {
-            Err(TrainError::File { path: path.to_path_buf(), message: format!("line {line}: {e}") })
-        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -261,9 +453,13 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
         seeds.sort_unstable();
         let epochs_asked = runs.iter().map(|r| r.config.epochs()).max().unwrap_or(0);
         for r in &runs {
+            let seed = r.config.seed;
+            if !r.problems.is_empty() {
+                notes.push(format!("seed {seed}: {}; left out", problem_note(&r.problems)));
+                continue;
+            }
             let history: Vec<&EpochMetrics> =
                 r.metrics.iter().filter(|m| m.algorithm == algorithm).collect();
-            let seed = r.config.seed;
             let Some(last) = history.last() else {
                 match &r.done {
                     Some(d) if d.outcome == "finished" => {}
@@ -330,9 +526,18 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Row> {
     out
 }
 
+/// The first two of `problems`, and how many more there are.
+fn problem_note(problems: &[String]) -> String {
+    let mut note = problems.iter().take(2).cloned().collect::<Vec<_>>().join("; ");
+    if problems.len() > 2 {
+        note.push_str(&format!("; and {} more", problems.len() - 2));
+    }
+    note
+}
+
 /// Keeps the runs of the conditions `configs` names (by file stem), where any are given: a
 /// report over some configs leaves out the other conditions' runs in the same folder.
-pub fn keep_configs(records: &mut Vec<RunRecord>, configs: &[PathBuf]) {
+pub fn keep_configs(runs: &mut Runs, configs: &[PathBuf]) {
     if configs.is_empty() {
         return;
     }
@@ -340,7 +545,8 @@ pub fn keep_configs(records: &mut Vec<RunRecord>, configs: &[PathBuf]) {
         .iter()
         .filter_map(|c| c.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
-    records.retain(|r| stems.contains(&r.condition));
+    runs.records.retain(|r| stems.contains(&r.condition));
+    runs.unreadable.retain(|r| stems.contains(&r.condition));
 }
 
 /// Cuts every run back to its first `epochs` epochs (metrics and probes), as if each had been
@@ -353,21 +559,57 @@ pub fn truncate(records: &mut [RunRecord], epochs: usize) {
 }
 
 /// The report's rows: the [`summarize`]d runs, each naming as its source the file of `configs`
-/// whose name is its condition (and that file's epochs), and one row (n = 0) per config of
-/// `configs` with no run, saying why: its data is not on this machine, or it has not been run
-/// yet. Sorted by condition.
-pub fn rows(records: &[RunRecord], configs: &[PathBuf]) -> Result<Vec<Row>, TrainError> {
+/// whose name is its condition (and that file's epochs); a note on every row of a condition
+/// for each of its runs that could not be read (a row of its own, n = 0, if the condition has
+/// no other); and one row (n = 0) per config of `configs` with no run, saying why: its data is
+/// not on this machine, or it has not been run yet. Sorted by condition.
+pub fn rows(runs: &Runs, configs: &[PathBuf]) -> Result<Vec<Row>, TrainError> {
     let stem = |p: &Path| p.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
-    let mut out = summarize(records);
+    let mut out = summarize(&runs.records);
     for row in &mut out {
         if let Some(file) = configs.iter().find(|c| stem(c) == row.condition) {
             row.source = file.display().to_string();
             row.source_epochs = Some(TrainConfig::read(file)?.epochs());
         }
     }
+    for u in &runs.unreadable {
+        let run = u.dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let note = format!("{run}: {}; left out", excerpt(&u.problem));
+        let mut found = false;
+        for row in out.iter_mut().filter(|r| r.condition == u.condition) {
+            row.notes.push(note.clone());
+            found = true;
+        }
+        if found {
+            continue;
+        }
+        let file = configs.iter().find(|c| stem(c) == u.condition);
+        let config = file.map(|f| TrainConfig::read(f)).transpose()?;
+        out.push(Row {
+            condition: u.condition.clone(),
+            dataset: config.as_ref().map_or("?".into(), |c| c.dataset.clone()),
+            table: config.as_ref().map_or("runs that could not be read".into(), table_of),
+            algorithm: "?".into(),
+            n: 0,
+            epochs: 0,
+            final_accuracy: (f64::NAN, f64::NAN),
+            best_accuracy: (f64::NAN, f64::NAN),
+            best_epoch: f64::NAN,
+            angles: Vec::new(),
+            relative_errors: Vec::new(),
+            seconds_per_epoch: f64::NAN,
+            notes: vec![note],
+            source: file.map_or(format!("{}.toml", u.condition), |f| f.display().to_string()),
+            seeds: Vec::new(),
+            epochs_asked: config.as_ref().map_or(0, |c| c.epochs()),
+            source_epochs: config.as_ref().map(|c| c.epochs()),
+        });
+    }
     for file in configs {
         let condition = stem(file);
-        if records.iter().any(|r| r.condition == condition) {
+        if runs.records.iter().any(|r| r.condition == condition)
+            || runs.unreadable.iter().any(|r| r.condition == condition)
+        {
             continue;
         }
         let config = TrainConfig::read(file)?;
@@ -589,7 +831,7 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
 pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
     let mut by_table: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> =
         BTreeMap::new();
-    for r in records {
+    for r in records.iter().filter(|r| r.problems.is_empty()) {
         for m in &r.metrics {
             by_table
                 .entry(table_of(&r.config))
@@ -696,12 +938,20 @@ mod depth_tests {
             metrics: Vec::new(),
             probes: Vec::new(),
             done: None,
+            problems: Vec::new(),
         };
-        let mut records = vec![record("a"), record("b"), record("c")];
-        keep_configs(&mut records, &[PathBuf::from("x/a.toml"), PathBuf::from("c.toml")]);
-        let kept: Vec<&str> = records.iter().map(|r| r.condition.as_str()).collect();
-        assert_eq!(kept, ["a", "c"]);
-        keep_configs(&mut records, &[]);
-        assert_eq!(records.len(), 2);
+        let mut runs = Runs {
+            records: vec![record("a"), record("b"), record("c")],
+            unreadable: vec![Unreadable {
+                condition: "b".into(),
+                dir: "b/seed-1".into(),
+                problem: "no config.toml".into(),
+            }],
+        };
+        keep_configs(&mut runs, &[PathBuf::from("x/a.toml"), PathBuf::from("c.toml")]);
+        let kept: Vec<&str> = runs.records.iter().map(|r| r.condition.as_str()).collect();
+        assert_eq!((kept.as_slice(), runs.unreadable.len()), (&["a", "c"][..], 0));
+        keep_configs(&mut runs, &[]);
+        assert_eq!(runs.len(), 2);
     }
 }

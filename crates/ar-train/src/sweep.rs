@@ -48,6 +48,9 @@ pub enum JobStatus {
     Partial,
     /// Ended for good.
     Done(Done),
+    /// Marked as ended, but its files do not hold what the marker says (a missing or garbled
+    /// metrics file, epochs missing): not trained again over the damage, reported instead.
+    Damaged(String),
 }
 
 /// The config files named by `inputs`: files as given, directories as their `*.toml` files in
@@ -116,9 +119,11 @@ pub fn plan(
 }
 
 impl Sweep {
-    /// The jobs not yet done.
+    /// The jobs to train: not started, or started and not ended (not those done, nor those
+    /// marked done whose files are damaged).
     pub fn todo(&self) -> Vec<&Job> {
-        self.jobs.iter().filter(|j| !matches!(j.status(), JobStatus::Done(_))).collect()
+        let to_train = |j: &&Job| matches!(j.status(), JobStatus::Fresh | JobStatus::Partial);
+        self.jobs.iter().filter(to_train).collect()
     }
 
     /// One job of each condition with work left, and how many of that condition's jobs are
@@ -236,7 +241,11 @@ impl Job {
             .and_then(|text| serde_json::from_str(&text).ok());
         match done {
             Some(d) if d.epochs >= self.config.epochs() || d.outcome != "finished" => {
-                JobStatus::Done(d)
+                match crate::report::read_run(&self.dir, &self.name) {
+                    Err(problem) => JobStatus::Damaged(problem),
+                    Ok(r) if !r.problems.is_empty() => JobStatus::Damaged(r.problems.join("; ")),
+                    Ok(_) => JobStatus::Done(d),
+                }
             }
             _ => JobStatus::Partial,
         }
@@ -253,6 +262,15 @@ impl Job {
     ) -> Result<Option<Outcome>, TrainError> {
         let mut session = match self.status() {
             JobStatus::Done(_) => return Ok(None),
+            JobStatus::Damaged(problem) => {
+                return Err(TrainError::File {
+                    path: self.dir.clone(),
+                    message: format!(
+                        "marked done in {DONE_FILE}, but {problem}; move the run directory away \
+                         to train it again"
+                    ),
+                })
+            }
             JobStatus::Fresh => Session::create(&self.dir, self.config.clone(), backend)?,
             JobStatus::Partial => Session::resume_with(&self.dir, self.config.clone(), backend)?,
         };

@@ -558,6 +558,55 @@ fn a_killed_sweep_run_again_skips_finished_runs_and_completes_the_grid() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// A job that fails does not stop the sweep: the other jobs run, the failures are listed at
+/// the end, and the exit status is 1; a finished run whose files were damaged afterwards is
+/// listed the same way (not skipped as done, not trained over); the report notes it in its
+/// row and counts it as left out; `report --at-epoch 0` is refused.
+#[test]
+fn a_sweep_goes_on_past_failing_jobs_and_lists_them_with_exit_status_1() {
+    let root = run_dir("sweep-failures");
+    let configs = root.join("configs");
+    let empty = root.join("no-data");
+    std::fs::create_dir_all(&configs).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    let missing = format!(
+        "dataset = \"mnist\"\nmodel = \"paper1-mlp\"\nalgorithms = [\"bp\"]\ndata-dir = {:?}\n",
+        empty.to_str().unwrap()
+    );
+    std::fs::write(configs.join("a-missing-data.toml"), missing).unwrap();
+    std::fs::write(configs.join("b-bp.toml"), "algorithms = [\"bp\"]\nepochs = 1\n").unwrap();
+    let out = root.join("runs");
+    let sweep = || {
+        let (c, o) = (configs.to_str().unwrap(), out.to_str().unwrap());
+        xtask(&["sweep", c, "--seeds", "0", "--no-estimate", "--out", o])
+    };
+    let first = sweep();
+    let said = text(&first);
+    assert_eq!(first.status.code(), Some(1), "{said}");
+    assert!(said.contains("[1/2] a-missing-data seed 0: failed:"), "{said}");
+    assert!(said.contains("[2/2] b-bp seed 0: finished"), "the sweep stopped early: {said}");
+    assert!(said.contains("sweep: 1 of 2 jobs failed:"), "{said}");
+    // Damage the finished run: its metrics lose their last line.
+    let metrics = out.join("b-bp/seed-0/metrics.jsonl");
+    let kept = std::fs::read_to_string(&metrics).unwrap();
+    std::fs::write(&metrics, &kept[..kept.len() / 2]).unwrap();
+    let second = sweep();
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(said.contains("b-bp seed 0: marked done, but damaged: "), "{said}");
+    assert!(said.contains("sweep: 2 of 2 jobs failed:"), "{said}");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), kept[..kept.len() / 2]);
+    let report = xtask(&["report", out.to_str().unwrap()]);
+    let table = text(&report);
+    assert!(report.status.success(), "{table}");
+    assert!(table.contains("left out of the figures"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("| b-bp |")).unwrap_or_default();
+    assert!(row.contains("seed 0: metrics.jsonl line 1") && row.contains("left out"), "{table}");
+    let zero = xtask(&["report", out.to_str().unwrap(), "--at-epoch", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero));
+    std::fs::remove_dir_all(&root).ok();
+}
+
 /// `sweep --slurm --dry-run` prints the array script (array size, throttle, resources, the
 /// task command) and the manifest (one line per config x seed), and writes nothing.
 #[test]

@@ -318,8 +318,9 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     // Third pass: everything is done.
     assert!(jobs.iter().all(|j| j.run(be, stop.clone(), &mut Silent).unwrap().is_none()));
     // The report reads the committed form (probes.csv without probes.jsonl) alike.
-    let summary =
-        || ar_train::report::summarize(&ar_train::report::collect(&root.join("runs")).unwrap());
+    let summary = || {
+        ar_train::report::summarize(&ar_train::report::collect(&root.join("runs")).unwrap().records)
+    };
     let from_json = summary();
     assert_eq!(from_json.len(), 2);
     assert!(from_json.iter().all(|r| r.n == 2 && !r.angles.is_empty()), "{from_json:?}");
@@ -345,8 +346,8 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     let outcome = r#"{"epochs":1,"outcome":"diverged: ar at epoch 1, batch 3"}"#;
     std::fs::write(diverged.join(ar_train::sweep::DONE_FILE), outcome).unwrap();
     let files = ar_train::sweep::config_files(&[configs.clone(), other]).unwrap();
-    let mut records = ar_train::report::collect(&root.join("runs")).unwrap();
-    let rows = ar_train::report::rows(&records, &files).unwrap();
+    let mut runs = ar_train::report::collect(&root.join("runs")).unwrap();
+    let rows = ar_train::report::rows(&runs, &files).unwrap();
     let conditions: Vec<(&str, usize)> = rows.iter().map(|r| (r.condition.as_str(), r.n)).collect();
     let expected = [("a-ar", 2), ("b-bp", 2), ("c-cifar", 0), ("d-diverged", 0), ("d-diverged", 0)];
     assert_eq!(conditions, expected, "d-diverged: one row per algorithm (ar+learned, fa)");
@@ -369,12 +370,109 @@ fn a_stopped_sweep_run_again_skips_finished_jobs_and_resumes_the_interrupted_one
     assert!(line.contains("| 1 | 1 | 90.00 | ") && !line.contains("90.00 +-"), "{line}");
     assert!(table.contains("| d-diverged | ar+learned | 0 | - |"), "{table}");
     // Cut back to no epoch, no finished run has a result left; the diverged one keeps its note.
-    ar_train::report::truncate(&mut records, 0);
-    let left = ar_train::report::summarize(&records);
+    ar_train::report::truncate(&mut runs.records, 0);
+    let left = ar_train::report::summarize(&runs.records);
     assert!(left.iter().all(|r| r.condition == "d-diverged") && left.len() == 2, "{left:?}");
     // Asking for more epochs reopens the finished jobs.
     let more = plan(&[configs], &[0], Some(2), None, &root.join("runs")).unwrap();
     assert_eq!(more.jobs[0].status(), JobStatus::Partial);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// A report leaves out, and names in its rows' notes, every run it cannot read or that does not
+/// add up: a finished run whose last metrics line is torn, an impossible accuracy or epoch, a
+/// missing config.toml, a probes file with a garbled line; a sweep does not take a damaged
+/// finished run for done, nor train over it.
+#[test]
+fn a_report_names_every_run_it_leaves_out_and_a_sweep_refuses_damaged_finished_runs() {
+    use ar_train::report::{collect, rows};
+    use ar_train::sweep::{plan, JobStatus};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let root = scratch("report-damage");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let c = TrainConfig {
+        algorithms: vec![AlgorithmName::Bp],
+        probe_every: 5,
+        precision: ar_train::Precision::F64,
+        ..config()
+    };
+    std::fs::write(configs.join("a-bp.toml"), c.to_toml()).unwrap();
+    let out = root.join("runs");
+    let jobs = plan(std::slice::from_ref(&configs), &[0, 1, 2, 3, 4, 5], Some(2), None, &out)
+        .unwrap()
+        .jobs;
+    let stop = Arc::new(AtomicBool::new(false));
+    let be = NdArray::<f64>::new();
+    for job in &jobs {
+        assert_eq!(job.run(be, stop.clone(), &mut Silent).unwrap(), Some(Outcome::Finished));
+    }
+    let files = ar_train::sweep::config_files(std::slice::from_ref(&configs)).unwrap();
+    let healthy = rows(&collect(&out).unwrap(), &files).unwrap();
+    assert_eq!((healthy.len(), healthy[0].n, healthy[0].notes.len()), (1, 6, 0), "{healthy:?}");
+
+    let seed = |n: usize| out.join(format!("a-bp/seed-{n}"));
+    let edit = |path: PathBuf, f: &dyn Fn(String) -> String| {
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, f(text)).unwrap();
+    };
+    // Seed 0: the last metrics line torn (its epoch 2 lost), the run still marked finished.
+    edit(seed(0).join("metrics.jsonl"), &|t| t[..t.len() - 20].to_string());
+    // Seed 1: an impossible accuracy; seed 2: an impossible epoch.
+    let set = |line: usize, key: &'static str, value: serde_json::Value| {
+        move |t: String| {
+            let mut lines: Vec<String> = t.lines().map(String::from).collect();
+            let mut row: serde_json::Value = serde_json::from_str(&lines[line]).unwrap();
+            row[key] = value.clone();
+            lines[line] = row.to_string();
+            lines.join("\n") + "\n"
+        }
+    };
+    edit(seed(1).join("metrics.jsonl"), &set(0, "test_accuracy", (-7.5).into()));
+    edit(seed(2).join("metrics.jsonl"), &set(1, "epoch", 4_000_000_000u64.into()));
+    // Seed 3: no config.toml.
+    std::fs::remove_file(seed(3).join("config.toml")).unwrap();
+    // Seed 4: a garbled line in the middle of the committed form of the probes.
+    std::fs::remove_file(seed(4).join("probes.jsonl")).unwrap();
+    edit(seed(4).join("probes.csv"), &|t| {
+        let mut lines: Vec<&str> = t.lines().collect();
+        lines[2] = "bp,7,1";
+        lines.join("\n") + "\n"
+    });
+    let runs = collect(&out).unwrap();
+    assert_eq!((runs.len(), runs.left_out()), (6, 5));
+    let damaged = rows(&runs, &files).unwrap();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    let row = &damaged[0];
+    assert_eq!(row.n, 1, "only seed 5 is left in the figures: {row:?}");
+    let notes = row.notes.join("\n");
+    for expected in [
+        "seed 0: metrics.jsonl line 2",
+        "marked finished at epoch 2, but metrics.jsonl ends at epoch 1 for bp",
+        "seed 1: metrics.jsonl, bp epoch 1: an accuracy outside [0, 1]",
+        "seed 2: metrics.jsonl, bp epoch 4000000000: expected epoch 2 of 2",
+        "seed-3: no config.toml; left out",
+        "seed 4: probes.csv line 3: 3 cells under a header of",
+    ] {
+        assert!(notes.contains(expected), "no '{expected}' in:\n{notes}");
+    }
+    // The sweep sees the same damage: the runs marked done with damaged files are neither
+    // skipped as done nor trained over; the one without a config is not a run to resume.
+    let again = plan(std::slice::from_ref(&configs), &[0, 1, 2, 3, 4, 5], Some(2), None, &out)
+        .unwrap()
+        .jobs;
+    for (i, job) in again.iter().enumerate() {
+        match (i, job.status()) {
+            (0 | 1 | 2 | 4, JobStatus::Damaged(why)) => assert!(!why.is_empty()),
+            (3, JobStatus::Fresh) | (5, JobStatus::Done(_)) => {}
+            (i, status) => panic!("job {i}: {status:?}"),
+        }
+    }
+    let before = std::fs::read(seed(1).join("metrics.jsonl")).unwrap();
+    let err = again[1].run(be, stop.clone(), &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("marked done") && err.contains("move the run directory away"), "{err}");
+    assert_eq!(std::fs::read(seed(1).join("metrics.jsonl")).unwrap(), before);
     std::fs::remove_dir_all(&root).ok();
 }
 
