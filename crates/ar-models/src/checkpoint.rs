@@ -187,7 +187,52 @@ pub fn save_checkpoint<B: Backend>(
     header.insert(DIGEST.into(), digest);
     let bytes =
         safetensors::serialize(views, Some(header)).map_err(|e| err(path, e.to_string()))?;
-    write_atomically(path, &bytes)
+    write_atomically(path, &with_sorted_metadata(&bytes).map_err(|e| err(path, e))?)
+}
+
+/// `bytes` (a safetensors file) with its header's metadata in key order: the safetensors crate
+/// writes a `HashMap`, whose order changes from one process to the next, so two identical runs
+/// would otherwise write files that differ byte for byte (and `sha256sum` could not compare
+/// them). Tensor entries keep their data order; the header is padded to 8 bytes as before.
+fn with_sorted_metadata(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = |why: String| format!("rewriting the header: {why}");
+    let n = bytes.get(..8).ok_or_else(|| bad("no length".into()))?;
+    let n = u64::from_le_bytes(n.try_into().expect("8 bytes")) as usize;
+    let json = bytes.get(8..8 + n).ok_or_else(|| bad("header beyond the file".into()))?;
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    let metadata: Option<BTreeMap<String, String>> = entries
+        .remove("__metadata__")
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    let start = |v: &serde_json::Value| v["data_offsets"][0].as_u64().unwrap_or(0);
+    let mut tensors: Vec<(String, serde_json::Value)> = entries.into_iter().collect();
+    tensors.sort_by_key(|(_, info)| start(info));
+    let mut header = String::from("{");
+    let mut entry = |key: &str, value: String| {
+        if header.len() > 1 {
+            header.push(',');
+        }
+        header.push_str(&serde_json::to_string(key).expect("a string serialises"));
+        header.push(':');
+        header.push_str(&value);
+    };
+    if let Some(m) = metadata {
+        entry("__metadata__", serde_json::to_string(&m).expect("a map serialises"));
+    }
+    for (name, info) in &tensors {
+        entry(name, serde_json::to_string(info).expect("a value serialises"));
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Writes plain f64 tensors (name, shape, values) to a safetensors file at `path`, atomically.
@@ -566,6 +611,30 @@ mod tests {
             e.contains("f.safetensors") && e.contains("tensor '") && e.contains("damaged"),
             "{e}"
         );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn the_same_checkpoint_is_written_byte_for_byte_with_its_header_keys_in_order() {
+        let d = dir("bytes");
+        let (net, trainer) = trained(NdArray::<f64>::new());
+        let meta: BTreeMap<String, String> =
+            (0..20).map(|i| (format!("key{i:02}"), format!("value {i}"))).collect();
+        let state = TrainingState { epochs_done: 1, batches_done: 0 };
+        let (a, b) = (d.join("a.safetensors"), d.join("b.safetensors"));
+        save_checkpoint(&a, &net, trainer.optimizer(), state, &meta).unwrap();
+        save_checkpoint(&b, &net, trainer.optimizer(), state, &meta).unwrap();
+        let (a, b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert!(a == b, "two saves of the same state differ");
+        let n = u64::from_le_bytes(a[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0, "the header is padded to 8 bytes");
+        let header = std::str::from_utf8(&a[8..8 + n]).unwrap();
+        let keys: Vec<usize> =
+            (0..20).map(|i| header.find(&format!("\"key{i:02}\"")).unwrap()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "metadata keys out of order: {header}");
+        let c = load_checkpoint(&d.join("a.safetensors"), &NdArray::<f64>::new()).unwrap();
+        assert_eq!(c.metadata.get("key07").map(String::as_str), Some("value 7"));
+        assert_eq!(c.net.parameters(), net.parameters());
         std::fs::remove_dir_all(&d).ok();
     }
 
