@@ -8,7 +8,7 @@ use crate::train::cli_error;
 use crate::UsageError;
 use anyhow::Context;
 use ar_backend::Backend;
-use ar_train::slurm::{array_job, submit, task_job, SlurmOptions};
+use ar_train::slurm::{array_job, submit, task_cpus, task_job, SlurmOptions};
 use ar_train::sweep::{human_duration as duration, plan, run_parallel, Job, JobStatus};
 use ar_train::{Outcome, Silent};
 use std::path::PathBuf;
@@ -79,10 +79,21 @@ struct SlurmArgs {
     /// At most this many tasks at once (the array's %N throttle).
     #[arg(long, requires = "slurm")]
     array_limit: Option<u32>,
+    /// A further #SBATCH option, KEY=VALUE or KEY (account=proj, qos=long,
+    /// constraint=avx512, exclusive); repeatable.
+    #[arg(long, requires = "slurm", value_name = "KEY[=VALUE]")]
+    sbatch: Vec<String>,
+    /// A shell line each task runs before training (e.g. "module load cuda"); repeatable.
+    #[arg(long, requires = "slurm", value_name = "LINE")]
+    setup: Vec<String>,
     /// The xtask binary the tasks run, on the shared filesystem (default: this one). Build it
     /// once with `cargo build --release -p xtask`.
     #[arg(long, requires = "slurm")]
     binary: Option<PathBuf>,
+    /// The data folder the tasks read (default: $AR_DATA_DIR if set, else the binary's own
+    /// datasets/; with --binary naming another build, required).
+    #[arg(long, requires = "slurm", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Run one task of a sweep written by --slurm: its manifest (what the array script calls).
     #[arg(long, requires = "task", conflicts_with = "slurm")]
     manifest: Option<PathBuf>,
@@ -106,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Ctrl-C, and the SIGTERM a scheduler sends before requeueing or preempting a task.
     let signals = crate::signals::stop_on_signals(&stop);
     if let (Some(manifest), Some(task)) = (&args.slurm.manifest, args.slurm.task) {
-        let job = task_job(manifest, task).map_err(cli_error)?;
+        let job = task_job(manifest, task, task_cpus().map_err(cli_error)?).map_err(cli_error)?;
         return run_jobs(&[job], 1, &stop, &signals);
     }
     let backend = args.backend.map(|b| b.to_string());
@@ -247,10 +258,31 @@ fn run_jobs(
 /// Writes (or with --dry-run prints) the sweep's array script and manifest; with --submit,
 /// submits it.
 fn write_array(sweep: &ar_train::sweep::Sweep, a: SlurmArgs) -> anyhow::Result<ExitCode> {
-    let binary = match a.binary {
-        Some(b) => b,
-        None => std::env::current_exe().context("finding this binary for the tasks")?,
-    };
+    let this = std::env::current_exe().context("finding this binary for the tasks")?;
+    let binary = a.binary.unwrap_or_else(|| this.clone());
+    let same = |p: &std::path::Path| p.canonicalize().ok();
+    let data_dir = a.data_dir.or_else(crate::user_data_dir);
+    if data_dir.is_none() && same(&binary) != same(&this) {
+        return Err(UsageError(format!(
+            "--binary {} is another build, whose data folder this one cannot know: name the \
+             folder the tasks read with --data-dir DIR (or AR_DATA_DIR)",
+            binary.display()
+        ))
+        .into());
+    }
+    // Every condition must be able to start, as a local run checks when it starts.
+    let failed = ar_engine::check_sweep(sweep, data_dir.as_deref());
+    if !failed.is_empty() {
+        for (job, e) in &failed {
+            eprintln!("  {} ({}): {e}", job.name, job.source.display());
+        }
+        let conditions = sweep.configs;
+        return Err(UsageError(format!(
+            "{} of {conditions} configs could not start (listed above); no script written",
+            failed.len()
+        ))
+        .into());
+    }
     let opts = SlurmOptions {
         partition: a.partition,
         time: a.time,
@@ -258,8 +290,10 @@ fn write_array(sweep: &ar_train::sweep::Sweep, a: SlurmArgs) -> anyhow::Result<E
         mem: a.mem,
         gres: a.gres,
         array_limit: a.array_limit,
+        sbatch: a.sbatch,
+        setup: a.setup,
         binary,
-        data_dir: std::env::var_os(ar_data::DATA_DIR_ENV).map(PathBuf::from),
+        data_dir,
     };
     let array = array_job(sweep, &opts).map_err(cli_error)?;
     if a.dry_run {

@@ -18,9 +18,11 @@
 //! ```
 
 mod backend;
+mod check;
 mod model;
 mod run;
 
 pub use backend::{dispatch, BackendName, Job};
+pub use check::check_sweep;
 pub use model::{Learner, Model, Parameters};
 pub use run::{train, TrainReport, TrainRequest};

@@ -199,8 +199,9 @@ pub const KEYS: &[Key] = &[
     key(
         "threads",
         Number,
-        "CPU threads (rayon's pool) for the ndarray and candle backends (default: all cores). On \
-         ndarray the thread count never changes a result (docs/performance.md).",
+        "CPU threads (rayon's pool) for the ndarray and candle backends (default: all cores; a \
+         SLURM task's CPUs). Applied by train, and per job by sweep. On ndarray the thread \
+         count never changes a result (docs/performance.md).",
     ),
     key(
         "probe-every",

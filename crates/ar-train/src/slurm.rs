@@ -25,14 +25,36 @@ pub struct SlurmOptions {
     pub gres: Option<String>,
     /// The `%N` throttle: at most this many tasks at once.
     pub array_limit: Option<u32>,
+    /// Further `#SBATCH` options, each `KEY=VALUE` or `KEY` (`account=proj`, `qos=long`,
+    /// `constraint=avx512`, `exclusive`).
+    pub sbatch: Vec<String>,
+    /// Shell lines each task runs before training (`module load cuda`, `source env.sh`).
+    pub setup: Vec<String>,
     /// The command-line binary each task runs (a prebuilt `xtask` on the shared filesystem).
     pub binary: PathBuf,
-    /// The data folder the tasks read (`AR_DATA_DIR`), when known.
+    /// The data folder the tasks read (exported as `AR_DATA_DIR`); `None` leaves it to the
+    /// binary's own default.
     pub data_dir: Option<PathBuf>,
 }
 
+/// `#SBATCH` options the script sets itself (the first five: the array, its logs, requeue) or
+/// that have their own field; extra `sbatch` options may not repeat them.
+const MANAGED: [&str; 10] = [
+    "array",
+    "output",
+    "error",
+    "open-mode",
+    "requeue",
+    "partition",
+    "time",
+    "cpus-per-task",
+    "mem",
+    "gres",
+];
+
 /// A sweep's array script and manifest, and where they go (`OUT/slurm/sweep-HASH.*`, the
-/// hash taken over the manifest, so the same sweep always writes the same files).
+/// hash taken over the manifest, the contents of its config files and the options, so the same
+/// sweep always writes the same files and a changed config or option writes new ones).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArrayJob {
     /// The `sbatch` script.
@@ -78,21 +100,13 @@ pub fn array_job(sweep: &Sweep, opts: &SlurmOptions) -> Result<ArrayJob, TrainEr
         )
         .expect("writes to a string");
     }
-    let slurm = out.join("slurm");
-    let tag = format!("sweep-{:08x}", fnv1a(manifest.as_bytes()) as u32);
-    let (script_path, manifest_path) =
-        (slurm.join(format!("{tag}.sbatch")), slurm.join(format!("{tag}.tasks")));
-    let log_dir = slurm.join("logs");
     let binary = absolute(&opts.binary)?;
-    for path in [&log_dir, &binary, &manifest_path] {
-        plain_path(path)?;
-    }
     let tasks = sweep.jobs.len();
     let limit = opts.array_limit.map_or(String::new(), |n| format!("%{n}"));
     let mut lines = vec![
         "job-name=ar-sweep".to_string(),
         format!("array=0-{}{limit}", tasks - 1),
-        format!("output={}/%A_%a.out", log_dir.display()),
+        "OUTPUT".into(),
         "open-mode=append".into(),
         "requeue".into(),
     ];
@@ -105,15 +119,64 @@ pub fn array_job(sweep: &Sweep, opts: &SlurmOptions) -> Result<ArrayJob, TrainEr
     ];
     for (flag, value) in resources {
         if let Some(v) = value {
-            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c)) {
-                return Err(TrainError::Config {
-                    key: flag.into(),
-                    message: format!("'{v}' is not a value an #SBATCH line can carry"),
-                });
-            }
+            sbatch_value(flag, &v)?;
             lines.push(format!("{flag}={v}"));
         }
     }
+    for option in &opts.sbatch {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        let bad = |message: String| TrainError::Config { key: "sbatch".into(), message };
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+            return Err(bad(format!("'{option}': expected KEY=VALUE or KEY, KEY in a-z and -")));
+        }
+        if let Some(i) = MANAGED.iter().position(|m| *m == key) {
+            return Err(bad(match i {
+                0..=4 => format!("'{option}': the script sets the array, its logs and requeue"),
+                _ => format!("'{option}': use --{key}"),
+            }));
+        }
+        if option.contains('=') {
+            sbatch_value("sbatch", value)?;
+        }
+        lines.push(option.clone());
+    }
+    for line in &opts.setup {
+        if line.contains(['\n', '\r', '\0']) || line.trim().is_empty() {
+            return Err(TrainError::Config {
+                key: "setup".into(),
+                message: format!("{line:?}: one non-empty shell line per --setup"),
+            });
+        }
+    }
+    let data = match &opts.data_dir {
+        Some(d) => {
+            let d = absolute(d)?;
+            plain_path(&d)?;
+            Some(d)
+        }
+        None => None,
+    };
+    // The name: a hash of what the tasks will do, config contents included.
+    let mut fingerprint = manifest.clone();
+    let mut sources: Vec<&Path> = sweep.jobs.iter().map(|j| j.source.as_path()).collect();
+    sources.dedup();
+    for source in sources {
+        let text = crate::config::read_config_text(source)?;
+        fingerprint.push_str(&text);
+    }
+    for part in lines.iter().chain(&opts.setup) {
+        fingerprint.push_str(part);
+    }
+    fingerprint.push_str(&format!("{:?} {:?}", binary, data));
+    let slurm = out.join("slurm");
+    let tag = format!("sweep-{:08x}", fnv1a(fingerprint.as_bytes()) as u32);
+    let (script_path, manifest_path) =
+        (slurm.join(format!("{tag}.sbatch")), slurm.join(format!("{tag}.tasks")));
+    let log_dir = slurm.join("logs");
+    for path in [&log_dir, &binary, &manifest_path] {
+        plain_path(path)?;
+    }
+    lines[2] = format!("output={}/%A_%a.out", log_dir.display());
     let mut s = String::from("#!/bin/bash\n");
     s.push_str("# A sweep as a SLURM job array, written by `cargo xtask sweep --slurm`: task N\n");
     s.push_str("# runs line N of the manifest below with the local runner's skip/resume rules.\n");
@@ -122,10 +185,14 @@ pub fn array_job(sweep: &Sweep, opts: &SlurmOptions) -> Result<ArrayJob, TrainEr
         writeln!(s, "#SBATCH --{line}").expect("writes to a string");
     }
     s.push_str("set -euo pipefail\n");
-    if let Some(data) = &opts.data_dir {
-        let data = absolute(data)?;
-        plain_path(&data)?;
-        writeln!(s, "export AR_DATA_DIR={}", quote(&data)).expect("writes to a string");
+    match &data {
+        Some(data) => {
+            writeln!(s, "export AR_DATA_DIR={}", quote(data)).expect("writes to a string");
+        }
+        None => s.push_str("# Data: the binary's own default (AR_DATA_DIR, else its datasets/).\n"),
+    }
+    for line in &opts.setup {
+        writeln!(s, "{line}").expect("writes to a string");
     }
     writeln!(
         s,
@@ -156,8 +223,20 @@ impl ArrayJob {
     }
 }
 
-/// The job of array task `task` in `manifest`, its config read afresh from its file.
-pub fn task_job(manifest: &Path, task: usize) -> Result<Job, TrainError> {
+/// The CPUs SLURM gave this task (`SLURM_CPUS_PER_TASK`, set when the script asks for
+/// `--cpus-per-task`), if any.
+pub fn task_cpus() -> Result<Option<usize>, TrainError> {
+    let Ok(text) = std::env::var("SLURM_CPUS_PER_TASK") else { return Ok(None) };
+    text.trim().parse::<usize>().map(Some).map_err(|_| TrainError::Config {
+        key: "threads".into(),
+        message: format!("SLURM_CPUS_PER_TASK is '{text}', not a count of CPUs"),
+    })
+}
+
+/// The job of array task `task` in `manifest`, its config read afresh from its file. A config
+/// without `threads` trains on `cpus` threads when given (the task's [`task_cpus`]), so that a
+/// task uses the CPUs it asked for rather than every core of a shared node.
+pub fn task_job(manifest: &Path, task: usize, cpus: Option<usize>) -> Result<Job, TrainError> {
     let text = std::fs::read_to_string(manifest).map_err(TrainError::io(manifest))?;
     let bad = |message: String| TrainError::File { path: manifest.to_path_buf(), message };
     let line = text
@@ -178,7 +257,8 @@ pub fn task_job(manifest: &Path, task: usize) -> Result<Job, TrainError> {
         e => Some(e.parse::<usize>().map_err(|_| bad(format!("task {task}: epochs '{e}'")))?),
     };
     let source = PathBuf::from(source);
-    let base = TrainConfig::read(&source)?;
+    let mut base = TrainConfig::read(&source)?;
+    base.threads = base.threads.or(cpus);
     let name = source.file_stem().map_or("config".into(), |s| s.to_string_lossy().into_owned());
     Job::from_config(&name, &source, &base, seed, epochs, Some(backend), PathBuf::from(dir))
 }
@@ -202,6 +282,17 @@ pub fn submit(script: &Path) -> Result<String, TrainError> {
     }
     // `--parsable` prints `ID` or `ID;CLUSTER`.
     Ok(said.split(';').next().unwrap_or_default().to_string())
+}
+
+/// Refuses a value an `#SBATCH` line cannot carry (empty, whitespace, quotes, backslashes).
+fn sbatch_value(flag: &str, v: &str) -> Result<(), TrainError> {
+    if v.is_empty() || v.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c)) {
+        return Err(TrainError::Config {
+            key: flag.into(),
+            message: format!("'{v}' is not a value an #SBATCH line can carry"),
+        });
+    }
+    Ok(())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, TrainError> {

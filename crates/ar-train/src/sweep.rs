@@ -126,6 +126,54 @@ impl Sweep {
         self.jobs.iter().filter(to_train).collect()
     }
 
+    /// Checks that every condition of the sweep can start, as a run checks when it starts
+    /// (data on disk, a model that fits the data, algorithms that accept the model), without
+    /// training or touching a run directory: what `sweep --slurm` checks before it writes a
+    /// script, so that no task is queued only to fail. Configs without a `data_dir` read from
+    /// `data_root` when given. Each data set is read once. Returns the first job of each
+    /// condition that cannot start, with why.
+    pub fn check<B: Backend>(
+        &self,
+        backend: B,
+        data_root: Option<&Path>,
+    ) -> Vec<(&Job, TrainError)> {
+        // (data set, folder, test fraction) -> (sample shape, classes)
+        type Read = ((String, Option<PathBuf>, u64), (Vec<usize>, usize));
+        let mut shapes: Vec<Read> = Vec::new();
+        let mut failed = Vec::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            if self.jobs[..i].iter().any(|j| j.name == job.name) {
+                continue;
+            }
+            let mut config = job.config.clone();
+            if config.data_dir.is_none() {
+                config.data_dir = data_root.map(Path::to_path_buf);
+            }
+            let key =
+                (config.dataset.clone(), config.data_dir.clone(), config.test_fraction.to_bits());
+            let fits = || -> Result<(), TrainError> {
+                let (shape, classes) = match shapes.iter().find(|(k, _)| *k == key) {
+                    Some((_, found)) => found.clone(),
+                    None => {
+                        let data = config.load_data()?;
+                        let found = (data.train.shape.to_vec(), data.train.num_classes);
+                        shapes.push((key, found.clone()));
+                        found
+                    }
+                };
+                let (_, mut net) = config.network(&shape, classes, backend.clone())?;
+                for &name in &config.algorithms {
+                    config.trainer(name, &mut net)?;
+                }
+                Ok(())
+            };
+            if let Err(e) = fits() {
+                failed.push((job, e));
+            }
+        }
+        failed
+    }
+
     /// One job of each condition with work left, and how many of that condition's jobs are
     /// left: what a time estimate needs to time.
     pub fn conditions_to_do(&self) -> Vec<(&Job, usize)> {
@@ -171,6 +219,22 @@ pub fn run_parallel<T: Send>(
             finished(i, result);
         }
     });
+}
+
+/// Runs `work` on a thread pool of `threads` threads (a config's `threads` key), or on the
+/// current one when `None`. This is how a sweep gives each job its own thread count, which a
+/// process-wide setting (`RAYON_NUM_THREADS`, read once when the global pool starts) cannot do
+/// for jobs that differ. The ndarray backend and candle's CPU kernels run on the pool they are
+/// called from.
+pub fn with_threads<T: Send>(
+    threads: Option<usize>,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, TrainError> {
+    let Some(n) = threads else { return Ok(work()) };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
+        TrainError::Config { key: "threads".into(), message: format!("{n}: no pool started: {e}") }
+    })?;
+    Ok(pool.install(work))
 }
 
 /// Seeds written as a range `0..3` (end excluded) or a list `0,1,2`.
@@ -254,7 +318,17 @@ impl Job {
     /// Runs the job unless it is done: creates or resumes its run, trains with `stop` as the
     /// stop flag, and records the end in [`DONE_FILE`] when it finished or diverged. `None`
     /// when it was already done.
+    /// The job trains on a thread pool of its config's `threads` (see [`with_threads`]).
     pub fn run<B: Backend>(
+        &self,
+        backend: B,
+        stop: Arc<AtomicBool>,
+        observer: &mut (impl Observer + Send),
+    ) -> Result<Option<Outcome>, TrainError> {
+        with_threads(self.config.threads, || self.run_here(backend, stop, observer))?
+    }
+
+    fn run_here<B: Backend>(
         &self,
         backend: B,
         stop: Arc<AtomicBool>,

@@ -640,6 +640,12 @@ fn sweep_slurm_dry_run_prints_the_array_script_and_manifest() {
         "3",
         "--binary",
         "/opt/ar/xtask",
+        "--data-dir",
+        "/data/ar",
+        "--sbatch",
+        "account=proj",
+        "--setup",
+        "module load rust",
     ]);
     let said = text(&o);
     assert!(o.status.success(), "{said}");
@@ -650,6 +656,9 @@ fn sweep_slurm_dry_run_prints_the_array_script_and_manifest() {
         "#SBATCH --cpus-per-task=2",
         "#SBATCH --mem=2G",
         "#SBATCH --requeue",
+        "#SBATCH --account=proj",
+        "export AR_DATA_DIR='/data/ar'",
+        "module load rust",
     ] {
         assert!(said.lines().any(|l| l == line), "no '{line}' in:\n{said}");
     }
@@ -671,5 +680,52 @@ fn sweep_slurm_dry_run_prints_the_array_script_and_manifest() {
     // The flags of the route need --slurm.
     let o = xtask(&["sweep", configs.to_str().unwrap(), "--submit"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// `sweep --slurm` refuses, before writing anything, a sweep whose tasks could not start (data
+/// missing, a model that does not fit, a backend this build lacks), naming each config; and it
+/// writes only a data folder the user named into the script.
+#[test]
+fn sweep_slurm_checks_every_config_before_writing_a_script() {
+    let root = run_dir("slurm-check-first");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    std::fs::write(configs.join("a-good.toml"), "algorithms = [\"bp\"]\n").unwrap();
+    let out = root.join("runs");
+    let sweep = |extra: &[&str]| {
+        let mut args = vec!["sweep", configs.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend(["--slurm", "--dry-run"]);
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(&args)
+            .env_remove("AR_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    let o = sweep(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("AR_DATA_DIR="), "a folder nobody named:\n{}", text(&o));
+    let o = sweep(&["--binary", "/opt/ar/xtask"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--data-dir"), "{}", text(&o));
+    std::fs::write(configs.join("b-mnist.toml"), "dataset = \"mnist\"\n").unwrap();
+    std::fs::write(configs.join("c-misfit.toml"), "model = \"64-20\"\n").unwrap();
+    if !cfg!(feature = "cuda") {
+        std::fs::write(configs.join("d-cuda.toml"), "backend = \"candle-cuda\"\n").unwrap();
+    }
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = sweep(&["--data-dir", empty.to_str().unwrap()]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains("b-mnist") && said.contains("missing data"), "{said}");
+    assert!(said.contains("c-misfit") && said.contains("10 classes"), "{said}");
+    if !cfg!(feature = "cuda") {
+        assert!(said.contains("d-cuda") && said.contains("no CUDA support"), "{said}");
+    }
+    assert!(said.contains("could not start") && said.contains("no script written"), "{said}");
+    assert!(!said.contains("a-good"), "{said}");
+    assert!(!out.exists(), "{}", out.display());
     std::fs::remove_dir_all(&root).ok();
 }

@@ -503,6 +503,8 @@ fn a_slurm_array_maps_each_task_to_its_sweep_job() {
         mem: Some("8G".into()),
         gres: Some("gpu:1".into()),
         array_limit: Some(2),
+        sbatch: vec!["account=proj".into(), "exclusive".into()],
+        setup: vec!["module load cuda/12".into()],
         binary: root.join("bin/xtask"),
         data_dir: Some(root.join("data")),
     };
@@ -518,6 +520,8 @@ fn a_slurm_array_maps_each_task_to_its_sweep_job() {
         "mem=8G",
         "gres=gpu:1",
         "requeue",
+        "account=proj",
+        "exclusive",
     ] {
         assert!(directives.contains(&expected), "{expected} missing from\n{}", array.script);
     }
@@ -527,27 +531,109 @@ fn a_slurm_array_maps_each_task_to_its_sweep_job() {
         "{last}"
     );
     assert!(last.ends_with("--task \"$SLURM_ARRAY_TASK_ID\""), "{last}");
+    assert!(array.script.contains("\nmodule load cuda/12\nexec "), "{}", array.script);
+    let data = format!("export AR_DATA_DIR='{}'", root.join("data").display());
+    assert!(array.script.contains(&data), "{}", array.script);
+    let no_data = array_job(&sweep, &SlurmOptions { data_dir: None, ..opts.clone() }).unwrap();
+    assert!(!no_data.script.contains("AR_DATA_DIR="), "{}", no_data.script);
     let tasks: Vec<&str> = array.manifest.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(tasks.len(), 6);
     array.write().unwrap();
     assert!(array.log_dir.is_dir());
     for (i, job) in sweep.jobs.iter().enumerate() {
-        assert_eq!(&task_job(&array.manifest_path, i).unwrap(), job, "task {i}");
+        assert_eq!(&task_job(&array.manifest_path, i, None).unwrap(), job, "task {i}");
     }
     assert_eq!(sweep.jobs[4].config.seed, 4);
     assert_eq!(sweep.jobs[4].config.backend, "candle");
-    let err = task_job(&array.manifest_path, 6).unwrap_err().to_string();
+    let err = task_job(&array.manifest_path, 6, None).unwrap_err().to_string();
     assert!(err.contains("no task 6"), "{err}");
-    // The same sweep writes the same files; a different one, others.
+    // A task trains on the CPUs SLURM gave it, unless its config names a thread count.
+    assert_eq!(task_job(&array.manifest_path, 1, Some(4)).unwrap().config.threads, Some(4));
+    let pinned = TrainConfig { threads: Some(1), ..config() };
+    std::fs::write(configs.join("b-bp.toml"), pinned.to_toml()).unwrap();
+    assert_eq!(task_job(&array.manifest_path, 4, Some(4)).unwrap().config.threads, Some(1));
+    // The same sweep writes the same files; a different one, or a changed config, others.
+    let changed = array_job(&sweep, &opts).unwrap().script_path;
+    assert_ne!(changed, array.script_path, "a config's contents changed");
+    std::fs::write(configs.join("b-bp.toml"), config().to_toml()).unwrap();
     assert_eq!(array_job(&sweep, &opts).unwrap().script_path, array.script_path);
     let other =
         plan(std::slice::from_ref(&configs), &[3], Some(2), None, &root.join("runs")).unwrap();
     assert_ne!(array_job(&other, &opts).unwrap().script_path, array.script_path);
+    let more = SlurmOptions { setup: vec![], ..opts.clone() };
+    assert_ne!(array_job(&sweep, &more).unwrap().script_path, array.script_path);
+    // Extra options may not take over the array or repeat a flag of its own.
+    for (option, says) in
+        [("array=0-3", "sets the array"), ("mem=9G", "use --mem"), ("Acc=x", "KEY=VALUE")]
+    {
+        let o = SlurmOptions { sbatch: vec![option.into()], ..opts.clone() };
+        let e = array_job(&sweep, &o).unwrap_err().to_string();
+        assert!(e.contains(option) && e.contains(says), "{option}: {e}");
+    }
+    let two_lines = SlurmOptions { setup: vec!["a\nb".into()], ..opts.clone() };
+    assert!(array_job(&sweep, &two_lines).unwrap_err().to_string().contains("setup"));
     // What an #SBATCH line cannot carry is refused, naming the value.
     let spaced = SlurmOptions { mem: Some("8 G".into()), ..opts.clone() };
     assert!(array_job(&sweep, &spaced).unwrap_err().to_string().contains("mem '8 G'"));
     let spaced = SlurmOptions { binary: root.join("my bin/xtask"), ..opts };
     assert!(array_job(&sweep, &spaced).unwrap_err().to_string().contains("my bin"));
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// Each sweep job trains on a thread pool of its config's `threads`, whatever the process's own
+/// pool (a SLURM task's CPUs reach it through `task_job`, tested above).
+#[test]
+fn a_sweep_job_trains_on_as_many_threads_as_its_config_names() {
+    use ar_train::sweep::Job;
+    use std::sync::{atomic::AtomicBool, Arc};
+    let root = scratch("sweep-threads");
+    let be = NdArray::<f32>::new();
+    for threads in [1, 3] {
+        let base = TrainConfig { threads: Some(threads), model: "64-10".into(), ..config() };
+        let dir = root.join(format!("t{threads}"));
+        let job = Job::from_config("t", &root.join("t.toml"), &base, 0, Some(1), None, dir);
+        let mut seen = Vec::new();
+        let mut observer = |e: Event<'_>| {
+            if let Event::Batch { .. } = e {
+                seen.push(rayon::current_num_threads());
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        job.unwrap().run(be, stop, &mut observer).unwrap();
+        assert!(!seen.is_empty() && seen.iter().all(|&n| n == threads), "{threads}: {seen:?}");
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// A sweep's check finds, without training or touching a run directory, each condition that
+/// could not start (data missing, a model that does not fit the data) and passes the others.
+#[test]
+fn a_sweep_check_names_each_condition_that_could_not_start() {
+    use ar_train::sweep::plan;
+    let root = scratch("sweep-check");
+    let configs = root.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let write = |name: &str, c: TrainConfig| {
+        std::fs::write(configs.join(format!("{name}.toml")), c.to_toml()).unwrap()
+    };
+    write("a-good", config());
+    write("b-no-data", TrainConfig { dataset: "mnist".into(), ..config() });
+    write("c-misfit", TrainConfig { model: "flatten,flatten".into(), ..config() });
+    write("d-mse-out", TrainConfig { model: "64-20".into(), ..config() });
+    write("e-good-too", TrainConfig { model: "64-10".into(), ..config() });
+    let runs = root.join("runs");
+    let sweep = plan(std::slice::from_ref(&configs), &[0, 1], Some(1), None, &runs).unwrap();
+    let empty = root.join("no-data-here");
+    std::fs::create_dir_all(&empty).unwrap();
+    // Digits are bundled (read from the root only if a copy is there); MNIST is not.
+    let failed = sweep.check(NdArray::<f32>::new(), Some(&empty));
+    let said: Vec<(String, String)> =
+        failed.iter().map(|(j, e)| (j.name.clone(), e.to_string())).collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(said[0].0 == "b-no-data" && said[0].1.contains("no-data-here"), "{said:?}");
+    assert!(said[1].0 == "c-misfit" && said[1].1.contains("flatten"), "{said:?}");
+    assert!(said[2].0 == "d-mse-out" && said[2].1.contains("10 classes"), "{said:?}");
+    assert!(!runs.exists(), "the check touched no run directory");
     std::fs::remove_dir_all(&root).ok();
 }
 
