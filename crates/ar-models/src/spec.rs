@@ -615,6 +615,27 @@ mod tests {
         }
     }
 
+    /// A spec of thousands of layers parses and builds at once, and a mistake in it is
+    /// reported in one short line: an excerpt of the spec, the position and the layer.
+    #[test]
+    fn a_spec_of_5000_layers_builds_and_its_errors_quote_an_excerpt() {
+        let layers = vec!["fc8"; 5000].join(",");
+        let spec = ModelSpec::parse(&format!("flatten,{layers},fc10"), &[1, 8, 8]).unwrap();
+        let net = spec.build(NdArray::<f32>::new(), Init::papers(), 0).unwrap();
+        assert_eq!(net.depth(), 5002);
+        for (bad, needle) in [
+            (format!("flatten,{layers},bogus"), "layer 5002 'bogus'"),
+            (format!("{layers},fc10"), "layer 1"),
+            (format!("flatten,{layers},res(fc8"), "res("),
+        ] {
+            let be = NdArray::<f32>::new();
+            let built =
+                ModelSpec::parse(&bad, &[1, 8, 8]).and_then(|m| m.build(be, Init::papers(), 0));
+            let e = built.unwrap_err().to_string();
+            assert!(e.len() < 400 && e.contains(needle), "{} chars: {e}", e.len());
+        }
+    }
+
     #[test]
     fn presets_by_name_fit_the_data_or_say_why_not() {
         let digits = ModelSpec::preset("auto", &[1, 8, 8], 10).unwrap();
