@@ -1,7 +1,7 @@
 //! Builds the paper-1 MLP as a library user would, relaxes one batch with the papers' settings
 //! and to convergence, and prints how closely each layer's update agrees with backprop.
 //!
-//! Run with `cargo run --release -p ar-core --example paper1_agreement`.
+//! Run with `cargo run --release -p ar-models --example paper1_agreement`.
 
 use ar_core::metrics::{angle_degrees, relative_error};
 use ar_core::{Algorithm, Backend, Gradients, Init, Loss, Relaxation, Signals};
