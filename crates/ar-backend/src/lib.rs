@@ -15,6 +15,7 @@
 
 mod activation;
 pub mod pool;
+pub mod testing;
 
 pub use activation::Activation;
 

@@ -208,21 +208,11 @@ mod tests {
 
     #[test]
     fn max_pool_routes_to_the_first_maximum_on_ties() {
-        // One 4x4 plane, 2x2 windows: the top-left window is all 7s (tie: the first, index 0,
-        // wins); the top-right has its maximum 9 at (0, 3); the bottom-left ties two 5s at
-        // (2, 1) = index 9 and (3, 0) = index 12: the first in row-major order, 9, wins; the
-        // bottom-right is all 4s: index 10.
-        #[rustfmt::skip]
-        let x = [
-            7.0, 7.0, 1.0, 9.0,
-            7.0, 7.0, 2.0, 3.0,
-            0.0, 5.0, 4.0, 4.0,
-            5.0, 1.0, 4.0, 4.0,
-        ];
+        use crate::testing::{TIE_ARGMAX, TIE_MAXIMA, TIE_PLANE};
         let pool = PoolGeometry { kernel: 2, stride: 2 };
-        let (out, arg) = max_pool2d(&x, [1, 1, 4, 4], pool);
-        assert_eq!(out, vec![7.0, 9.0, 5.0, 4.0]);
-        assert_eq!(arg, vec![0.0, 3.0, 9.0, 10.0]);
+        let (out, arg) = max_pool2d(&TIE_PLANE, [1, 1, 4, 4], pool);
+        assert_eq!(out, TIE_MAXIMA);
+        assert_eq!(arg, TIE_ARGMAX);
         let mut dx = vec![0.0; 16];
         max_pool2d_vjp(&[1.0, 2.0, 3.0, 4.0], &arg, [1, 1, 4, 4], 1.0, 0.0, &mut dx);
         let mut want = vec![0.0; 16];

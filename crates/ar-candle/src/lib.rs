@@ -627,31 +627,7 @@ mod tests {
         assert_eq!(Candle::cpu(Precision::F64).name(), "candle-cpu-f64");
     }
 
-    #[test]
-    fn gemm_accumulates_with_transposes() {
-        let be = Candle::cpu(Precision::F64);
-        // a = [[1, 2], [3, 4]], b = [[5, 6], [7, 8]]; a^T b = [[26, 30], [38, 44]].
-        let a = be.from_host(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
-        let b = be.from_host(&[5.0, 6.0, 7.0, 8.0], &[2, 2]);
-        let mut c = be.from_host(&[1.0, 1.0, 1.0, 1.0], &[2, 2]);
-        be.gemm(2.0, &a, true, &b, false, 0.5, &mut c);
-        assert_eq!(be.to_host(&c), vec![52.5, 60.5, 76.5, 88.5]);
-        // a b^T = [[17, 23], [39, 53]].
-        assert_eq!(be.to_host(&be.matmul(&a, false, &b, true)), vec![17.0, 23.0, 39.0, 53.0]);
-    }
-
-    #[test]
-    fn gemm_with_zero_beta_ignores_nan_in_output() {
-        let be = Candle::cpu(Precision::F32);
-        let a = be.from_host(&[1.0, 2.0], &[1, 2]);
-        let b = be.from_host(&[3.0, 4.0], &[2, 1]);
-        let mut c = be.from_host(&[f64::NAN], &[1, 1]);
-        be.gemm(1.0, &a, false, &b, false, 0.0, &mut c);
-        assert_eq!(be.to_host(&c), vec![11.0]);
-        let mut y = be.from_host(&[f64::NAN, f64::INFINITY], &[2]);
-        be.axpby(2.0, &be.from_host(&[1.0, -1.0], &[2]), 0.0, &mut y);
-        assert_eq!(be.to_host(&y), vec![2.0, -2.0]);
-    }
+    ar_backend::backend_tests!(Candle::cpu(Precision::F64));
 
     /// The kinks and the tails, with the calculus in the comments.
     #[test]
@@ -680,13 +656,5 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("not compiled in") && msg.contains("cargo xtask-cuda"), "{msg}");
         assert!(msg.contains("scripts/build-cuda.sh"), "{msg}");
-    }
-
-    #[test]
-    #[should_panic(expected = "gemm: cannot multiply")]
-    fn shape_mismatch_panics_with_shapes() {
-        let be = Candle::cpu(Precision::F64);
-        let a = be.zeros(&[2, 3]);
-        be.matmul(&a, false, &a, false);
     }
 }

@@ -470,46 +470,8 @@ impl<F: Scalar> Backend for NdArray<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ar_backend::BackendExt;
 
-    #[test]
-    fn gemm_accumulates_with_transposes() {
-        let be = NdArray::<f64>::new();
-        // a = [[1, 2], [3, 4]], b = [[5, 6], [7, 8]]; a^T b = [[26, 30], [38, 44]].
-        let a = be.from_host(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
-        let b = be.from_host(&[5.0, 6.0, 7.0, 8.0], &[2, 2]);
-        let mut c = be.from_host(&[1.0, 1.0, 1.0, 1.0], &[2, 2]);
-        be.gemm(2.0, &a, true, &b, false, 0.5, &mut c);
-        assert_eq!(be.to_host(&c), vec![52.5, 60.5, 76.5, 88.5]);
-        // a b^T = [[17, 23], [39, 53]].
-        assert_eq!(be.to_host(&be.matmul(&a, false, &b, true)), vec![17.0, 23.0, 39.0, 53.0]);
-    }
-
-    #[test]
-    fn gemm_with_zero_beta_ignores_nan_in_output() {
-        let be = NdArray::<f32>::new();
-        let a = be.from_host(&[1.0, 2.0], &[1, 2]);
-        let b = be.from_host(&[3.0, 4.0], &[2, 1]);
-        let mut c = be.from_host(&[f64::NAN], &[1, 1]);
-        be.gemm(1.0, &a, false, &b, false, 0.0, &mut c);
-        assert_eq!(be.to_host(&c), vec![11.0]);
-    }
-
-    #[test]
-    fn rows_softmax_argmax_and_sums() {
-        let be = NdArray::<f64>::new();
-        let mut x = be.from_host(&[1.0, 2.0, 3.0, -1.0, 0.0, 5.0], &[2, 3]);
-        be.add_row(&mut x, &be.from_host(&[1.0, 0.0, -1.0], &[3]));
-        assert_eq!(be.to_host(&x), vec![2.0, 2.0, 2.0, 0.0, 0.0, 4.0]);
-        assert_eq!(be.argmax_rows(&x), vec![0, 2], "first index wins a tie");
-        assert_eq!(be.to_host(&be.sum_rows(0.5, &x)), vec![1.0, 1.0, 3.0]);
-        let s = be.to_host(&be.softmax_rows(&x));
-        assert!(s[..3].iter().all(|&p| (p - 1.0 / 3.0).abs() < 1e-15));
-        // softmax of [0, 0, 4]: e^4 / (2 + e^4).
-        let e4 = 4f64.exp();
-        assert!((s[5] - e4 / (2.0 + e4)).abs() < 1e-15);
-        assert_eq!(be.dot(&x, &x), 4.0 * 3.0 + 16.0);
-    }
+    ar_backend::backend_tests!(NdArray::<f64>::new());
 
     #[test]
     fn adam_step_matches_the_scalar_rule() {
@@ -551,17 +513,8 @@ mod tests {
                 .collect()
         };
 
-        // The tie case, spelled out: one 4x4 plane in 2x2 windows (see the kernels' own test).
-        #[rustfmt::skip]
-        let x = [
-            7.0, 7.0, 1.0, 9.0,
-            7.0, 7.0, 2.0, 3.0,
-            0.0, 5.0, 4.0, 4.0,
-            5.0, 1.0, 4.0, 4.0,
-        ];
-        let (_, arg) =
-            be.max_pool2d(&be.from_host(&x, &[1, 1, 4, 4]), PoolGeometry { kernel: 2, stride: 2 });
-        assert_eq!(plain(&arg), vec![0.0, 3.0, 9.0, 10.0]);
+        // The tie case (ar_backend::testing::TIE_PLANE), in f32.
+        ar_backend::testing::max_pool_ties_go_to_the_first_maximum(be);
 
         // The second shape is large enough for the VJP to run on the pool, in uneven groups.
         for dims in [[2, 3, 7, 6], [9, 5, 29, 27]] {
@@ -604,13 +557,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    #[should_panic(expected = "gemm: cannot multiply")]
-    fn shape_mismatch_panics_with_shapes() {
-        let be = NdArray::<f64>::new();
-        let a = be.zeros(&[2, 3]);
-        be.matmul(&a, false, &a, false);
     }
 }

@@ -6,7 +6,7 @@ use ar_backend::{Activation, AdamStep, Backend, BackendExt, ConvGeometry, PoolGe
 use ar_candle::{Candle, Precision};
 use ar_ndarray::NdArray;
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{RngSeed, TestCaseError};
 
 /// Cases per operation and pair: small, so that the suite runs in seconds in debug builds.
 const CASES: u32 = 24;
@@ -632,7 +632,7 @@ macro_rules! conformance {
             use super::*;
 
             proptest! {
-                #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+                #![proptest_config(ProptestConfig { cases: CASES, rng_seed: RngSeed::Fixed(0xa5), ..ProptestConfig::default() })]
 
                 #[test]
                 fn ndarray_f64_vs_candle_cpu_f64(case in $strategy) {
