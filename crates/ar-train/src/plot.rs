@@ -1,7 +1,9 @@
 //! SVG line charts for run directories and reports (accuracy curves, gradient angles), drawn
 //! with plotters: round-number axis ticks, a band per series where given, the legend beside
-//! the plot.
+//! the plot; and charts of many series as panels (one column per group of series, a row
+//! zoomed on the band where they differ), every line with its own colour and dash.
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 /// One named line of `(x, y)` points, optionally with a shaded band around it.
@@ -137,6 +139,221 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// How a line is drawn: a colour and a dash (solid, dashed, dotted), the `i`-th of 24 distinct
+/// pairs (8 colours, then the same colours dashed, then dotted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Style {
+    color: RGBColor,
+    dash: Option<(u32, u32)>,
+}
+
+fn style(i: usize) -> Style {
+    let dash = [None, Some((7, 4)), Some((2, 3))][(i / COLORS.len()) % 3];
+    Style { color: COLORS[i % COLORS.len()], dash }
+}
+
+/// The reference lines (e.g. backprop) of a panel chart: black, then grey.
+const REFERENCE: [RGBColor; 2] = [RGBColor(0, 0, 0), RGBColor(0x77, 0x77, 0x77)];
+
+/// One panel's size, and the legend's row height under each column.
+const PANEL: (u32, u32) = (400, 290);
+
+/// A chart of many series as a grid of panels sharing their axes: one column per group of
+/// `groups` (`(caption, series)`), each panel drawing every `reference` series (black, then
+/// grey) and its group over them; a top row on the range of all the data, and where `zoom` gives a y
+/// range, a second row with the same panels on it (lines leave the panel where they cross its
+/// edge). A legend under each column. Each series has its own colour and dash across the whole
+/// chart (24 distinct pairs before they repeat). Non-finite points are left out.
+pub fn panel_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    groups: &[(String, Vec<Series>)],
+    reference: &[Series],
+    zoom: Option<(f64, f64)>,
+) -> String {
+    let mut svg = String::new();
+    draw_panels(&mut svg, title, (x_label, y_label), groups, reference, zoom)
+        .expect("drawing into a string cannot fail");
+    svg
+}
+
+fn draw_panels<'a>(
+    svg: &'a mut String,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    groups: &[(String, Vec<Series>)],
+    reference: &[Series],
+    zoom: Option<(f64, f64)>,
+) -> Result<(), Box<dyn std::error::Error + 'a>> {
+    let all: Vec<&Series> = groups.iter().flat_map(|(_, g)| g).chain(reference).collect();
+    let owned: Vec<Series> = all
+        .iter()
+        .map(|s| Series { name: String::new(), points: s.points.clone(), band: s.band.clone() })
+        .collect();
+    let (x_range, full) = ranges(&owned);
+    let columns = groups.len().max(1) as u32;
+    let rows: Vec<(f64, f64)> = std::iter::once(full).chain(zoom).collect();
+    let lines_of = |g: &[Series]| -> usize {
+        g.iter().chain(reference).map(|s| wrap(&s.name, LEGEND_CHARS).len()).sum()
+    };
+    let legend_rows = groups.iter().map(|(_, g)| lines_of(g)).max().unwrap_or(0);
+    let legend_height = 16 + 16 * legend_rows as u32;
+    let size = (PANEL.0 * columns, 36 + PANEL.1 * rows.len() as u32 + legend_height);
+    let root = SVGBackend::with_string(svg, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let area = root.titled(title, ("sans-serif", 17))?;
+    let (panels, legends) = area.split_vertically(PANEL.1 * rows.len() as u32);
+    let cells = panels.split_evenly((rows.len(), columns as usize));
+    let legend_cells = legends.split_evenly((1, columns as usize));
+    let mut first = 0;
+    for (column, (caption, group)) in groups.iter().enumerate() {
+        let styles: Vec<Style> = (first..first + group.len()).map(style).collect();
+        first += group.len();
+        for (row, &(y0, y1)) in rows.iter().enumerate() {
+            let caption = match row {
+                0 => caption.clone(),
+                _ => format!("{caption}, zoomed to {}-{}", tick(y0), tick(y1)),
+            };
+            let mut chart = ChartBuilder::on(&cells[row * columns as usize + column])
+                .caption(caption, ("sans-serif", 13))
+                .margin(8)
+                .x_label_area_size(34)
+                .y_label_area_size(46)
+                .build_cartesian_2d(x_range.0..x_range.1, y0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .x_labels(6)
+                .y_labels(6)
+                .max_light_lines(0)
+                .x_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&|v| tick(*v))
+                .draw()?;
+            // The reference first, so that a line of the group lying on it stays visible.
+            let references =
+                reference.iter().zip(REFERENCE.iter().map(|&color| Style { color, dash: None }));
+            let lines = references.chain(group.iter().zip(styles.iter().copied()));
+            for (s, st) in lines {
+                let band: Vec<(f64, f64, f64)> = s
+                    .band
+                    .iter()
+                    .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
+                    .map(|&(x, lo, hi)| (x, lo.clamp(y0, y1), hi.clamp(y0, y1)))
+                    .collect();
+                if band.len() > 1 {
+                    let upper = band.iter().map(|&(x, _, hi)| (x, hi));
+                    let outline: Vec<(f64, f64)> =
+                        upper.chain(band.iter().rev().map(|&(x, lo, _)| (x, lo))).collect();
+                    let fill = st.color.mix(0.12).filled();
+                    chart.draw_series(std::iter::once(Polygon::new(outline, fill)))?;
+                }
+                let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
+                if points.len() == 1 && (y0..=y1).contains(&points[0].1) {
+                    let dot = Circle::new(points[0], 3, st.color.filled());
+                    chart.draw_series(std::iter::once(dot))?;
+                }
+                for run in clip(&points, y0, y1) {
+                    let line = st.color.stroke_width(2);
+                    match st.dash {
+                        None => chart.draw_series(LineSeries::new(run, line))?,
+                        Some((on, off)) => {
+                            chart.draw_series(DashedLineSeries::new(run, on, off, line))?
+                        }
+                    };
+                }
+            }
+        }
+        let legend = &legend_cells[column];
+        let keys = group.iter().zip(styles).chain(
+            reference.iter().zip(REFERENCE.iter().map(|&color| Style { color, dash: None })),
+        );
+        let mut y = 14;
+        for (s, st) in keys {
+            let key = vec![(10, y), (36, y)];
+            let line = st.color.stroke_width(3);
+            match st.dash {
+                None => legend.draw(&PathElement::new(key, line))?,
+                Some((on, off)) => legend.draw(&DashedPathElement::new(key, on, off, line))?,
+            }
+            for text in wrap(&s.name, LEGEND_CHARS) {
+                legend.draw(&Text::new(text, (42, y - 7), ("sans-serif", 12)))?;
+                y += 16;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Characters of a legend line under a panel (12 px sans-serif beside its key).
+const LEGEND_CHARS: usize = 56;
+
+/// `text` in lines of at most `width` characters, broken before a space or a `+` (a word longer
+/// than a line stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    let mut word = String::new();
+    let flush = |word: &mut String, lines: &mut Vec<String>| {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.is_empty() && line.chars().count() + word.chars().count() > width {
+            lines.push(word.trim_start().to_string());
+        } else {
+            line.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c == ' ' || c == '+' {
+            flush(&mut word, &mut lines);
+        }
+        word.push(c);
+    }
+    flush(&mut word, &mut lines);
+    lines
+}
+
+/// The parts of the polyline `points` inside `y0 <= y <= y1`, each a run of points, with the
+/// points where it crosses an edge added (a line leaves the panel, it is not flattened onto
+/// its edge).
+fn clip(points: &[(f64, f64)], y0: f64, y1: f64) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        // The part of a -> b inside the band: a + t (b - a) for t in [t0, t1].
+        let dy = b.1 - a.1;
+        let (t0, t1) = if dy == 0.0 {
+            if (y0..=y1).contains(&a.1) {
+                (0.0, 1.0)
+            } else {
+                continue;
+            }
+        } else {
+            let (ta, tb) = ((y0 - a.1) / dy, (y1 - a.1) / dy);
+            (ta.min(tb).max(0.0), ta.max(tb).min(1.0))
+        };
+        if t0 > t1 {
+            continue;
+        }
+        let at = |t: f64| match t {
+            0.0 => a,
+            1.0 => b,
+            // Where it crosses an edge: that edge's y exactly.
+            t => {
+                let y = a.1 + t * dy;
+                (a.0 + t * (b.0 - a.0), if (y - y0).abs() <= (y - y1).abs() { y0 } else { y1 })
+            }
+        };
+        let (start, end) = (at(t0), at(t1));
+        match runs.last_mut() {
+            Some(run) if run.last() == Some(&start) => run.push(end),
+            _ => runs.push(vec![start, end]),
+        }
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +406,71 @@ mod tests {
         };
         assert!(size("width") >= 560 + 750, "{}", size("width"));
         assert!(size("height") >= 40 + 20 * 30, "{}", size("height"));
+    }
+
+    #[test]
+    fn lines_leave_a_zoomed_panel_where_they_cross_its_edge() {
+        let runs =
+            clip(&[(1.0, 50.0), (2.0, 95.0), (3.0, 97.0), (4.0, 10.0), (5.0, 12.0)], 90.0, 100.0);
+        let want_in = 1.0 + 40.0 / 45.0;
+        let want_out = 3.0 + 7.0 / 87.0;
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let r = &runs[0];
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert!((r[0].0 - want_in).abs() < 1e-12 && r[0].1 == 90.0, "{r:?}");
+        assert_eq!((r[1], r[2]), ((2.0, 95.0), (3.0, 97.0)));
+        assert!((r[3].0 - want_out).abs() < 1e-12 && r[3].1 == 90.0, "{r:?}");
+        // Out, in, out and in again: two runs; a line never inside: none.
+        let runs = clip(&[(0.0, 0.0), (1.0, 95.0), (2.0, 0.0), (3.0, 95.0)], 90.0, 100.0);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert!(clip(&[(0.0, 1.0), (1.0, 2.0)], 90.0, 100.0).is_empty());
+        // Straight through the band from below to above.
+        let runs = clip(&[(0.0, 80.0), (1.0, 110.0)], 90.0, 100.0);
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].iter().all(|p| (90.0..=100.0).contains(&p.1)), "{runs:?}");
+    }
+
+    #[test]
+    fn a_panel_chart_gives_every_line_its_own_colour_and_dash() {
+        let line = |name: &str, y: f64| Series {
+            name: name.into(),
+            points: vec![(1.0, y), (2.0, y + 1.0)],
+            band: vec![],
+        };
+        let groups: Vec<(String, Vec<Series>)> = (0..3)
+            .map(|g| {
+                (
+                    format!("group {g}"),
+                    (0..9).map(|i| line(&format!("s{g}-{i}"), 90.0 + i as f64 / 2.0)).collect(),
+                )
+            })
+            .collect();
+        let styles: Vec<Style> = (0..27).map(style).collect();
+        let distinct = (0..24).all(|i| (0..i).all(|j| styles[i] != styles[j]));
+        assert!(distinct, "24 distinct colour and dash pairs");
+        let reference = [line("bp", 95.0)];
+        let svg = panel_chart("t", "epoch", "acc", &groups, &reference, Some((89.0, 96.0)));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        for g in 0..3 {
+            assert!(svg.contains(&format!("group {g}, zoomed to 89-96")), "{svg}");
+            for i in 0..9 {
+                assert!(svg.contains(&format!(">\ns{g}-{i}\n</text>")), "legend s{g}-{i}");
+            }
+        }
+        assert_eq!(svg.matches(">\nbp\n</text>").count(), 3, "the reference in each legend");
+    }
+
+    #[test]
+    fn legend_names_wrap_before_a_space_or_a_plus() {
+        assert_eq!(wrap("short name", 56), ["short name"]);
+        let long = "tanh-authors-fc-both ar+learned+no-f'-backward+no-f'-update+conv-transpose";
+        let lines = wrap(long, 40);
+        assert_eq!(
+            lines,
+            ["tanh-authors-fc-both ar+learned", "+no-f'-backward+no-f'-update", "+conv-transpose"]
+        );
+        assert_eq!(lines.concat(), long, "nothing lost at a break before a plus");
+        assert_eq!(wrap(&"x".repeat(70), 56), ["x".repeat(70)]);
     }
 
     #[test]

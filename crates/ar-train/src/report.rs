@@ -5,7 +5,7 @@
 //! set and model.
 
 use crate::config::TrainConfig;
-use crate::plot::{line_chart, Series};
+use crate::plot::{line_chart, panel_chart, Series};
 use crate::probe::{LayerProbe, ProbeRow};
 use crate::session::EpochMetrics;
 use crate::sweep::{Done, DONE_FILE};
@@ -826,17 +826,20 @@ pub fn depth_charts(rows: &[Row]) -> Vec<(String, String, String)> {
     out
 }
 
-/// One SVG per table (data set and model): each condition x algorithm's test accuracy per epoch, the mean over
-/// seeds as a line in a band from the lowest to the highest seed.
+/// One SVG per table (data set and model): each condition x algorithm's test accuracy per
+/// epoch, the mean over seeds as a line in a band from the lowest to the highest seed, as
+/// panels: one column per family of conditions ([`chart_panels`]) with backprop drawn in each
+/// as the reference, and a second row zoomed on the band where the conditions differ
+/// ([`zoom_band`]).
 pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
-    let mut by_table: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> =
-        BTreeMap::new();
+    type Curves = BTreeMap<(String, String), BTreeMap<usize, Vec<f64>>>;
+    let mut by_table: BTreeMap<String, Curves> = BTreeMap::new();
     for r in records.iter().filter(|r| r.problems.is_empty()) {
         for m in &r.metrics {
             by_table
                 .entry(table_of(&r.config))
                 .or_default()
-                .entry(format!("{} {}", r.condition, m.algorithm))
+                .entry((r.condition.clone(), m.algorithm.clone()))
                 .or_default()
                 .entry(m.epoch)
                 .or_default()
@@ -846,8 +849,10 @@ pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
     by_table
         .into_iter()
         .map(|(table, curves)| {
-            let mut series = Vec::new();
-            for (name, epochs) in curves {
+            let keys: Vec<(String, String)> = curves.keys().cloned().collect();
+            let (groups, reference) = chart_panels(&keys);
+            let series = |i: usize, name: String| {
+                let epochs = &curves[&keys[i]];
                 let points = epochs.iter().map(|(e, xs)| (*e as f64, mean_sd(xs).0)).collect();
                 let band = epochs
                     .iter()
@@ -857,17 +862,137 @@ pub fn accuracy_charts(records: &[RunRecord]) -> Vec<(String, String)> {
                         (*e as f64, lo, xs.iter().copied().fold(f64::NEG_INFINITY, f64::max))
                     })
                     .collect();
-                series.push(Series { name, points, band });
-            }
-            let title = format!("{table}: test accuracy, mean and range over seeds");
-            (table, line_chart(&title, "epoch", "test accuracy (%)", &series))
+                Series { name, points, band }
+            };
+            let groups: Vec<(String, Vec<Series>)> = groups
+                .into_iter()
+                .map(|(caption, members)| {
+                    (caption, members.into_iter().map(|(i, name)| series(i, name)).collect())
+                })
+                .collect();
+            let reference: Vec<Series> =
+                reference.into_iter().map(|(i, name)| series(i, name)).collect();
+            let all: Vec<&Series> = groups.iter().flat_map(|(_, g)| g).chain(&reference).collect();
+            let zoom = zoom_band(&all);
+            let title = format!("{table}: test accuracy (%), mean and range over seeds");
+            let svg = panel_chart(&title, "epoch", "test accuracy (%)", &groups, &reference, zoom);
+            (table, svg)
         })
         .collect()
+}
+
+/// Most lines in one panel of a chart (besides the reference).
+const PER_PANEL: usize = 6;
+
+/// How a chart's `(condition, algorithm)` curves go into panels: the backprop curves (one or
+/// two, beside others) as the reference drawn in every panel; the rest grouped by family (the
+/// first word of the condition after the words every condition of the chart shares, such as
+/// `ar` in `cnn-mnist-ar-t20`), a family of more than [`PER_PANEL`] split evenly over several
+/// panels. Each curve is named by the rest of its condition and its algorithm. Returns
+/// `(caption, [(index, name)])` per panel, and the reference's `(index, name)`s.
+pub fn chart_panels(keys: &[(String, String)]) -> PanelPlan {
+    let words: Vec<Vec<&str>> = keys.iter().map(|(c, _)| c.split('-').collect()).collect();
+    let mut shared = words.first().map_or(0, Vec::len);
+    for w in &words {
+        shared = shared.min(w.iter().zip(&words[0]).take_while(|(a, b)| a == b).count());
+    }
+    let name = |i: usize| {
+        let rest = words[i][shared.min(words[i].len())..].join("-");
+        let (condition, algorithm) = &keys[i];
+        let rest = if rest.is_empty() { condition.clone() } else { rest };
+        if rest == *algorithm {
+            rest
+        } else {
+            format!("{rest} {algorithm}")
+        }
+    };
+    let bp: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].1 == "bp").collect();
+    let reference = if (1..=2).contains(&bp.len()) && bp.len() < keys.len() { bp } else { vec![] };
+    let mut families: Vec<(String, Vec<usize>)> = Vec::new();
+    for i in (0..keys.len()).filter(|i| !reference.contains(i)) {
+        let family = words[i].get(shared).map_or(keys[i].0.clone(), |w| w.to_string());
+        match families.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, members)) => members.push(i),
+            None => families.push((family, vec![i])),
+        }
+    }
+    let mut panels = Vec::new();
+    for (family, members) in families {
+        let parts = members.len().div_ceil(PER_PANEL);
+        for part in 0..parts {
+            let (from, to) = (members.len() * part / parts, members.len() * (part + 1) / parts);
+            let caption = match parts {
+                1 => family.clone(),
+                n => format!("{family} ({} of {n})", part + 1),
+            };
+            panels.push((caption, members[from..to].iter().map(|&i| (i, name(i))).collect()));
+        }
+    }
+    (panels, reference.into_iter().map(|i| (i, name(i))).collect())
+}
+
+/// Panels of `(caption, [(index, name)])` and the reference's `(index, name)`s.
+pub type PanelPlan = (Vec<(String, Vec<(usize, String)>)>, Vec<(usize, String)>);
+
+/// The y range where the curves that end near the best one differ (those whose last value is
+/// within 15 points of the best last value), rounded out to whole points; `None` when it would
+/// not show them much larger than the full range does.
+pub fn zoom_band(series: &[&Series]) -> Option<(f64, f64)> {
+    let last = |s: &Series| s.points.iter().rev().map(|p| p.1).find(|y| y.is_finite());
+    let best = series.iter().filter_map(|s| last(s)).fold(f64::NEG_INFINITY, f64::max);
+    let near: Vec<&&Series> =
+        series.iter().filter(|s| last(s).is_some_and(|y| y >= best - 15.0)).collect();
+    let lowest = near.iter().filter_map(|s| last(s)).fold(f64::INFINITY, f64::min);
+    let top = near
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1).chain(s.band.iter().map(|b| b.2)))
+        .filter(|y| y.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let all = series.iter().flat_map(|s| &s.points).map(|p| p.1).filter(|y| y.is_finite());
+    let (min, max) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+    if !(best.is_finite() && min < max) {
+        return None;
+    }
+    let lo = (lowest - 0.25 * (best - lowest) - 0.5).floor();
+    let hi = (top + 0.5).ceil();
+    (hi - lo < 0.5 * (max - min)).then_some((lo, hi))
 }
 
 #[cfg(test)]
 mod depth_tests {
     use super::*;
+
+    /// Backprop is the reference of every panel; the other curves go by family (the first word
+    /// after the shared ones), a family of more than six split evenly; names lose the shared
+    /// words. The zoom covers the curves that end near the best, not the collapsed ones.
+    #[test]
+    fn charts_split_into_family_panels_with_backprop_in_each_and_a_zoom() {
+        let mut keys: Vec<(String, String)> =
+            (0..8).map(|i| (format!("cnn-mnist-ar-v{i}"), "ar".to_string())).collect();
+        keys.push(("cnn-mnist-bp".into(), "bp".into()));
+        keys.push(("cnn-mnist-tanh-a".into(), "ar+learned".into()));
+        let (panels, reference) = chart_panels(&keys);
+        let captions: Vec<&str> = panels.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(captions, ["ar (1 of 2)", "ar (2 of 2)", "tanh"]);
+        assert_eq!((panels[0].1.len(), panels[1].1.len()), (4, 4));
+        assert_eq!(panels[0].1[0], (0, "ar-v0 ar".to_string()));
+        assert_eq!(panels[2].1, [(9, "tanh-a ar+learned".to_string())]);
+        assert_eq!(reference, [(8, "bp".to_string())]);
+        // Only backprop curves: no reference, one family.
+        let only: Vec<(String, String)> = vec![("x-bp".into(), "bp".into())];
+        assert_eq!(chart_panels(&only).1, []);
+
+        let line = |ys: &[f64]| Series {
+            name: String::new(),
+            points: ys.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect(),
+            band: vec![],
+        };
+        let (good, close, dead) = (line(&[90.0, 97.0, 98.2]), line(&[85.0, 95.5]), line(&[10.0]));
+        // From below the lowest near curve (95.5, less a quarter of the spread and half a point).
+        assert_eq!(zoom_band(&[&good, &close, &dead]), Some((94.0, 99.0)));
+        let (a, b) = (line(&[50.0, 60.0]), line(&[52.0, 55.0]));
+        assert_eq!(zoom_band(&[&a, &b]), None, "the zoom would show about all of it");
+    }
 
     fn row(condition: &str, model: &str, accuracy: f64, angle: f64) -> Row {
         Row {
