@@ -18,6 +18,13 @@ Usage:
   python bench/authors_mlp.py --authors-main PATH/main.py --data datasets/mnist \\
       --dataset mnist --network ar --epochs 10 --seed 1 --threads 2
 
+Controls, each moving one of their choices to this project's, for finding which difference
+accounts for a gap (each is ours, not theirs, and off by default): `--reshuffle` (a new seeded
+order every epoch, all full batches, instead of one fixed order), `--linear-output` (the last
+layer linear instead of softmax), `--bp-lr-scale 0.1` (undoes their backprop's tenfold learning
+rate), `--full-test` (every test image, in file order, instead of a shuffled set less two
+batches).
+
 Prints one JSON object per epoch ({"epoch", "test_accuracy", "train_loss", "seconds"}) and a
 summary object last. Needs torch (not torchvision, matplotlib or scipy: their imports are stubbed
 when missing, since nothing here calls them).
@@ -125,23 +132,36 @@ def main():
     p.add_argument("--gradient-angle", action="store_true",
                    help="their store_gradient_angle (their default; costs a second relaxation "
                         "and an autograd pass per batch, changes no weight)")
+    p.add_argument("--reshuffle", action="store_true",
+                   help="control: a new seeded batch order every epoch, all full batches")
+    p.add_argument("--linear-output", action="store_true",
+                   help="control: a linear last layer instead of their softmax")
+    p.add_argument("--bp-lr-scale", type=float, default=1.0,
+                   help="control: scales their backprop's learning rate (0.1 undoes its x10)")
+    p.add_argument("--full-test", action="store_true",
+                   help="control: every test image in file order, no batch dropped")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
     authors = load_authors(args.authors_main)
     torch.manual_seed(args.seed)
     train = batches(args.data, "train", args.batch_size, shuffle=args.dataset == "mnist")
-    test = batches(args.data, "t10k", args.batch_size, shuffle=True)
+    test = batches(args.data, "t10k", args.batch_size, shuffle=not args.full_test)
+    if args.reshuffle:
+        samples = torch.cat([x for x, _ in train]), torch.cat([y for _, y in train])
+        order = torch.Generator().manual_seed(args.seed)
 
     lr, eta, steps = 0.0005, 0.1, 100
+    if args.network == "bp":
+        lr *= args.bp_lr_scale
+    last = authors.linear if args.linear_output else authors.softmax
     relu, relu_d = authors.relu, authors.relu_deriv
     cpu = authors.DEVICE
     layers = [
         authors.FCLayer(784, 300, args.batch_size, relu, relu_d, eta, lr, device=cpu),
         authors.FCLayer(300, 300, args.batch_size, relu, relu_d, eta, lr, device=cpu),
         authors.FCLayer(300, 100, args.batch_size, relu, relu_d, eta, lr, device=cpu),
-        authors.FCLayer(100, 10, args.batch_size, authors.softmax, authors.linear_deriv, eta, lr,
-                        device=cpu),
+        authors.FCLayer(100, 10, args.batch_size, last, authors.linear_deriv, eta, lr, device=cpu),
     ]
     with silenced():
         if args.network == "ar":
@@ -160,8 +180,32 @@ def main():
     accuracies, seconds = [], []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
+        if args.reshuffle:
+            # Their loop drops its last two batches: pass every full batch and two to drop.
+            perm = torch.randperm(len(samples[0]), generator=order)
+            full = len(perm) // args.batch_size * args.batch_size
+            cut = perm[:full].split(args.batch_size)
+            train = [(samples[0][i], samples[1][i]) for i in cut] + [None, None]
+        held_out = test if args.full_test else test[0:-2]
+        if args.full_test and len(held_out[-1][0]) != args.batch_size:
+            # Their biases have one row per batch position: a short last batch is evaluated
+            # on the first rows, which is what the forward pass of a full batch does to them.
+            x, y = held_out[-1]
+            short = len(x)
+            pad = torch.cat([x, torch.zeros(args.batch_size - short, x.shape[1])])
+            held_out = held_out[:-1]
+            tail = (pad, y)
+        else:
+            tail = None
         with silenced():
-            losses, _, test_accs = net.train(train[0:-2], test[0:-2], "", "", 1, steps)
+            losses, _, test_accs = net.train(train[0:-2], held_out, "", "", 1, steps)
+            if tail is not None:
+                out = net.forward(tail[0])[: len(tail[1])]
+                correct = (out.argmax(1) == tail[1]).sum().item()
+        if tail is not None:
+            # Weighted: every test image counts once.
+            n = args.batch_size * len(test_accs) + len(tail[1])
+            test_accs = [(sum(test_accs) * args.batch_size + correct) / n]
         seconds.append(time.perf_counter() - start)
         accuracies.append(sum(test_accs) / len(test_accs))
         print(json.dumps({"epoch": epoch, "test_accuracy": accuracies[-1],
