@@ -23,7 +23,9 @@ accounts for a gap (each is ours, not theirs, and off by default): `--reshuffle`
 order every epoch, all full batches, instead of one fixed order), `--linear-output` (the last
 layer linear instead of softmax), `--bp-lr-scale 0.1` (undoes their backprop's tenfold learning
 rate), `--full-test` (every test image, in file order, instead of a shuffled set less two
-batches).
+batches), `--bp-unit-biases` (backprop with one bias per unit, zero at first and trained with
+the weights, instead of one per batch position never updated: their training loop is replaced
+by `train_bp_with_biases` below for this control).
 
 Prints one JSON object per epoch ({"epoch", "test_accuracy", "train_loss", "seconds"}) and a
 summary object last. Needs torch (not torchvision, matplotlib or scipy: their imports are stubbed
@@ -116,6 +118,30 @@ def batches(folder, split, batch_size, shuffle):
     return [(img.reshape(len(img), 784), label) for img, label in list(iter(loader))]
 
 
+def train_bp_with_biases(authors, net, train, test):
+    """One epoch of their `BackpropNet.train` (MSE summed over the batch, each weight moved by
+    ten times its layer's learning rate times its gradient), with each layer's bias moved the
+    same way: the `--bp-unit-biases` control. Returns what theirs returns: per-batch losses,
+    accuracies, and test accuracies."""
+    losses, accs = [], []
+    for img, label in train:
+        target = authors.onehot(label)
+        out = net.forward(img)
+        loss = authors.mse_loss(out, target)
+        for layer in net.layers:
+            layer.weights.grad, layer.bias.grad = None, None
+        loss.backward()
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weights -= layer.weight_lr * 10 * layer.weights.grad
+                layer.bias -= layer.weight_lr * 10 * layer.bias.grad
+        losses.append(loss.item())
+        accs.append(authors.accuracy(out.detach(), target))
+    with torch.no_grad():
+        test_accs = [authors.accuracy(net.forward(x), authors.onehot(y)) for x, y in test]
+    return losses, accs, test_accs
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--authors-main", required=True, help="path to their main.py")
@@ -140,6 +166,9 @@ def main():
                    help="control: scales their backprop's learning rate (0.1 undoes its x10)")
     p.add_argument("--full-test", action="store_true",
                    help="control: every test image in file order, no batch dropped")
+    p.add_argument("--bp-unit-biases", action="store_true",
+                   help="control: backprop trains one bias per unit (theirs: one per batch "
+                        "position, never updated)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -172,6 +201,11 @@ def main():
                               device=cpu)
         else:
             net = authors.BackpropNet(layers, loss_fn=authors.mse_loss, device=cpu)
+            if args.bp_unit_biases:
+                for layer in layers:
+                    layer.bias = torch.nn.Parameter(torch.zeros(1, layer.output_size))
+                net.train = lambda train, test, *rest: train_bp_with_biases(authors, net, train,
+                                                                            test)
     net.save_model = lambda *a, **k: None
 
     if args.train_batches is not None:
