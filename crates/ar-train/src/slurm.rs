@@ -28,7 +28,7 @@ pub struct SlurmOptions {
     /// Further `#SBATCH` options, each `KEY=VALUE` or `KEY` (`account=proj`, `qos=long`,
     /// `constraint=avx512`, `exclusive`).
     pub sbatch: Vec<String>,
-    /// Shell lines each task runs before training (`module load cuda`, `source env.sh`).
+    /// Shell lines each task runs before training (`module load gcc`, `source env.sh`).
     pub setup: Vec<String>,
     /// The command-line binary each task runs (a prebuilt `xtask` on the shared filesystem).
     pub binary: PathBuf,

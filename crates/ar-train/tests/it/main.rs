@@ -504,7 +504,7 @@ fn a_slurm_array_maps_each_task_to_its_sweep_job() {
         gres: Some("gpu:1".into()),
         array_limit: Some(2),
         sbatch: vec!["account=proj".into(), "exclusive".into()],
-        setup: vec!["module load cuda/12".into()],
+        setup: vec!["module load gcc/13".into()],
         binary: root.join("bin/xtask"),
         data_dir: Some(root.join("data")),
     };
@@ -531,7 +531,7 @@ fn a_slurm_array_maps_each_task_to_its_sweep_job() {
         "{last}"
     );
     assert!(last.ends_with("--task \"$SLURM_ARRAY_TASK_ID\""), "{last}");
-    assert!(array.script.contains("\nmodule load cuda/12\nexec "), "{}", array.script);
+    assert!(array.script.contains("\nmodule load gcc/13\nexec "), "{}", array.script);
     let data = format!("export AR_DATA_DIR='{}'", root.join("data").display());
     assert!(array.script.contains(&data), "{}", array.script);
     let no_data = array_job(&sweep, &SlurmOptions { data_dir: None, ..opts.clone() }).unwrap();
