@@ -54,12 +54,8 @@ fn repo_root() -> std::path::PathBuf {
 
 /// `$AR_DATA_DIR` as the user set it, before `main` gives it the build's default (`sweep
 /// --slurm` writes only a folder the user named into a script).
-static USER_DATA_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-
-/// The data folder the user named in `$AR_DATA_DIR`, if any.
-pub fn user_data_dir() -> Option<std::path::PathBuf> {
-    USER_DATA_DIR.get().cloned().flatten()
-}
+pub static USER_DATA_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> =
+    std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
     let named = std::env::var_os(ar_data::DATA_DIR_ENV).filter(|d| !d.is_empty());

@@ -3,14 +3,13 @@
 //! interrupted one. `--slurm` writes the sweep as a SLURM job array (`ar_train::slurm`), whose
 //! tasks come back here as `--manifest FILE --task N`.
 
-use crate::backend::{dispatch, BackendName, Job as BackendJob};
+use crate::backend::BackendName;
 use crate::train::cli_error;
 use crate::UsageError;
 use anyhow::Context;
-use ar_backend::Backend;
-use ar_train::slurm::{array_job, submit, task_cpus, task_job, SlurmOptions};
+use ar_train::slurm::{submit, task_cpus, task_job, SlurmOptions};
 use ar_train::sweep::{human_duration as duration, plan, run_parallel, Job, JobStatus};
-use ar_train::{Outcome, Silent};
+use ar_train::Outcome;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -149,7 +148,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.no_estimate && !todo.is_empty() {
         let mut total = 0.0;
         for (job, runs) in sweep.conditions_to_do() {
-            let per_epoch = dispatch(backend_of(job)?, job.config.precision, Estimate(job))?;
+            let per_epoch = ar_engine::seconds_per_epoch(job, 3)
+                .map_err(cli_error)
+                .with_context(|| format!("timing {}", job.source.display()))?;
             let epochs = job.config.epochs();
             let each = duration(per_epoch);
             let (e, r) = (plural(epochs, "epoch"), plural(runs, "run"));
@@ -164,14 +165,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// `n` and its noun, plural where it is not 1 (`1 epoch`, `2 epochs`).
 fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
-/// The backend a job's config names.
-fn backend_of(job: &Job) -> anyhow::Result<BackendName> {
-    job.config.backend.to_lowercase().parse::<BackendName>().map_err(|_| {
-        let (file, name) = (job.source.display(), &job.config.backend);
-        UsageError(format!("{file}: unknown backend '{name}'")).into()
-    })
 }
 
 /// Runs every job not done, `workers` at a time, one progress line each. A job that fails (or
@@ -212,7 +205,9 @@ fn run_jobs(
             println!("{} seed {}: resuming in {}", job.name, job.config.seed, job.dir.display());
         }
         let began = Instant::now();
-        let outcome = dispatch(backend_of(job)?, job.config.precision, RunJob(job, stop.clone()));
+        let outcome = ar_engine::run_job(job, stop.clone()).map_err(cli_error);
+        let outcome =
+            outcome.with_context(|| format!("{} in {}", job.source.display(), job.dir.display()));
         outcome.map(|o| (o, began.elapsed().as_secs_f64()))
     };
     run_parallel(&pending, workers, stop, run, |k, result| {
@@ -259,30 +254,6 @@ fn run_jobs(
 /// submits it.
 fn write_array(sweep: &ar_train::sweep::Sweep, a: SlurmArgs) -> anyhow::Result<ExitCode> {
     let this = std::env::current_exe().context("finding this binary for the tasks")?;
-    let binary = a.binary.unwrap_or_else(|| this.clone());
-    let same = |p: &std::path::Path| p.canonicalize().ok();
-    let data_dir = a.data_dir.or_else(crate::user_data_dir);
-    if data_dir.is_none() && same(&binary) != same(&this) {
-        return Err(UsageError(format!(
-            "--binary {} is another build, whose data folder this one cannot know: name the \
-             folder the tasks read with --data-dir DIR (or AR_DATA_DIR)",
-            binary.display()
-        ))
-        .into());
-    }
-    // Every condition must be able to start, as a local run checks when it starts.
-    let failed = ar_engine::check_sweep(sweep, data_dir.as_deref());
-    if !failed.is_empty() {
-        for (job, e) in &failed {
-            eprintln!("  {} ({}): {e}", job.name, job.source.display());
-        }
-        let conditions = sweep.configs;
-        return Err(UsageError(format!(
-            "{} of {conditions} configs could not start (listed above); no script written",
-            failed.len()
-        ))
-        .into());
-    }
     let opts = SlurmOptions {
         partition: a.partition,
         time: a.time,
@@ -292,10 +263,10 @@ fn write_array(sweep: &ar_train::sweep::Sweep, a: SlurmArgs) -> anyhow::Result<E
         array_limit: a.array_limit,
         sbatch: a.sbatch,
         setup: a.setup,
-        binary,
-        data_dir,
+        binary: a.binary.unwrap_or_else(|| this.clone()),
+        data_dir: a.data_dir.or_else(|| crate::USER_DATA_DIR.get().cloned().flatten()),
     };
-    let array = array_job(sweep, &opts).map_err(cli_error)?;
+    let array = ar_engine::checked_array_job(sweep, &opts, &this).map_err(cli_error)?;
     if a.dry_run {
         print!(
             "# {}\n{}\n# {}\n{}",
@@ -320,28 +291,4 @@ fn write_array(sweep: &ar_train::sweep::Sweep, a: SlurmArgs) -> anyhow::Result<E
         println!("submit with: sbatch {}", array.script_path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-struct Estimate<'a>(&'a Job);
-
-impl BackendJob for Estimate<'_> {
-    type Output = f64;
-    fn run<B: Backend>(self, be: B) -> anyhow::Result<f64> {
-        self.0
-            .seconds_per_epoch(be, 3)
-            .map_err(cli_error)
-            .with_context(|| format!("timing {}", self.0.source.display()))
-    }
-}
-
-struct RunJob<'a>(&'a Job, Arc<AtomicBool>);
-
-impl BackendJob for RunJob<'_> {
-    type Output = Option<Outcome>;
-    fn run<B: Backend>(self, be: B) -> anyhow::Result<Option<Outcome>> {
-        self.0
-            .run(be, self.1, &mut Silent)
-            .map_err(cli_error)
-            .with_context(|| format!("{} in {}", self.0.source.display(), self.0.dir.display()))
-    }
 }

@@ -1,8 +1,10 @@
 //! Checks a sweep before its jobs are queued: each condition's backend is in this build, its
-//! data is on disk, its model fits the data and its algorithms accept the model.
+//! data is on disk, its model fits the data and its algorithms accept the model; and the SLURM
+//! array of a sweep written only once it passes.
 
 use crate::BackendName;
 use ar_ndarray::NdArray;
+use ar_train::slurm::{array_job, ArrayJob, SlurmOptions};
 use ar_train::sweep::Sweep;
 use ar_train::TrainError;
 use std::path::Path;
@@ -47,4 +49,37 @@ pub fn check_sweep<'a>(
     let position = |job: &ar_train::sweep::Job| sweep.jobs.iter().position(|j| j == job);
     failed.sort_by_key(|(job, _)| position(job));
     failed
+}
+
+/// The SLURM array of `sweep` under `opts`, written only if every condition could start here
+/// ([`check_sweep`]) and the tasks' data folder is known: `opts.data_dir`, or, when it is
+/// `None`, the default of `this` binary, which must then be the one the tasks run (another
+/// build's default cannot be known). Each condition that could not start is named in the error.
+pub fn checked_array_job(
+    sweep: &Sweep,
+    opts: &SlurmOptions,
+    this: &Path,
+) -> Result<ArrayJob, TrainError> {
+    let same = |p: &Path| p.canonicalize().ok();
+    let refuse = |message: String| TrainError::Config { key: "slurm".into(), message };
+    if opts.data_dir.is_none() && same(&opts.binary) != same(this) {
+        return Err(refuse(format!(
+            "--binary {} is another build, whose data folder this one cannot know: name the \
+             folder the tasks read with --data-dir DIR (or AR_DATA_DIR)",
+            opts.binary.display()
+        )));
+    }
+    let failed = check_sweep(sweep, opts.data_dir.as_deref());
+    if !failed.is_empty() {
+        let mut message = format!(
+            "{} of {} configs could not start; no script written:",
+            failed.len(),
+            sweep.configs
+        );
+        for (job, e) in &failed {
+            message.push_str(&format!("\n  {} ({}): {e}", job.name, job.source.display()));
+        }
+        return Err(refuse(message));
+    }
+    array_job(sweep, opts)
 }

@@ -23,6 +23,6 @@ mod model;
 mod run;
 
 pub use backend::{dispatch, BackendName, Job};
-pub use check::check_sweep;
+pub use check::{check_sweep, checked_array_job};
 pub use model::{Learner, Model, Parameters};
-pub use run::{train, TrainReport, TrainRequest};
+pub use run::{run_job, seconds_per_epoch, train, TrainReport, TrainRequest};

@@ -1,7 +1,9 @@
-//! A whole training run (the training crate's [`Session`]) on the backend its config names.
+//! A whole training run (the training crate's [`Session`]), or one job of a sweep, on the
+//! backend its config names.
 
 use crate::{dispatch, BackendName, Job};
 use ar_backend::Backend;
+use ar_train::sweep::Job as SweepJob;
 use ar_train::{Data, EpochMetrics, Event, Outcome, Session, TrainConfig, TrainError};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -69,4 +71,34 @@ pub fn train(
     let backend = BackendName::parse(&request.config.backend)?;
     let precision = request.config.precision;
     dispatch(backend, precision, Run { request, observer })?
+}
+
+/// The backend a sweep job's config names.
+fn backend_of(job: &SweepJob) -> Result<BackendName, TrainError> {
+    BackendName::parse(&job.config.backend.to_lowercase())
+}
+
+/// Runs a sweep job (`ar_train::sweep::Job::run`, silent) on the backend its config names.
+pub fn run_job(job: &SweepJob, stop: Arc<AtomicBool>) -> Result<Option<Outcome>, TrainError> {
+    struct RunJob<'a>(&'a SweepJob, Arc<AtomicBool>);
+    impl Job for RunJob<'_> {
+        type Output = Result<Option<Outcome>, TrainError>;
+        fn run<B: Backend>(self, be: B) -> Self::Output {
+            self.0.run(be, self.1, &mut ar_train::Silent)
+        }
+    }
+    dispatch(backend_of(job)?, job.config.precision, RunJob(job, stop))?
+}
+
+/// Seconds an epoch of a sweep job takes on the backend its config names, from `batches`
+/// timed steps (`ar_train::sweep::Job::seconds_per_epoch`).
+pub fn seconds_per_epoch(job: &SweepJob, batches: usize) -> Result<f64, TrainError> {
+    struct Estimate<'a>(&'a SweepJob, usize);
+    impl Job for Estimate<'_> {
+        type Output = Result<f64, TrainError>;
+        fn run<B: Backend>(self, be: B) -> Self::Output {
+            self.0.seconds_per_epoch(be, self.1)
+        }
+    }
+    dispatch(backend_of(job)?, job.config.precision, Estimate(job, batches))?
 }
