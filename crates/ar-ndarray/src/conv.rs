@@ -27,12 +27,16 @@ fn out_len(g: &ConvGeometry, input: usize, kernel: usize, what: &str) -> usize {
     })
 }
 
-/// With stride 1, the output columns `lo..hi` whose input column `ox + j - padding` lies inside
-/// `0..w` (`lo == hi` when there is none).
+/// The output columns `lo..hi` whose input column `ox stride + j - padding` lies inside `0..w`
+/// (`lo == hi` when there is none): the span im2col copies and col2im adds, with no test per
+/// element.
 #[inline]
-fn stride_one_span(j: usize, padding: usize, w: usize, ow: usize) -> (usize, usize) {
-    let lo = padding.saturating_sub(j).min(ow);
-    let hi = (w + padding).saturating_sub(j).min(ow).max(lo);
+fn column_span(j: usize, stride: usize, padding: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = padding.saturating_sub(j).div_ceil(stride).min(ow);
+    let hi = match (w + padding).checked_sub(j + 1) {
+        Some(last) => (last / stride + 1).min(ow).max(lo),
+        None => lo,
+    };
     (lo, hi)
 }
 
@@ -153,26 +157,23 @@ fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
     for (r, row) in cols.chunks_exact_mut(s.positions()).enumerate() {
         let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
         let plane = &x[c * s.h * s.w..][..s.h * s.w];
-        let (lo, hi) = stride_one_span(j, s.padding, s.w, s.ow);
+        let (lo, hi) = column_span(j, s.stride, s.padding, s.w, s.ow);
         for (oy, dst) in row.chunks_exact_mut(s.ow).enumerate() {
             let Some(iy) = s.input_row(oy, i) else {
                 dst.fill(zero);
                 continue;
             };
-            let src = &plane[iy * s.w..][..s.w];
-            if s.stride == 1 {
-                dst[..lo].fill(zero);
-                dst[hi..].fill(zero);
-                if lo < hi {
-                    dst[lo..hi].copy_from_slice(&src[lo + j - s.padding..hi + j - s.padding]);
+            dst[..lo].fill(zero);
+            dst[hi..].fill(zero);
+            if lo < hi {
+                let src = &plane[iy * s.w + lo * s.stride + j - s.padding..];
+                if s.stride == 1 {
+                    dst[lo..hi].copy_from_slice(&src[..hi - lo]);
+                } else {
+                    for (d, &v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(s.stride)) {
+                        *d = v;
+                    }
                 }
-                continue;
-            }
-            for (ox, d) in dst.iter_mut().enumerate() {
-                *d = match (ox * s.stride + j).checked_sub(s.padding) {
-                    Some(ix) if ix < s.w => src[ix],
-                    _ => zero,
-                };
             }
         }
     }
@@ -198,20 +199,18 @@ fn col2im_add_one<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
     for (r, row) in cols.chunks_exact(s.positions()).enumerate() {
         let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
         let plane = &mut out[c * s.h * s.w..][..s.h * s.w];
-        let (lo, hi) = stride_one_span(j, s.padding, s.w, s.ow);
+        let (lo, hi) = column_span(j, s.stride, s.padding, s.w, s.ow);
+        if lo == hi {
+            continue;
+        }
         for (oy, src) in row.chunks_exact(s.ow).enumerate() {
             let Some(iy) = s.input_row(oy, i) else { continue };
-            let dst = &mut plane[iy * s.w..][..s.w];
+            let dst = &mut plane[iy * s.w + lo * s.stride + j - s.padding..];
             if s.stride == 1 {
-                if lo < hi {
-                    add_assign(&mut dst[lo + j - s.padding..hi + j - s.padding], &src[lo..hi]);
-                }
-                continue;
-            }
-            for (ox, &v) in src.iter().enumerate() {
-                if let Some(ix) = (ox * s.stride + j).checked_sub(s.padding).filter(|&ix| ix < s.w)
-                {
-                    dst[ix] = dst[ix] + v;
+                add_assign(&mut dst[..hi - lo], &src[lo..hi]);
+            } else {
+                for (d, &v) in dst.iter_mut().step_by(s.stride).zip(&src[lo..hi]) {
+                    *d = *d + v;
                 }
             }
         }
@@ -534,7 +533,7 @@ mod tests {
     /// (batch, c, o, h, w, kernel, stride, padding)
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    const GEOMETRIES: [Geometry; 7] = [
+    const GEOMETRIES: [Geometry; 10] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
         (2, 3, 2, 8, 8, 5, 1, 2),
@@ -542,7 +541,30 @@ mod tests {
         (1, 3, 6, 12, 12, 5, 1, 0),
         (2, 1, 2, 6, 6, 1, 2, 0),
         (1, 1, 2, 3, 2, 3, 1, 3),
+        (2, 2, 2, 10, 11, 3, 3, 2),
+        (1, 2, 3, 8, 9, 4, 2, 2),
+        (1, 1, 2, 4, 5, 3, 2, 3),
     ];
+
+    #[test]
+    fn column_spans_hold_exactly_the_columns_inside_the_input() {
+        for (w, k, stride, padding) in (1..9).flat_map(|w| {
+            (1..5).flat_map(move |k| (1..4).flat_map(move |s| (0..4).map(move |p| (w, k, s, p))))
+        }) {
+            let Some(ow) = (ConvGeometry { stride, padding }).output_len(w, k) else { continue };
+            for j in 0..k {
+                let inside: Vec<usize> = (0..ow)
+                    .filter(|&ox| (ox * stride + j).checked_sub(padding).is_some_and(|ix| ix < w))
+                    .collect();
+                let (lo, hi) = column_span(j, stride, padding, w, ow);
+                let span: Vec<usize> = (lo..hi).collect();
+                assert_eq!(
+                    span, inside,
+                    "w {w} kernel {k} stride {stride} padding {padding} tap {j}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn conv_matches_direct_loops() {
