@@ -1,15 +1,21 @@
-"""The Python binding's overhead per training step: the median time of arrs.Trainer.step on the
-paper-1 MLP at batch 64 (float32 and float64 inputs), beside the engine's own step through the
-Rust example crates/ar-engine/examples/step_time.rs, alternating the two. docs/python.md
-records the figures; run it on an idle machine:
+"""The Python binding's overhead per training step on the paper-1 MLP at batch 64, float32 and
+float64 inputs. docs/python.md records the figures; run it on an idle machine:
 
-    cargo build --release -p ar-engine --example step_time
-    python bench/python_overhead.py [--rounds 3] [--steps 300]
+    pip install ./crates/ar-py
+    python bench/python_overhead.py [--rounds 41] [--block 50]
 
-Wall-clock medians on a shared 2-core machine vary by 10-20% from run to run, more than the
-overhead itself, so --instructions also counts instructions with valgrind's callgrind (one
-thread, repeatable to the instruction): per step, the difference between a run of 2N and a run
-of N steps, for the binding and for the Rust example.
+By default, in one process: blocks of `--block` calls of arrs.Trainer.step from a Python loop
+alternate with blocks of as many steps taken by the engine in one call
+(Trainer._repeat_step: the same Learner::step on the same batch, no Python call, conversion or
+check per step), on the same trainer, in the order ABBA so that a slow drift of the machine
+cancels; the overhead is the median over rounds of the per-step ratio of the two.
+
+--against-example instead alternates whole processes: the Python loop against the Rust example
+crates/ar-engine/examples/step_time.rs (`cargo build --release -p ar-engine --example
+step_time`), per-step medians; on a shared 2-core virtual machine those vary by 10-20% from
+run to run, more than the overhead itself. --instructions also counts instructions with
+valgrind's callgrind (one thread, repeatable to the instruction): per step, the difference
+between a run of 2N and a run of N steps, for the binding and for the Rust example.
 """
 
 import argparse
@@ -53,6 +59,36 @@ def python_median(algorithm, dtype, steps):
     return 1e3 * statistics.median(times), loss
 
 
+def in_process(algorithm, dtype, rounds, block):
+    """Per-step seconds of the Python loop and of the engine's own loop, alternating on one
+    trainer: (median Python, median engine, ratios Python / engine of each round)."""
+    trainer = arrs.Trainer(arrs.Model("paper1-mlp", input_shape=784, classes=10), algorithm)
+    x, y = inputs(dtype), np.arange(64) % 10
+    trainer._repeat_step(x, y, 20)
+    py, engine, ratios = [], [], []
+
+    def python_block():
+        start = time.perf_counter()
+        for _ in range(block):
+            trainer.step(x, y)
+        return (time.perf_counter() - start) / block
+
+    def engine_block():
+        start = time.perf_counter()
+        trainer._repeat_step(x, y, block)
+        return (time.perf_counter() - start) / block
+
+    for r in range(rounds):
+        if r % 2 == 0:
+            p, e = python_block(), engine_block()
+        else:
+            e, p = engine_block(), python_block()
+        py.append(p)
+        engine.append(e)
+        ratios.append(p / e)
+    return statistics.median(py), statistics.median(engine), ratios
+
+
 def rust_median(algorithm, steps):
     exe = REPO / "target" / "release" / "examples" / "step_time"
     out = subprocess.run([str(exe), algorithm, str(steps)], check=True, capture_output=True, text=True)
@@ -81,11 +117,14 @@ def per_step_instructions(command_for, steps):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--rounds", type=int, help="alternations: 41 blocks each way in one process, 3 processes each with --against-example")
+    p.add_argument("--block", type=int, default=50, help="steps per block, in one process")
+    p.add_argument("--steps", type=int, default=300, help="steps per process, with --against-example")
+    p.add_argument("--against-example", action="store_true", help="time the Rust example in its own processes instead")
     p.add_argument("--instructions", action="store_true", help="also count instructions (valgrind)")
     p.add_argument("--run", nargs=3, metavar=("ALGORITHM", "DTYPE", "STEPS"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    a.rounds = a.rounds or (3 if a.against_example else 41)
     if a.run:
         python_median(a.run[0], np.dtype(a.run[1]).type, int(a.run[2]))
         return
@@ -99,6 +138,18 @@ def main():
                 for dt in ["float32", "float64"]
             ]
             print(f"{algorithm:9}  {rust:15.0f}  {py[0]:21.0f}  {py[1]:21.0f}  {100 * (py[0] / rust - 1):+11.2f}%  {100 * (py[1] / rust - 1):+11.2f}%")
+    if not a.against_example:
+        print(f"in one process: {a.rounds} rounds of {a.block} steps each way, per-step medians")
+        print("algorithm  input    engine_ms  python_ms  overhead (median)  overhead (quartiles)")
+        for algorithm in ["ar", "bp"]:
+            for dtype in [np.float32, np.float64]:
+                p, e, ratios = in_process(algorithm, dtype, a.rounds, a.block)
+                q = statistics.quantiles(ratios, n=4)
+                name = np.dtype(dtype).name
+                print(f"{algorithm:9}  {name:7}  {1e3 * e:9.4f}  {1e3 * p:9.4f}  "
+                      f"{100 * (statistics.median(ratios) - 1):+16.2f}%  "
+                      f"{100 * (q[0] - 1):+.2f}% .. {100 * (q[2] - 1):+.2f}%")
+        return
     print("algorithm  rust_ms  python_f32_ms  python_f64_ms  overhead_f32  overhead_f64")
     for algorithm in ["ar", "bp"]:
         losses = set()

@@ -562,6 +562,33 @@ impl Trainer {
         Ok((outcome.loss, outcome.correct))
     }
 
+    /// `n` training steps on the same batch in one call, as `n` calls of `step` would take
+    /// them: the engine's own step in this process, with no Python call, conversion or check
+    /// per step (bench/python_overhead.py measures the binding's overhead against it).
+    /// Returns the last step's loss and correct count.
+    fn _repeat_step(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        n: u64,
+    ) -> PyResult<(f64, usize)> {
+        let mut m = self.model.borrow_mut(py);
+        let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
+        let x = x.as_slice();
+        let (learner, inner) = (&mut self.learner, &mut m.inner);
+        let last = compute(py, || {
+            let mut last = (f64::NAN, 0);
+            for _ in 0..n {
+                let outcome = learner.step(inner, x, &y)?;
+                last = (outcome.loss, outcome.correct);
+            }
+            Ok(last)
+        })?;
+        self.steps += n;
+        Ok(last)
+    }
+
     /// The update this algorithm computes for one batch, not applied: a dict of arrays per
     /// weighted layer (`layers.0.weight`, `layers.0.bias`, and `.feedback` for learned
     /// backward weights), the gradient of the batch-mean loss as the algorithm estimates it.

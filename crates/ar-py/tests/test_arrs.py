@@ -139,6 +139,18 @@ def test_probes_measure_ar_against_the_exact_gradient():
     assert fa[-1]["feedback_angle_deg"] > 1.0
 
 
+def test_repeat_step_trains_as_that_many_calls_of_step():
+    """The reference of bench/python_overhead.py computes what the Python loop computes."""
+    x = np.random.default_rng(1).random((16, 64), dtype=np.float32)
+    y = np.arange(16) % 10
+    looped, repeated = (arrs.Trainer(arrs.Model("digits-mlp", input_shape=(1, 8, 8)), "ar") for _ in range(2))
+    last = [looped.step(x, y) for _ in range(3)][-1]
+    assert repeated._repeat_step(x, y, 3) == last
+    assert repeated.steps == looped.steps == 3
+    a, b = looped.model.state_dict(), repeated.model.state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 # ------------------------------------------------------- the same results as the command line
 
 
