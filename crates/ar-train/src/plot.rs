@@ -3,6 +3,8 @@
 //! the plot; and charts of many series as panels (one column per group of series, a row
 //! zoomed on the band where they differ), every line with its own colour and dash.
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -88,40 +90,87 @@ fn draw<'a>(
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0..y1)?;
+    axes(&mut chart, (x_label, y_label), 8)?;
+    for (i, s) in series.iter().enumerate() {
+        let st = style(i);
+        draw_line(&mut chart, s, st, (y0, y1))?;
+        let y = (LEGEND_TOP + LEGEND_ROW * i as u32) as i32;
+        legend_key(&legend, st, (8, 30), y)?;
+        legend.draw(&Text::new(s.name.clone(), (36, y - 7), ("sans-serif", 13)))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+type Chart<'c, 'a> = ChartContext<'c, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Drawn<'a> = Result<(), Box<dyn std::error::Error + 'a>>;
+
+/// The axes of `chart`: about `ticks` round-number ticks each, no minor grid lines.
+fn axes<'a>(
+    chart: &mut Chart<'_, 'a>,
+    (x_label, y_label): (&str, &str),
+    ticks: usize,
+) -> Drawn<'a> {
     chart
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
-        .x_labels(8)
-        .y_labels(8)
+        .x_labels(ticks)
+        .y_labels(ticks)
         .max_light_lines(0)
         .x_label_formatter(&|v| tick(*v))
         .y_label_formatter(&|v| tick(*v))
         .draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let band: Vec<&(f64, f64, f64)> = s
-            .band
-            .iter()
-            .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
-            .collect();
-        if band.len() > 1 {
-            let upper = band.iter().map(|&&(x, _, hi)| (x, hi));
-            let outline: Vec<(f64, f64)> =
-                upper.chain(band.iter().rev().map(|&&(x, lo, _)| (x, lo))).collect();
-            chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15).filled())))?;
-        }
-        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
-        if points.len() == 1 {
-            chart.draw_series(std::iter::once(Circle::new(points[0], 3, color.filled())))?;
-        } else {
-            chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
-        }
-        let y = (LEGEND_TOP + LEGEND_ROW * i as u32) as i32;
-        legend.draw(&PathElement::new(vec![(8, y), (30, y)], color.stroke_width(3)))?;
-        legend.draw(&Text::new(s.name.clone(), (36, y - 7), ("sans-serif", 13)))?;
+    Ok(())
+}
+
+/// Series `s` in style `st` on a chart showing `y0..y1`: its band (clamped to the range), then
+/// its line, cut where it leaves the range (a single point drawn as a dot). Non-finite points
+/// are left out.
+fn draw_line<'a>(
+    chart: &mut Chart<'_, 'a>,
+    s: &Series,
+    st: Style,
+    (y0, y1): (f64, f64),
+) -> Drawn<'a> {
+    let band: Vec<(f64, f64, f64)> = s
+        .band
+        .iter()
+        .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
+        .map(|&(x, lo, hi)| (x, lo.clamp(y0, y1), hi.clamp(y0, y1)))
+        .collect();
+    if band.len() > 1 {
+        let upper = band.iter().map(|&(x, _, hi)| (x, hi));
+        let outline: Vec<(f64, f64)> =
+            upper.chain(band.iter().rev().map(|&(x, lo, _)| (x, lo))).collect();
+        chart.draw_series(std::iter::once(Polygon::new(outline, st.color.mix(0.12).filled())))?;
     }
-    root.present()?;
+    let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
+    if points.len() == 1 && (y0..=y1).contains(&points[0].1) {
+        chart.draw_series(std::iter::once(Circle::new(points[0], 3, st.color.filled())))?;
+    }
+    for run in clip(&points, y0, y1) {
+        let line = st.color.stroke_width(2);
+        match st.dash {
+            None => chart.draw_series(LineSeries::new(run, line))?,
+            Some((on, off)) => chart.draw_series(DashedLineSeries::new(run, on, off, line))?,
+        };
+    }
+    Ok(())
+}
+
+/// A legend's key for style `st`: a short thick line from `x.0` to `x.1` at height `y`.
+fn legend_key<'a>(
+    area: &DrawingArea<SVGBackend<'a>, Shift>,
+    st: Style,
+    x: (i32, i32),
+    y: i32,
+) -> Drawn<'a> {
+    let (key, line) = (vec![(x.0, y), (x.1, y)], st.color.stroke_width(3));
+    match st.dash {
+        None => area.draw(&PathElement::new(key, line))?,
+        Some((on, off)) => area.draw(&DashedPathElement::new(key, on, off, line))?,
+    }
     Ok(())
 }
 
@@ -221,48 +270,13 @@ fn draw_panels<'a>(
                 .x_label_area_size(34)
                 .y_label_area_size(46)
                 .build_cartesian_2d(x_range.0..x_range.1, y0..y1)?;
-            chart
-                .configure_mesh()
-                .x_desc(x_label)
-                .y_desc(y_label)
-                .x_labels(6)
-                .y_labels(6)
-                .max_light_lines(0)
-                .x_label_formatter(&|v| tick(*v))
-                .y_label_formatter(&|v| tick(*v))
-                .draw()?;
+            axes(&mut chart, (x_label, y_label), 6)?;
             // The reference first, so that a line of the group lying on it stays visible.
             let references =
                 reference.iter().zip(REFERENCE.iter().map(|&color| Style { color, dash: None }));
             let lines = references.chain(group.iter().zip(styles.iter().copied()));
             for (s, st) in lines {
-                let band: Vec<(f64, f64, f64)> = s
-                    .band
-                    .iter()
-                    .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
-                    .map(|&(x, lo, hi)| (x, lo.clamp(y0, y1), hi.clamp(y0, y1)))
-                    .collect();
-                if band.len() > 1 {
-                    let upper = band.iter().map(|&(x, _, hi)| (x, hi));
-                    let outline: Vec<(f64, f64)> =
-                        upper.chain(band.iter().rev().map(|&(x, lo, _)| (x, lo))).collect();
-                    let fill = st.color.mix(0.12).filled();
-                    chart.draw_series(std::iter::once(Polygon::new(outline, fill)))?;
-                }
-                let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
-                if points.len() == 1 && (y0..=y1).contains(&points[0].1) {
-                    let dot = Circle::new(points[0], 3, st.color.filled());
-                    chart.draw_series(std::iter::once(dot))?;
-                }
-                for run in clip(&points, y0, y1) {
-                    let line = st.color.stroke_width(2);
-                    match st.dash {
-                        None => chart.draw_series(LineSeries::new(run, line))?,
-                        Some((on, off)) => {
-                            chart.draw_series(DashedLineSeries::new(run, on, off, line))?
-                        }
-                    };
-                }
+                draw_line(&mut chart, s, st, (y0, y1))?;
             }
         }
         let legend = &legend_cells[column];
@@ -271,12 +285,7 @@ fn draw_panels<'a>(
         );
         let mut y = 14;
         for (s, st) in keys {
-            let key = vec![(10, y), (36, y)];
-            let line = st.color.stroke_width(3);
-            match st.dash {
-                None => legend.draw(&PathElement::new(key, line))?,
-                Some((on, off)) => legend.draw(&DashedPathElement::new(key, on, off, line))?,
-            }
+            legend_key(legend, st, (10, 36), y)?;
             for text in wrap(&s.name, LEGEND_CHARS) {
                 legend.draw(&Text::new(text, (42, y - 7), ("sans-serif", 12)))?;
                 y += 16;
