@@ -150,7 +150,8 @@ impl Shape {
     }
 }
 
-/// One sample's columns: `cols[(c, i, j), (oy, ox)] = x[c, oy s + i - p, ox s + j - p]` (zero
+/// One sample's columns in the compact layout (strides above 1; stride 1 takes [`im2col_wide`]):
+/// `cols[(c, i, j), (oy, ox)] = x[c, oy s + i - p, ox s + j - p]` (zero
 /// outside the input). Every element of `cols` is written.
 fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
     let zero = F::zero();
@@ -167,12 +168,8 @@ fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
             dst[hi..].fill(zero);
             if lo < hi {
                 let src = &plane[iy * s.w + lo * s.stride + j - s.padding..];
-                if s.stride == 1 {
-                    dst[lo..hi].copy_from_slice(&src[..hi - lo]);
-                } else {
-                    for (d, &v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(s.stride)) {
-                        *d = v;
-                    }
+                for (d, &v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(s.stride)) {
+                    *d = v;
                 }
             }
         }
@@ -206,12 +203,8 @@ fn col2im_add_one<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
         for (oy, src) in row.chunks_exact(s.ow).enumerate() {
             let Some(iy) = s.input_row(oy, i) else { continue };
             let dst = &mut plane[iy * s.w + lo * s.stride + j - s.padding..];
-            if s.stride == 1 {
-                add_assign(&mut dst[..hi - lo], &src[lo..hi]);
-            } else {
-                for (d, &v) in dst.iter_mut().step_by(s.stride).zip(&src[lo..hi]) {
-                    *d = *d + v;
-                }
+            for (d, &v) in dst.iter_mut().step_by(s.stride).zip(&src[lo..hi]) {
+                *d = *d + v;
             }
         }
     }
