@@ -553,13 +553,7 @@ impl Trainer {
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
     ) -> PyResult<(f64, usize)> {
-        let mut m = self.model.borrow_mut(py);
-        let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
-        let x = x.as_slice();
-        let (learner, inner) = (&mut self.learner, &mut m.inner);
-        let outcome = compute(py, || learner.step(inner, x, &y))?;
-        self.steps += 1;
-        Ok((outcome.loss, outcome.correct))
+        self._repeat_step(py, x, y, 1)
     }
 
     /// `n` training steps on the same batch in one call, as `n` calls of `step` would take
