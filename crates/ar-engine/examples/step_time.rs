@@ -5,7 +5,8 @@
 //! `cargo run --release -p ar-engine --example step_time -- [ar|bp] [STEPS]`
 
 use ar_engine::{Learner, Model};
-use ar_train::{AlgorithmName, TrainConfig};
+use ar_train::sweep::on_pool;
+use ar_train::{AlgorithmName, TrainConfig, TrainError};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,16 +27,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let labels: Vec<usize> = (0..64).map(|i| i % 10).collect();
-    for _ in 0..20 {
-        learner.step(&mut model, &x, &labels)?;
-    }
-    let mut times = Vec::with_capacity(steps);
-    let mut loss = f64::NAN;
-    for _ in 0..steps {
-        let start = Instant::now();
-        loss = learner.step(&mut model, &x, &labels)?.loss;
-        times.push(start.elapsed().as_secs_f64());
-    }
+    // On the rayon pool, as the command line's training runs (ar_engine::dispatch).
+    let (mut times, loss) = on_pool(|| -> Result<_, TrainError> {
+        for _ in 0..20 {
+            learner.step(&mut model, &x, &labels)?;
+        }
+        let mut times = Vec::with_capacity(steps);
+        let mut loss = f64::NAN;
+        for _ in 0..steps {
+            let start = Instant::now();
+            loss = learner.step(&mut model, &x, &labels)?.loss;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        Ok((times, loss))
+    })?;
     times.sort_by(f64::total_cmp);
     println!("{algorithm} rust median_ms {:.4} last_loss {loss:e}", 1e3 * times[steps / 2]);
     Ok(())

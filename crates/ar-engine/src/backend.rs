@@ -3,7 +3,7 @@
 use ar_backend::{Backend, Precision};
 use ar_candle::Candle;
 use ar_ndarray::NdArray;
-use ar_train::TrainError;
+use ar_train::{sweep::on_pool, TrainError};
 
 /// Where the tensors live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,16 +40,21 @@ impl BackendName {
 }
 
 /// Runs `job` on the named backend in the given precision. Asking for CUDA in a build without
-/// it, or on a machine without a GPU, is an error of one line (key `backend`).
-pub fn dispatch<J: Job>(
+/// it, or on a machine without a GPU, is an error of one line (key `backend`). A CPU backend's
+/// job runs on a worker of the rayon pool ([`on_pool`]: one hand-off for the whole job, not one
+/// per parallel kernel).
+pub fn dispatch<J: Job + Send>(
     name: BackendName,
     precision: Precision,
     job: J,
-) -> Result<J::Output, TrainError> {
+) -> Result<J::Output, TrainError>
+where
+    J::Output: Send,
+{
     Ok(match (name, precision) {
-        (BackendName::Ndarray, Precision::F32) => job.run(NdArray::<f32>::new()),
-        (BackendName::Ndarray, Precision::F64) => job.run(NdArray::<f64>::new()),
-        (BackendName::Candle, p) => job.run(Candle::cpu(p)),
+        (BackendName::Ndarray, Precision::F32) => on_pool(|| job.run(NdArray::<f32>::new())),
+        (BackendName::Ndarray, Precision::F64) => on_pool(|| job.run(NdArray::<f64>::new())),
+        (BackendName::Candle, p) => on_pool(|| job.run(Candle::cpu(p))),
         (BackendName::CandleCuda, p) => {
             let be = Candle::cuda(0, p).map_err(|e| TrainError::Config {
                 key: "backend".into(),

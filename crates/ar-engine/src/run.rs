@@ -38,7 +38,7 @@ pub struct TrainReport {
 
 struct Run<'a> {
     request: TrainRequest,
-    observer: &'a mut dyn FnMut(Event<'_>),
+    observer: &'a mut (dyn FnMut(Event<'_>) + Send),
 }
 
 impl Job for Run<'_> {
@@ -66,7 +66,7 @@ impl Job for Run<'_> {
 /// reporting every [`Event`] to `observer`.
 pub fn train(
     request: TrainRequest,
-    observer: &mut dyn FnMut(Event<'_>),
+    observer: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<TrainReport, TrainError> {
     let backend = BackendName::parse(&request.config.backend)?;
     let precision = request.config.precision;

@@ -9,6 +9,7 @@ use ar_backend::Precision;
 use ar_data::{Dataset, Normalization, Samples};
 use ar_engine::{BackendName, Learner, Model as EngineModel, TrainRequest};
 use ar_models::TrainingState;
+use ar_train::sweep::{on_pool, with_threads};
 use ar_train::{AlgorithmName, Data, Event, Outcome, TrainConfig, TrainError, KEYS};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods, ToPyArray};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -73,20 +74,24 @@ fn py_error(e: TrainError) -> PyErr {
     }
 }
 
-/// Runs `f` without the GIL; a panic inside becomes a `RuntimeError`.
+/// A panic caught in the engine, as a `RuntimeError`.
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> PyErr {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    PyRuntimeError::new_err(format!("internal error in the engine: {what}"))
+}
+
+/// Runs `f` without the GIL, on a worker of the rayon pool (`ar_train::sweep::on_pool`: one
+/// hand-off per call, not one per parallel kernel); a panic inside becomes a `RuntimeError`.
 fn compute<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> Result<T, TrainError> + Send,
 ) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
-        .map_err(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic");
-            PyRuntimeError::new_err(format!("internal error in the engine: {what}"))
-        })?
+    py.detach(|| catch_unwind(AssertUnwindSafe(|| on_pool(f))))
+        .map_err(panic_error)?
         .map_err(py_error)
 }
 
@@ -172,6 +177,7 @@ impl Floats<'_> {
 /// The values and shape of a float32 or float64 numpy array ([`Floats`]). Non-finite values
 /// are refused, naming the first sample holding one.
 fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<usize>)> {
+    let mut known_finite = false;
     let (values, shape) = if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
         let r = a.readonly();
         let shape = r.shape().to_vec();
@@ -183,9 +189,21 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
         }
     } else if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
         let r = a.readonly();
-        // A slice converts at memory speed; iterating a dynamic-rank view is far slower.
+        // A slice converts at memory speed, checked for finiteness in the same pass; iterating
+        // a dynamic-rank view is far slower.
         let values = match r.as_slice() {
-            Ok(s) if a.is_c_contiguous() => s.iter().map(|&v| f64::from(v)).collect(),
+            Ok(s) if a.is_c_contiguous() => {
+                let mut finite = true;
+                let values = s
+                    .iter()
+                    .map(|&v| {
+                        finite &= v.is_finite();
+                        f64::from(v)
+                    })
+                    .collect();
+                known_finite = finite;
+                values
+            }
             _ => r.as_array().iter().map(|&v| f64::from(v)).collect(),
         };
         (Floats::Owned(values), r.shape().to_vec())
@@ -199,7 +217,7 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
         )));
     };
     let per = shape.iter().skip(1).product::<usize>().max(1);
-    let v = values.as_slice();
+    let v = if known_finite { &[][..] } else { values.as_slice() };
     // Blocks folded without an early exit vectorise, where a `position` scan over the whole
     // batch does not; the position is looked for only in a block holding a non-finite value.
     const BLOCK: usize = 1024;
@@ -832,40 +850,45 @@ fn train<'py>(
             memory = Some(Data { train, test, normalization: Normalization::UnitInterval });
         }
     }
-    if let Some(n) = cfg.threads {
-        // Read by the thread pools when they start, which may be later than this.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    let threads = cfg.threads;
     let stop = Arc::new(AtomicBool::new(false));
     let request = TrainRequest { dir: out, config: cfg, data: memory, resume, stop: stop.clone() };
-    let mut raised: Option<PyErr> = None;
-    let report = {
-        let raised = &mut raised;
-        let callback = callback.map(Bound::unbind);
-        compute(py, move || {
-            let mut observer = |e: Event<'_>| {
-                if raised.is_some() {
-                    return;
-                }
-                let result = Python::attach(|py| -> PyResult<()> {
-                    match &e {
-                        Event::Batch { .. } => py.check_signals(),
-                        Event::EpochFinished(m) => match &callback {
-                            Some(cb) => cb.call1(py, (metrics_dict(py, m)?,)).map(drop),
-                            None => Ok(()),
-                        },
-                        _ => Ok(()),
+    let callback = callback.map(Bound::unbind);
+    // The session runs on a thread of its own (on the rayon pool), while this one, Python's,
+    // waits and looks for signals: Python runs its SIGINT handler on the main thread only.
+    let mut interrupted: Option<PyErr> = None;
+    let (result, raised) = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            let mut raised: Option<PyErr> = None;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                let mut observer = |e: Event<'_>| {
+                    let (Event::EpochFinished(m), Some(cb), None) = (&e, &callback, &raised) else {
+                        return;
+                    };
+                    let called =
+                        Python::attach(|py| cb.call1(py, (metrics_dict(py, m)?,)).map(drop));
+                    if let Err(err) = called {
+                        raised = Some(err);
+                        stop.store(true, Ordering::SeqCst);
                     }
-                });
-                if let Err(err) = result {
-                    *raised = Some(err);
+                };
+                with_threads(threads, || ar_engine::train(request, &mut observer))
+            }));
+            (result, raised)
+        });
+        while !worker.is_finished() {
+            py.detach(|| std::thread::sleep(std::time::Duration::from_millis(10)));
+            if interrupted.is_none() {
+                if let Err(err) = py.check_signals() {
+                    interrupted = Some(err);
                     stop.store(true, Ordering::SeqCst);
                 }
-            };
-            ar_engine::train(request, &mut observer)
-        })?
-    };
-    if let Some(err) = raised {
+            }
+        }
+        worker.join().expect("the worker catches its panics")
+    });
+    let report = result.map_err(panic_error)?.and_then(|r| r).map_err(py_error)?;
+    if let Some(err) = interrupted.or(raised) {
         return Err(err);
     }
     match report.outcome {

@@ -222,19 +222,29 @@ pub fn run_parallel<T: Send>(
 }
 
 /// Runs `work` on a thread pool of `threads` threads (a config's `threads` key), or on the
-/// current one when `None`. This is how a sweep gives each job its own thread count, which a
-/// process-wide setting (`RAYON_NUM_THREADS`, read once when the global pool starts) cannot do
-/// for jobs that differ. The ndarray backend and candle's CPU kernels run on the pool they are
-/// called from.
+/// global pool when `None` ([`on_pool`]). This is how a sweep gives each job its own thread
+/// count, which a process-wide setting (`RAYON_NUM_THREADS`, read once when the global pool
+/// starts) cannot do for jobs that differ. The ndarray backend and candle's CPU kernels run on
+/// the pool they are called from.
 pub fn with_threads<T: Send>(
     threads: Option<usize>,
     work: impl FnOnce() -> T + Send,
 ) -> Result<T, TrainError> {
-    let Some(n) = threads else { return Ok(work()) };
+    let Some(n) = threads else { return Ok(on_pool(work)) };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
         TrainError::Config { key: "threads".into(), message: format!("{n}: no pool started: {e}") }
     })?;
     Ok(pool.install(work))
+}
+
+/// Runs `work` on a worker thread of the current rayon pool (the global one when called from
+/// outside any), where it stays: inline when already on one. The kernels' parallel regions
+/// (gemm, convolutions, element-wise maps) then split among the pool's workers directly; called
+/// from a thread outside the pool, each region is handed to the pool and the calling thread
+/// sleeps until it ends, a wake-up per region that made the paper-1 MLP's step (batch 64) 6 to
+/// 28% slower (docs/performance.md). Wrap whole loops of steps, not single kernels.
+pub fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    rayon::scope(|_| work())
 }
 
 /// Seeds written as a range `0..3` (end excluded) or a list `0,1,2`.

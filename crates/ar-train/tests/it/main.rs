@@ -605,6 +605,24 @@ fn a_sweep_job_trains_on_as_many_threads_as_its_config_names() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// Work handed to `on_pool` (and to `with_threads` without a count) runs on a worker of the
+/// rayon pool, so the kernels' parallel regions split there instead of being handed over one
+/// by one; called from a worker, it runs inline on that worker.
+#[test]
+fn on_pool_runs_its_work_on_a_worker_of_the_pool() {
+    use ar_train::sweep::{on_pool, with_threads};
+    assert_eq!(rayon::current_thread_index(), None, "the test starts outside the pool");
+    assert!(on_pool(rayon::current_thread_index).is_some());
+    assert!(with_threads(None, rayon::current_thread_index).unwrap().is_some());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let (outer, inner) = pool.install(|| {
+        let outer = (std::thread::current().id(), rayon::current_num_threads());
+        (outer, on_pool(|| (std::thread::current().id(), rayon::current_num_threads())))
+    });
+    assert_eq!(outer, inner);
+    assert_eq!(inner.1, 2);
+}
+
 /// A sweep's check finds, without training or touching a run directory, each condition that
 /// could not start (data missing, a model that does not fit the data) and passes the others.
 #[test]
