@@ -103,6 +103,63 @@ impl std::str::FromStr for Precision {
 
 use std::fmt::Debug;
 
+/// Host values in either float width, row-major: what a caller uploads as a batch of inputs.
+/// Float32 values go to an f32 backend as they are, without a detour through f64.
+#[derive(Clone, Copy, Debug)]
+pub enum HostValues<'a> {
+    /// Single precision.
+    F32(&'a [f32]),
+    /// Double precision.
+    F64(&'a [f64]),
+}
+
+impl<'a> HostValues<'a> {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            HostValues::F32(v) => v.len(),
+            HostValues::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values in `range`. Panics if it is out of bounds.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> HostValues<'a> {
+        match *self {
+            HostValues::F32(v) => HostValues::F32(&v[range]),
+            HostValues::F64(v) => HostValues::F64(&v[range]),
+        }
+    }
+}
+
+impl<'a> From<&'a [f64]> for HostValues<'a> {
+    fn from(v: &'a [f64]) -> Self {
+        HostValues::F64(v)
+    }
+}
+
+impl<'a> From<&'a Vec<f64>> for HostValues<'a> {
+    fn from(v: &'a Vec<f64>) -> Self {
+        HostValues::F64(v)
+    }
+}
+
+impl<'a> From<&'a [f32]> for HostValues<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        HostValues::F32(v)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for HostValues<'a> {
+    fn from(v: &'a Vec<f32>) -> Self {
+        HostValues::F32(v)
+    }
+}
+
 /// A tensor library that can run the algorithm: storage, matrix products, and the elementwise
 /// operations of the forward pass, the relaxation and the weight update. Every method is
 /// required; the conveniences built on them are in [`BackendExt`].
@@ -117,6 +174,10 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// precision. Panics if `data.len()` is not the product of `shape`.
     #[allow(clippy::wrong_self_convention)] // the backend, not the data, is the receiver
     fn from_host(&self, data: &[f64], shape: &[usize]) -> Self::Tensor;
+
+    /// [`Backend::from_host`] for f32 host values (exact in either precision).
+    #[allow(clippy::wrong_self_convention)]
+    fn from_host_f32(&self, data: &[f32], shape: &[usize]) -> Self::Tensor;
 
     /// Downloads a tensor's values in row-major order, widened to f64.
     fn to_host(&self, t: &Self::Tensor) -> Vec<f64>;

@@ -76,6 +76,17 @@ pub fn max_pool_ties_go_to_the_first_maximum<B: Backend>(be: B) {
     assert_eq!(be.to_host(&dx), want);
 }
 
+/// f32 host values upload to the same tensor as the same values widened to f64, in either
+/// precision (every f32 is exact in both), and come back as those f64 values.
+pub fn f32_uploads_equal_their_f64_widening<B: Backend>(be: B) {
+    let v: [f32; 6] = [0.1, -3.5, 1e-30, f32::MAX, f32::MIN_POSITIVE / 4.0, 0.0];
+    let wide: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+    let (a, b) = (be.from_host_f32(&v, &[2, 3]), be.from_host(&wide, &[2, 3]));
+    assert_eq!(be.shape(&a), vec![2, 3]);
+    assert_eq!(be.to_host(&a), be.to_host(&b));
+    assert_eq!(be.to_host(&a), wide);
+}
+
 /// A product of mismatched shapes panics, naming them (the caller expects the panic).
 pub fn shape_mismatch_panics_with_shapes<B: Backend>(be: B) {
     let a = be.zeros(&[2, 3]);
@@ -102,6 +113,10 @@ macro_rules! backend_tests {
         #[test]
         fn max_pool_ties_go_to_the_first_maximum() {
             $crate::testing::max_pool_ties_go_to_the_first_maximum($make);
+        }
+        #[test]
+        fn f32_uploads_equal_their_f64_widening() {
+            $crate::testing::f32_uploads_equal_their_f64_widening($make);
         }
         #[test]
         #[should_panic(expected = "gemm: cannot multiply")]

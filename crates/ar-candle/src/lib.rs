@@ -231,6 +231,18 @@ impl Backend for Candle {
         ok(t, "from_host", &[])
     }
 
+    fn from_host_f32(&self, data: &[f32], shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        assert_eq!(data.len(), n, "from_host_f32: {} values for shape {shape:?}", data.len());
+        let t = match self.dtype {
+            DType::F32 => Tensor::from_vec(data.to_vec(), shape, &self.device),
+            _ => {
+                Tensor::from_vec(data.iter().map(|&x| f64::from(x)).collect(), shape, &self.device)
+            }
+        };
+        ok(t, "from_host_f32", &[])
+    }
+
     fn to_host(&self, t: &Tensor) -> Vec<f64> {
         ok(
             t.flatten_all().and_then(|f| f.to_dtype(DType::F64)).and_then(|f| f.to_vec1()),

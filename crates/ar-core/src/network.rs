@@ -5,7 +5,7 @@ use crate::algorithm::{Algorithm, Feedback};
 use crate::init::{self, Init};
 use crate::layer::{Conv2d, Dense, DenseShape, HostLayer, Layer};
 use crate::CoreError;
-use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, PoolGeometry};
+use ar_backend::{Activation, Backend, BackendExt, ConvGeometry, HostValues, PoolGeometry};
 
 /// A network of layers on backend `B`: nodes in topological order, node 0 the input and node
 /// `k` (1-based) the output of `layers[k - 1]`, which reads the nodes of `parents(k)`. In a chain
@@ -544,8 +544,13 @@ impl<B: Backend> Network<B> {
         self.shapes.iter().map(|s| s.iter().product()).collect()
     }
 
-    /// Uploads a host batch of `batch` samples, checking its size.
-    pub fn upload_batch(&self, data: &[f64], batch: usize) -> Result<B::Tensor, CoreError> {
+    /// Uploads a host batch of `batch` samples (f64 or f32 values), checking its size.
+    pub fn upload_batch<'a>(
+        &self,
+        data: impl Into<HostValues<'a>>,
+        batch: usize,
+    ) -> Result<B::Tensor, CoreError> {
+        let data = data.into();
         let n = self.input_width();
         if batch == 0 || data.len() != batch * n {
             return Err(CoreError::Shape(format!(
@@ -557,7 +562,10 @@ impl<B: Backend> Network<B> {
         }
         let mut shape = vec![batch];
         shape.extend_from_slice(&self.input_shape);
-        Ok(self.backend.from_host(data, &shape))
+        Ok(match data {
+            HostValues::F32(v) => self.backend.from_host_f32(v, &shape),
+            HostValues::F64(v) => self.backend.from_host(v, &shape),
+        })
     }
 
     /// Uploads the targets of a batch (`batch` rows of [`Network::output_width`] values, such

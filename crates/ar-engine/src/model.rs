@@ -2,7 +2,7 @@
 //! taking and returning host data (`f64` slices, class labels).
 
 use crate::{dispatch, BackendName, Job};
-use ar_backend::{Backend, Precision};
+use ar_backend::{Backend, HostValues, Precision};
 use ar_core::{count_correct, Loss, Network, StepOutcome, Trainer};
 use ar_models::{load_checkpoint, save_checkpoint, TrainingState};
 use ar_train::{probe, AlgorithmName, LayerProbe, TrainConfig, TrainError};
@@ -39,7 +39,7 @@ trait Net: Send + Sync + Debug {
     fn precision(&self) -> Precision;
     fn input_shape(&self) -> Vec<usize>;
     fn output_width(&self) -> usize;
-    fn predict(&self, x: &[f64], n: usize) -> Result<Vec<f64>, TrainError>;
+    fn predict(&self, x: HostValues<'_>, n: usize) -> Result<Vec<f64>, TrainError>;
     fn parameters(&self) -> Parameters;
     fn load_parameters(&mut self, p: &Parameters) -> Result<(), TrainError>;
     fn learner(
@@ -51,9 +51,24 @@ trait Net: Send + Sync + Debug {
 
 /// What a [`Learner`] does on its model's backend.
 trait Learn: Send + Sync + Debug {
-    fn step(&mut self, net: &mut dyn Any, x: &[f64], t: &[f64]) -> Result<StepOutcome, TrainError>;
-    fn gradients(&mut self, net: &dyn Any, x: &[f64], t: &[f64]) -> Result<Parameters, TrainError>;
-    fn probe(&self, net: &dyn Any, x: &[f64], t: &[f64]) -> Result<Vec<LayerProbe>, TrainError>;
+    fn step(
+        &mut self,
+        net: &mut dyn Any,
+        x: HostValues<'_>,
+        t: &[f64],
+    ) -> Result<StepOutcome, TrainError>;
+    fn gradients(
+        &mut self,
+        net: &dyn Any,
+        x: HostValues<'_>,
+        t: &[f64],
+    ) -> Result<Parameters, TrainError>;
+    fn probe(
+        &self,
+        net: &dyn Any,
+        x: HostValues<'_>,
+        t: &[f64],
+    ) -> Result<Vec<LayerProbe>, TrainError>;
     fn save(
         &self,
         net: &dyn Any,
@@ -84,7 +99,7 @@ fn typed_mut<B: Backend>(net: &mut dyn Any) -> Result<&mut Network<B>, TrainErro
 }
 
 /// The batch size of `x` for a network taking `width` values per sample.
-fn batch_of(x: &[f64], width: usize) -> Result<usize, TrainError> {
+fn batch_of(x: HostValues<'_>, width: usize) -> Result<usize, TrainError> {
     if width == 0 || x.is_empty() || !x.len().is_multiple_of(width) {
         return Err(shape_error(format!(
             "inputs of {} values are not a whole batch of samples of {width} values",
@@ -96,7 +111,7 @@ fn batch_of(x: &[f64], width: usize) -> Result<usize, TrainError> {
 
 fn upload<B: Backend>(
     net: &Network<B>,
-    x: &[f64],
+    x: HostValues<'_>,
     t: &[f64],
 ) -> Result<(B::Tensor, B::Tensor), TrainError> {
     let n = batch_of(x, net.input_width())?;
@@ -122,7 +137,7 @@ impl<B: Backend> Net for Network<B> {
     fn output_width(&self) -> usize {
         Network::output_width(self)
     }
-    fn predict(&self, x: &[f64], n: usize) -> Result<Vec<f64>, TrainError> {
+    fn predict(&self, x: HostValues<'_>, n: usize) -> Result<Vec<f64>, TrainError> {
         let x = self.upload_batch(x, n)?;
         Ok(self.backend().to_host(&Network::predict(self, &x)))
     }
@@ -142,13 +157,23 @@ impl<B: Backend> Net for Network<B> {
 }
 
 impl<B: Backend> Learn for Trainer<B> {
-    fn step(&mut self, net: &mut dyn Any, x: &[f64], t: &[f64]) -> Result<StepOutcome, TrainError> {
+    fn step(
+        &mut self,
+        net: &mut dyn Any,
+        x: HostValues<'_>,
+        t: &[f64],
+    ) -> Result<StepOutcome, TrainError> {
         let net = typed_mut::<B>(net)?;
         let (x, t) = upload(net, x, t)?;
         Ok(Trainer::step(self, net, &x, &t))
     }
 
-    fn gradients(&mut self, net: &dyn Any, x: &[f64], t: &[f64]) -> Result<Parameters, TrainError> {
+    fn gradients(
+        &mut self,
+        net: &dyn Any,
+        x: HostValues<'_>,
+        t: &[f64],
+    ) -> Result<Parameters, TrainError> {
         let net = typed::<B>(net)?;
         let (x, t) = upload(net, x, t)?;
         let (grads, _) = Trainer::gradients(self, net, &x, &t);
@@ -170,7 +195,12 @@ impl<B: Backend> Learn for Trainer<B> {
         Ok(out)
     }
 
-    fn probe(&self, net: &dyn Any, x: &[f64], t: &[f64]) -> Result<Vec<LayerProbe>, TrainError> {
+    fn probe(
+        &self,
+        net: &dyn Any,
+        x: HostValues<'_>,
+        t: &[f64],
+    ) -> Result<Vec<LayerProbe>, TrainError> {
         let net = typed::<B>(net)?;
         let (x, t) = upload(net, x, t)?;
         Ok(probe(net, self.algorithm(), self.loss(), &x, &t))
@@ -288,7 +318,8 @@ impl Model {
 
     /// The outputs for inputs `x` (row-major, a whole number of samples), row-major
     /// `[samples, outputs]`.
-    pub fn predict(&self, x: &[f64]) -> Result<Vec<f64>, TrainError> {
+    pub fn predict<'x>(&self, x: impl Into<HostValues<'x>>) -> Result<Vec<f64>, TrainError> {
+        let x = x.into();
         let n = batch_of(x, self.input_width())?;
         self.net.predict(x, n)
     }
@@ -309,12 +340,13 @@ impl Model {
     }
 
     /// The mean `loss` and the accuracy on inputs `x` with `labels`, in batches of 256.
-    pub fn evaluate(
+    pub fn evaluate<'x>(
         &self,
-        x: &[f64],
+        x: impl Into<HostValues<'x>>,
         labels: &[usize],
         loss: Loss,
     ) -> Result<(f64, f64), TrainError> {
+        let x = x.into();
         let (width, classes) = (self.input_width(), self.output_width());
         if x.len() != labels.len() * width || labels.is_empty() {
             return Err(shape_error(format!(
@@ -325,7 +357,8 @@ impl Model {
             )));
         }
         let (mut loss_sum, mut correct) = (0.0, 0);
-        for (xs, ls) in x.chunks(256 * width).zip(labels.chunks(256)) {
+        for (k, ls) in labels.chunks(256).enumerate() {
+            let xs = x.slice(k * 256 * width..(k * 256 + ls.len()) * width);
             let t = self.one_hot(ls)?;
             let out = self.net.predict(xs, ls.len())?;
             loss_sum += loss.value(&out, &t, classes) * ls.len() as f64;
@@ -378,12 +411,13 @@ impl Learner {
 
     /// One training step on inputs `x` (row-major) with `labels`: the loss and correct count
     /// before the update, and the relaxation's statistics.
-    pub fn step(
+    pub fn step<'x>(
         &mut self,
         model: &mut Model,
-        x: &[f64],
+        x: impl Into<HostValues<'x>>,
         labels: &[usize],
     ) -> Result<StepOutcome, TrainError> {
+        let x = x.into();
         let t = model.one_hot(labels)?;
         self.inner.step(model.net.as_any_mut(), x, &t)
     }
@@ -392,24 +426,26 @@ impl Learner {
     /// `{name}.weight` and `{name}.bias` (and `{name}.feedback` for learned backward weights),
     /// the gradient of the batch-mean loss as the algorithm estimates it (exact for backprop
     /// and exact AR).
-    pub fn gradients(
+    pub fn gradients<'x>(
         &mut self,
         model: &Model,
-        x: &[f64],
+        x: impl Into<HostValues<'x>>,
         labels: &[usize],
     ) -> Result<Parameters, TrainError> {
+        let x = x.into();
         let t = model.one_hot(labels)?;
         self.inner.gradients(model.net.as_any(), x, &t)
     }
 
     /// Per weighted layer, the angle and relative error of this algorithm's update to the
     /// exact gradient on one batch (the probes a run records).
-    pub fn probe(
+    pub fn probe<'x>(
         &self,
         model: &Model,
-        x: &[f64],
+        x: impl Into<HostValues<'x>>,
         labels: &[usize],
     ) -> Result<Vec<LayerProbe>, TrainError> {
+        let x = x.into();
         let t = model.one_hot(labels)?;
         self.inner.probe(model.net.as_any(), x, &t)
     }

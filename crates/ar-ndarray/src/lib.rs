@@ -201,6 +201,14 @@ impl<F: Scalar> Backend for NdArray<F> {
             .expect("length checked above")
     }
 
+    fn from_host_f32(&self, data: &[f32], shape: &[usize]) -> ArrayD<F> {
+        let n: usize = shape.iter().product();
+        assert_eq!(data.len(), n, "from_host_f32: {} values for shape {shape:?}", data.len());
+        let values =
+            data.iter().map(|&x| F::from_f32(x).expect("every f32 converts to a float type"));
+        ArrayD::from_shape_vec(IxDyn(shape), values.collect()).expect("length checked above")
+    }
+
     fn to_host(&self, t: &ArrayD<F>) -> Vec<f64> {
         t.iter().map(|x| x.to_f64().expect("floats widen to f64")).collect()
     }
@@ -491,6 +499,12 @@ mod tests {
         }
         assert_eq!(be.precision(), ar_backend::Precision::F64);
         assert_eq!(NdArray::<f32>::new().precision(), ar_backend::Precision::F32);
+    }
+
+    /// The f32 backend takes f32 host values as they are (backend_tests! runs the f64 one).
+    #[test]
+    fn f32_backend_uploads_f32_values_unchanged() {
+        ar_backend::testing::f32_uploads_equal_their_f64_widening(NdArray::<f32>::new());
     }
 
     /// The f32 backend pools on its own f32 buffers and gives exactly the f64 reference kernels'

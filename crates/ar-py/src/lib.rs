@@ -5,7 +5,7 @@
 //! carrying the engine's message (`ValueError` for bad arguments, `OSError` for files,
 //! `RuntimeError` for the rest), and a panic becomes a `RuntimeError`, never an abort.
 
-use ar_backend::Precision;
+use ar_backend::{HostValues, Precision};
 use ar_data::{Dataset, Normalization, Samples};
 use ar_engine::{BackendName, Learner, Model as EngineModel, TrainRequest};
 use ar_models::TrainingState;
@@ -151,37 +151,68 @@ fn with_keys(
     base.with_keys(table).map_err(py_error)
 }
 
-/// A float array's values as f64: the numpy buffer itself where it is float64 and
-/// C-contiguous (held read-only while the engine reads it), a copy otherwise.
+/// A float array's values in its own width: the numpy buffer itself where it is C-contiguous
+/// (held read-only while the engine reads it), a copy otherwise. An f32 model takes float32
+/// input as it is, with no f64 copy.
 enum Floats<'py> {
     Borrowed(PyReadonlyArrayDyn<'py, f64>),
+    Borrowed32(PyReadonlyArrayDyn<'py, f32>),
     Owned(Vec<f64>),
+    Owned32(Vec<f32>),
 }
 
 impl Floats<'_> {
-    fn as_slice(&self) -> &[f64] {
+    fn values(&self) -> HostValues<'_> {
+        const CHECKED: &str = "checked to be contiguous";
         match self {
-            Floats::Borrowed(r) => r.as_slice().expect("checked to be contiguous"),
-            Floats::Owned(v) => v,
+            Floats::Borrowed(r) => HostValues::F64(r.as_slice().expect(CHECKED)),
+            Floats::Borrowed32(r) => HostValues::F32(r.as_slice().expect(CHECKED)),
+            Floats::Owned(v) => HostValues::F64(v),
+            Floats::Owned32(v) => HostValues::F32(v),
         }
     }
 
+    /// The values widened to f64.
     fn into_vec(self) -> Vec<f64> {
         match self {
-            Floats::Borrowed(r) => r.as_slice().expect("checked to be contiguous").to_vec(),
             Floats::Owned(v) => v,
+            other => match other.values() {
+                HostValues::F64(v) => v.to_vec(),
+                HostValues::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            },
         }
     }
+
+    /// The values as samples of their own width.
+    fn into_samples(self) -> Samples {
+        match self {
+            Floats::Owned(v) => Samples::F64(v),
+            Floats::Owned32(v) => Samples::F32(v),
+            other => match other.values() {
+                HostValues::F64(v) => Samples::F64(v.to_vec()),
+                HostValues::F32(v) => Samples::F32(v.to_vec()),
+            },
+        }
+    }
+}
+
+/// The index of the first non-finite value. Blocks folded without an early exit vectorise,
+/// where a `position` scan over the whole batch does not; the position is looked for only in a
+/// block holding a non-finite value.
+fn first_non_finite<T: Copy>(v: &[T], finite: impl Fn(T) -> bool) -> Option<usize> {
+    const BLOCK: usize = 1024;
+    let k = v.chunks(BLOCK).position(|c| c.iter().fold(false, |a, &x| a | !finite(x)))?;
+    let block = &v[k * BLOCK..v.len().min((k + 1) * BLOCK)];
+    block.iter().position(|&x| !finite(x)).map(|i| k * BLOCK + i)
 }
 
 /// The values and shape of a float32 or float64 numpy array ([`Floats`]). Non-finite values
 /// are refused, naming the first sample holding one.
 fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<usize>)> {
-    let mut known_finite = false;
+    // C order only: numpy's slice of a Fortran-ordered array is in column order.
     let (values, shape) = if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
         let r = a.readonly();
         let shape = r.shape().to_vec();
-        // C order only: numpy's slice of a Fortran-ordered array is in column order.
         if a.is_c_contiguous() && r.as_slice().is_ok() {
             (Floats::Borrowed(r), shape)
         } else {
@@ -189,24 +220,12 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
         }
     } else if let Ok(a) = a.cast::<PyArrayDyn<f32>>() {
         let r = a.readonly();
-        // A slice converts at memory speed, checked for finiteness in the same pass; iterating
-        // a dynamic-rank view is far slower.
-        let values = match r.as_slice() {
-            Ok(s) if a.is_c_contiguous() => {
-                let mut finite = true;
-                let values = s
-                    .iter()
-                    .map(|&v| {
-                        finite &= v.is_finite();
-                        f64::from(v)
-                    })
-                    .collect();
-                known_finite = finite;
-                values
-            }
-            _ => r.as_array().iter().map(|&v| f64::from(v)).collect(),
-        };
-        (Floats::Owned(values), r.shape().to_vec())
+        let shape = r.shape().to_vec();
+        if a.is_c_contiguous() && r.as_slice().is_ok() {
+            (Floats::Borrowed32(r), shape)
+        } else {
+            (Floats::Owned32(r.as_array().iter().copied().collect()), shape)
+        }
     } else {
         let what = match a.getattr("dtype") {
             Ok(d) => format!("an array of dtype {}", d.str()?),
@@ -217,20 +236,14 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
         )));
     };
     let per = shape.iter().skip(1).product::<usize>().max(1);
-    let v = if known_finite { &[][..] } else { values.as_slice() };
-    // Blocks folded without an early exit vectorise, where a `position` scan over the whole
-    // batch does not; the position is looked for only in a block holding a non-finite value.
-    const BLOCK: usize = 1024;
-    let bad_block = v.chunks(BLOCK).position(|c| c.iter().fold(false, |a, x| a | !x.is_finite()));
-    let first_bad = bad_block.and_then(|k| {
-        let block = &v[k * BLOCK..v.len().min((k + 1) * BLOCK)];
-        block.iter().position(|x| !x.is_finite()).map(|i| k * BLOCK + i)
-    });
-    if let Some(i) = first_bad {
+    let bad = match values.values() {
+        HostValues::F64(v) => first_non_finite(v, f64::is_finite).map(|i| (i, v[i])),
+        HostValues::F32(v) => first_non_finite(v, f32::is_finite).map(|i| (i, f64::from(v[i]))),
+    };
+    if let Some((i, x)) = bad {
         return Err(PyValueError::new_err(format!(
-            "{arg}: sample {} holds a non-finite value ({})",
-            i / per,
-            v[i]
+            "{arg}: sample {} holds a non-finite value ({x})",
+            i / per
         )));
     }
     Ok((values, shape))
@@ -383,7 +396,7 @@ impl Model {
     /// The outputs for inputs x (batch first), as an array (batch, classes).
     fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let (x, _) = batch(x, None, &self.inner.input_shape())?;
-        let x = x.as_slice();
+        let x = x.values();
         let inner = &self.inner;
         let out = compute(py, || inner.predict(x))?;
         let n = out.len() / inner.output_width();
@@ -402,7 +415,7 @@ impl Model {
         let loss: ar_core::Loss =
             loss.parse().map_err(|e: String| PyValueError::new_err(format!("loss: {e}")))?;
         let (x, y) = batch(x, Some(y), &self.inner.input_shape())?;
-        let x = x.as_slice();
+        let x = x.values();
         let inner = &self.inner;
         compute(py, || inner.evaluate(x, &y, loss))
     }
@@ -587,7 +600,7 @@ impl Trainer {
     ) -> PyResult<(f64, usize)> {
         let mut m = self.model.borrow_mut(py);
         let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
-        let x = x.as_slice();
+        let x = x.values();
         let (learner, inner) = (&mut self.learner, &mut m.inner);
         let last = compute(py, || {
             let mut last = (f64::NAN, 0);
@@ -612,7 +625,7 @@ impl Trainer {
     ) -> PyResult<Bound<'py, PyDict>> {
         let m = self.model.borrow(py);
         let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
-        let x = x.as_slice();
+        let x = x.values();
         let (learner, inner) = (&mut self.learner, &m.inner);
         let g = compute(py, || learner.gradients(inner, x, &y))?;
         params_dict(py, &g, m.inner.precision())
@@ -629,7 +642,7 @@ impl Trainer {
     ) -> PyResult<Bound<'py, PyList>> {
         let m = self.model.borrow(py);
         let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
-        let x = x.as_slice();
+        let x = x.values();
         let (learner, inner) = (&self.learner, &m.inner);
         let rows = compute(py, || learner.probe(inner, x, &y))?;
         let list = PyList::empty(py);
@@ -763,10 +776,7 @@ fn in_memory(
                 .map_err(|_| PyValueError::new_err(format!("{name} y: label {l} is above 255")))
         })
         .collect::<PyResult<_>>()?;
-    let samples = match x.cast::<PyArrayDyn<f32>>() {
-        Ok(_) => Samples::F32(values.as_slice().iter().map(|&v| v as f32).collect()),
-        Err(_) => Samples::F64(values.into_vec()),
-    };
+    let samples = values.into_samples();
     Dataset::from_features(name, samples, y8, sample, classes).map_err(|e| py_error(e.into()))
 }
 

@@ -151,6 +151,23 @@ def test_repeat_step_trains_as_that_many_calls_of_step():
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("precision", ["f32", "f64"])
+def test_float32_input_trains_as_its_float64_widening(precision):
+    """float32 input goes to the engine as it is (no f64 copy): the same steps, bit for bit, as
+    the same values in float64, C-ordered or not."""
+    x = np.random.default_rng(2).random((16, 64), dtype=np.float32)
+    y = np.arange(16) % 10
+    inputs = [x, x.astype(np.float64), np.asfortranarray(x), np.asfortranarray(x.astype(np.float64))]
+    states = []
+    for xi in inputs:
+        trainer = arrs.Trainer(arrs.Model("digits-mlp", input_shape=(1, 8, 8), precision=precision), "ar")
+        losses = [trainer.step(xi, y) for _ in range(2)]
+        states.append((losses, trainer.model.state_dict()))
+    for losses, state in states[1:]:
+        assert losses == states[0][0]
+        assert all(np.array_equal(state[k], states[0][1][k]) for k in state)
+
+
 # ------------------------------------------------------- the same results as the command line
 
 
