@@ -148,6 +148,18 @@ impl<'a> From<&'a Vec<f64>> for HostValues<'a> {
     }
 }
 
+impl<'a, const N: usize> From<&'a [f64; N]> for HostValues<'a> {
+    fn from(v: &'a [f64; N]) -> Self {
+        HostValues::F64(v)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [f32; N]> for HostValues<'a> {
+    fn from(v: &'a [f32; N]) -> Self {
+        HostValues::F32(v)
+    }
+}
+
 impl<'a> From<&'a [f32]> for HostValues<'a> {
     fn from(v: &'a [f32]) -> Self {
         HostValues::F32(v)
