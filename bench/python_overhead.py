@@ -10,7 +10,8 @@ alternate with blocks of as many steps taken by the engine in one call
 check per step), on the same trainer, in the order ABBA so that a slow drift of the machine
 cancels, each round restarting from the same weights (a checkpoint restored, not timed); the
 overhead is the median over rounds of the per-step ratio of the two. Last, the fixed cost of
-a call alone: the median time of a call that takes no step, right after a step.
+a call alone: the median time of a call that takes no step, right after a step and back to
+back with another such call.
 
 --against-example instead alternates whole processes: the Python loop against the Rust example
 crates/ar-engine/examples/step_time.rs (`cargo build --release -p ar-engine --example
@@ -99,15 +100,17 @@ def in_process(algorithm, dtype, rounds, block):
     return statistics.median(py), statistics.median(engine), ratios
 
 
-def per_call(algorithm, dtype, calls=400):
+def per_call(algorithm, dtype, calls=400, after_step=True):
     """Median seconds of a call that takes no step (Trainer._repeat_step with n = 0: the
-    arguments' checks, the input's conversion and scan, the hand-off to the engine's thread
-    pool and back), each timed right after a real step as in a training loop."""
+    arguments' checks, the input's scan, the hand-off to the engine's thread pool and back),
+    each timed right after a real step as in a training loop, or (after_step=False) right
+    after another such call: the difference is what a step leaves behind (colder caches,
+    pool workers gone to sleep)."""
     trainer = arrs.Trainer(arrs.Model("paper1-mlp", input_shape=784, classes=10), algorithm)
     x, y = inputs(dtype), np.arange(64) % 10
     times = []
     for _ in range(calls):
-        trainer._repeat_step(x, y, 1)
+        trainer._repeat_step(x, y, 1 if after_step else 0)
         start = time.perf_counter()
         trainer._repeat_step(x, y, 0)
         times.append(time.perf_counter() - start)
@@ -174,9 +177,10 @@ def main():
                 print(f"{algorithm:9}  {name:7}  {1e3 * e:9.4f}  {1e3 * p:9.4f}  "
                       f"{100 * (statistics.median(ratios) - 1):+16.2f}%  "
                       f"{100 * (q[0] - 1):+.2f}% .. {100 * (q[2] - 1):+.2f}%")
-        print("a call that takes no step, right after a step (median us): " + ", ".join(
-            f"{alg} {np.dtype(dt).name} {1e6 * per_call(alg, dt):.1f}"
-            for alg in ["ar", "bp"] for dt in [np.float32, np.float64]))
+        for after_step, when in [(True, "right after a step"), (False, "back to back")]:
+            print(f"a call that takes no step, {when} (median us): " + ", ".join(
+                f"{alg} {np.dtype(dt).name} {1e6 * per_call(alg, dt, after_step=after_step):.1f}"
+                for alg in ["ar", "bp"] for dt in [np.float32, np.float64]))
         return
     print("algorithm  rust_ms  python_f32_ms  python_f64_ms  overhead_f32  overhead_f64")
     for algorithm in ["ar", "bp"]:
