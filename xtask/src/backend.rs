@@ -6,9 +6,9 @@ pub use ar_engine::BackendName;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 /// Work that runs on any backend.
-pub trait Job {
+pub trait Job: Send {
     /// What it produces.
-    type Output;
+    type Output: Send;
     /// Runs on `be`.
     fn run<B: Backend>(self, be: B) -> anyhow::Result<Self::Output>;
 }
@@ -16,7 +16,7 @@ pub trait Job {
 /// A command-line job as an engine job.
 struct Engine<J>(J);
 
-impl<J: Job + Send> ar_engine::Job for Engine<J> {
+impl<J: Job> ar_engine::Job for Engine<J> {
     type Output = anyhow::Result<J::Output>;
     fn run<B: Backend>(self, be: B) -> Self::Output {
         self.0.run(be)
@@ -25,14 +25,11 @@ impl<J: Job + Send> ar_engine::Job for Engine<J> {
 
 /// Runs `job` on the named backend in the given precision. Asking for CUDA in a build without
 /// it, or on a machine without a GPU, is an error of one line.
-pub fn dispatch<J: Job + Send>(
+pub fn dispatch<J: Job>(
     name: BackendName,
     precision: Precision,
     job: J,
-) -> anyhow::Result<J::Output>
-where
-    J::Output: Send,
-{
+) -> anyhow::Result<J::Output> {
     ar_engine::dispatch(name, precision, Engine(job)).map_err(crate::train::cli_error)?
 }
 

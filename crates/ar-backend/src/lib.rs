@@ -136,39 +136,39 @@ impl<'a> HostValues<'a> {
     }
 }
 
-impl<'a> From<&'a [f64]> for HostValues<'a> {
-    fn from(v: &'a [f64]) -> Self {
-        HostValues::F64(v)
+/// The element types [`HostValues`] holds: f32 and f64.
+pub trait HostFloat: Copy {
+    /// `values` as host values of this width.
+    fn host_values(values: &[Self]) -> HostValues<'_>;
+}
+
+impl HostFloat for f32 {
+    fn host_values(values: &[f32]) -> HostValues<'_> {
+        HostValues::F32(values)
     }
 }
 
-impl<'a> From<&'a Vec<f64>> for HostValues<'a> {
-    fn from(v: &'a Vec<f64>) -> Self {
-        HostValues::F64(v)
+impl HostFloat for f64 {
+    fn host_values(values: &[f64]) -> HostValues<'_> {
+        HostValues::F64(values)
     }
 }
 
-impl<'a, const N: usize> From<&'a [f64; N]> for HostValues<'a> {
-    fn from(v: &'a [f64; N]) -> Self {
-        HostValues::F64(v)
+impl<'a, F: HostFloat> From<&'a [F]> for HostValues<'a> {
+    fn from(v: &'a [F]) -> Self {
+        F::host_values(v)
     }
 }
 
-impl<'a, const N: usize> From<&'a [f32; N]> for HostValues<'a> {
-    fn from(v: &'a [f32; N]) -> Self {
-        HostValues::F32(v)
+impl<'a, F: HostFloat> From<&'a Vec<F>> for HostValues<'a> {
+    fn from(v: &'a Vec<F>) -> Self {
+        F::host_values(v)
     }
 }
 
-impl<'a> From<&'a [f32]> for HostValues<'a> {
-    fn from(v: &'a [f32]) -> Self {
-        HostValues::F32(v)
-    }
-}
-
-impl<'a> From<&'a Vec<f32>> for HostValues<'a> {
-    fn from(v: &'a Vec<f32>) -> Self {
-        HostValues::F32(v)
+impl<'a, F: HostFloat, const N: usize> From<&'a [F; N]> for HostValues<'a> {
+    fn from(v: &'a [F; N]) -> Self {
+        F::host_values(v)
     }
 }
 

@@ -234,12 +234,8 @@ impl Backend for Candle {
     fn from_host_f32(&self, data: &[f32], shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
         assert_eq!(data.len(), n, "from_host_f32: {} values for shape {shape:?}", data.len());
-        let t = match self.dtype {
-            DType::F32 => Tensor::from_vec(data.to_vec(), shape, &self.device),
-            _ => {
-                Tensor::from_vec(data.iter().map(|&x| f64::from(x)).collect(), shape, &self.device)
-            }
-        };
+        // Widening to f64 is exact; to f32 it changes nothing.
+        let t = Tensor::from_slice(data, shape, &self.device).and_then(|t| t.to_dtype(self.dtype));
         ok(t, "from_host_f32", &[])
     }
 
@@ -657,6 +653,12 @@ mod tests {
         let s = value(Activation::Softplus);
         assert!((s[0] - 2f64.ln()).abs() < 1e-16 && s[1] == 0.0 && s[2] == 1000.0, "{s:?}");
         assert!((s[3] / (-40f64).exp().ln_1p() - 1.0).abs() < 1e-15, "{}", s[3]);
+    }
+
+    /// The f32 backend takes f32 host values as they are (backend_tests! runs the f64 one).
+    #[test]
+    fn f32_backend_uploads_f32_values_unchanged() {
+        ar_backend::testing::f32_uploads_equal_their_f64_widening(Candle::cpu(Precision::F32));
     }
 
     #[test]

@@ -23,10 +23,10 @@ ar_core::named_enum!(
     CandleCuda => "candle-cuda"
 );
 
-/// Work that runs on any backend.
-pub trait Job {
+/// Work that runs on any backend (on a worker of rayon's pool for a CPU one, hence `Send`).
+pub trait Job: Send {
     /// What it produces (often a `Result` of the job's own).
-    type Output;
+    type Output: Send;
     /// Runs on `be`.
     fn run<B: Backend>(self, be: B) -> Self::Output;
 }
@@ -43,14 +43,11 @@ impl BackendName {
 /// it, or on a machine without a GPU, is an error of one line (key `backend`). A CPU backend's
 /// job runs on a worker of the rayon pool ([`on_pool`]: one hand-off for the whole job, not one
 /// per parallel kernel).
-pub fn dispatch<J: Job + Send>(
+pub fn dispatch<J: Job>(
     name: BackendName,
     precision: Precision,
     job: J,
-) -> Result<J::Output, TrainError>
-where
-    J::Output: Send,
-{
+) -> Result<J::Output, TrainError> {
     Ok(match (name, precision) {
         (BackendName::Ndarray, Precision::F32) => on_pool(|| job.run(NdArray::<f32>::new())),
         (BackendName::Ndarray, Precision::F64) => on_pool(|| job.run(NdArray::<f64>::new())),
