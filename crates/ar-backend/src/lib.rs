@@ -104,7 +104,10 @@ impl std::str::FromStr for Precision {
 use std::fmt::Debug;
 
 /// Host values in either float width, row-major: what a caller uploads as a batch of inputs.
-/// Float32 values go to an f32 backend as they are, without a detour through f64.
+/// Float32 values go to an f32 backend as they are, without a detour through f64. Nothing here
+/// checks values: NaN and infinities pass, and a finite f64 beyond f32's range becomes an
+/// infinity in an f32 backend; callers taking untrusted input check it first (the Python
+/// binding does, after rounding).
 #[derive(Clone, Copy, Debug)]
 pub enum HostValues<'a> {
     /// Single precision.

@@ -206,14 +206,67 @@ fn first_non_finite<T: Copy>(v: &[T], finite: impl Fn(T) -> bool) -> Option<usiz
     block.iter().position(|&x| !finite(x)).map(|i| k * BLOCK + i)
 }
 
-/// The values and shape of a float32 or float64 numpy array ([`Floats`]). Non-finite values
-/// are refused, naming the first sample holding one.
-fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<usize>)> {
+/// Values of `v` rounded to f32, or the index of the first one that is not finite once
+/// rounded (NaN, an infinity, or a finite value beyond f32's range): one pass, in blocks small
+/// enough that the check reads them back from L1 and folds without an early exit (vectorised).
+fn rounded_to_f32<'a>(v: impl ExactSizeIterator<Item = &'a f64>) -> Result<Vec<f32>, usize> {
+    const BLOCK: usize = 1024;
+    let mut out = Vec::with_capacity(v.len());
+    let mut v = v.peekable();
+    while v.peek().is_some() {
+        let start = out.len();
+        out.extend(v.by_ref().take(BLOCK).map(|&x| x as f32));
+        let block = &out[start..];
+        if block.iter().fold(false, |a, x| a | !x.is_finite()) {
+            return Err(start + block.iter().position(|x| !x.is_finite()).expect("folded above"));
+        }
+    }
+    Ok(out)
+}
+
+/// The values and shape of a float32 or float64 numpy array ([`Floats`]) for a model of
+/// `precision`: float64 values for an f32 model are rounded here, in the pass that checks
+/// them. Values that are not finite in the model's precision are refused, naming the first
+/// sample holding one (a finite float64 beyond f32's range would otherwise become an infinity
+/// and poison the weights).
+fn floats<'py>(
+    arg: &str,
+    a: &Bound<'py, PyAny>,
+    precision: Precision,
+) -> PyResult<(Floats<'py>, Vec<usize>)> {
+    let bad = |shape: &[usize], i: usize, x: f64| {
+        // Batches (x) name the sample, parameters the value's flat index.
+        let at = if arg == "x" || arg.ends_with(" x") {
+            format!("sample {}", i / shape.iter().skip(1).product::<usize>().max(1))
+        } else {
+            format!("value {i} (in C order)")
+        };
+        PyValueError::new_err(if x.is_finite() {
+            format!("{arg}: {at} holds {x:e}, beyond the range of float32, this model's precision")
+        } else {
+            format!("{arg}: {at} holds a non-finite value ({x})")
+        })
+    };
     // C order only: numpy's slice of a Fortran-ordered array is in column order.
     let (values, shape) = if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
         let r = a.readonly();
         let shape = r.shape().to_vec();
-        if a.is_c_contiguous() && r.as_slice().is_ok() {
+        let contiguous = a.is_c_contiguous() && r.as_slice().is_ok();
+        if precision == Precision::F32 {
+            // as_array's iterator is in C order whatever the layout.
+            let rounded = match r.as_slice() {
+                Ok(v) if contiguous => rounded_to_f32(v.iter()),
+                _ => rounded_to_f32(r.as_array().iter()),
+            };
+            match rounded {
+                Ok(v) => return Ok((Floats::Owned32(v), shape)),
+                Err(i) => {
+                    let x = r.as_array().iter().nth(i).copied().expect("index of a value");
+                    return Err(bad(&shape, i, x));
+                }
+            }
+        }
+        if contiguous {
             (Floats::Borrowed(r), shape)
         } else {
             (Floats::Owned(r.as_array().iter().copied().collect()), shape)
@@ -235,18 +288,14 @@ fn floats<'py>(arg: &str, a: &Bound<'py, PyAny>) -> PyResult<(Floats<'py>, Vec<u
             "{arg} must be a float32 or float64 numpy array (torch: tensor.numpy()), got {what}"
         )));
     };
-    let per = shape.iter().skip(1).product::<usize>().max(1);
-    let bad = match values.values() {
+    let first = match values.values() {
         HostValues::F64(v) => first_non_finite(v, f64::is_finite).map(|i| (i, v[i])),
         HostValues::F32(v) => first_non_finite(v, f32::is_finite).map(|i| (i, f64::from(v[i]))),
     };
-    if let Some((i, x)) = bad {
-        return Err(PyValueError::new_err(format!(
-            "{arg}: sample {} holds a non-finite value ({x})",
-            i / per
-        )));
+    match first {
+        Some((i, x)) => Err(bad(&shape, i, x)),
+        None => Ok((values, shape)),
     }
-    Ok((values, shape))
 }
 
 /// Class labels from an integer numpy array or a sequence of ints.
@@ -286,8 +335,9 @@ fn batch<'py>(
     x: &Bound<'py, PyAny>,
     y: Option<&Bound<'py, PyAny>>,
     shape: &[usize],
+    precision: Precision,
 ) -> PyResult<(Floats<'py>, Vec<usize>)> {
-    let (values, xs) = floats("x", x)?;
+    let (values, xs) = floats("x", x, precision)?;
     let width: usize = shape.iter().product();
     let per: usize = xs.iter().skip(1).product();
     // Any layout of a sample's values, flattened in C order (a CNN's (batch, c, h, w) or
@@ -395,7 +445,7 @@ impl Model {
 
     /// The outputs for inputs x (batch first), as an array (batch, classes).
     fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let (x, _) = batch(x, None, &self.inner.input_shape())?;
+        let (x, _) = batch(x, None, &self.inner.input_shape(), self.inner.precision())?;
         let x = x.values();
         let inner = &self.inner;
         let out = compute(py, || inner.predict(x))?;
@@ -414,7 +464,7 @@ impl Model {
     ) -> PyResult<(f64, f64)> {
         let loss: ar_core::Loss =
             loss.parse().map_err(|e: String| PyValueError::new_err(format!("loss: {e}")))?;
-        let (x, y) = batch(x, Some(y), &self.inner.input_shape())?;
+        let (x, y) = batch(x, Some(y), &self.inner.input_shape(), self.inner.precision())?;
         let x = x.values();
         let inner = &self.inner;
         compute(py, || inner.evaluate(x, &y, loss))
@@ -439,7 +489,7 @@ impl Model {
             } else {
                 v
             };
-            let (values, shape) = floats(&name, &v)?;
+            let (values, shape) = floats(&name, &v, self.inner.precision())?;
             params.push((name, shape, values.into_vec()));
         }
         if strict {
@@ -599,7 +649,7 @@ impl Trainer {
         n: u64,
     ) -> PyResult<(f64, usize)> {
         let mut m = self.model.borrow_mut(py);
-        let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
+        let (x, y) = batch(x, Some(y), &m.inner.input_shape(), m.inner.precision())?;
         let x = x.values();
         let (learner, inner) = (&mut self.learner, &mut m.inner);
         let last = compute(py, || {
@@ -624,7 +674,7 @@ impl Trainer {
         y: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let m = self.model.borrow(py);
-        let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
+        let (x, y) = batch(x, Some(y), &m.inner.input_shape(), m.inner.precision())?;
         let x = x.values();
         let (learner, inner) = (&mut self.learner, &m.inner);
         let g = compute(py, || learner.gradients(inner, x, &y))?;
@@ -641,7 +691,7 @@ impl Trainer {
         y: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let m = self.model.borrow(py);
-        let (x, y) = batch(x, Some(y), &m.inner.input_shape())?;
+        let (x, y) = batch(x, Some(y), &m.inner.input_shape(), m.inner.precision())?;
         let x = x.values();
         let (learner, inner) = (&self.learner, &m.inner);
         let rows = compute(py, || learner.probe(inner, x, &y))?;
@@ -755,8 +805,9 @@ fn in_memory(
     x: &Bound<'_, PyAny>,
     y: &Bound<'_, PyAny>,
     classes: usize,
+    precision: Precision,
 ) -> PyResult<Dataset> {
-    let (values, shape) = floats(&format!("{name} x"), x)?;
+    let (values, shape) = floats(&format!("{name} x"), x, precision)?;
     let sample: [usize; 3] = match shape[1..] {
         [d] => [1, 1, d],
         [h, w] => [1, h, w],
@@ -848,8 +899,8 @@ fn train<'py>(
                 .max()
                 .unwrap_or(0);
             let classes = ymax + 1;
-            let train = in_memory("train", &xt, &yt, classes)?;
-            let test = in_memory("test", &xv, &yv, classes)?;
+            let train = in_memory("train", &xt, &yt, classes, cfg.precision)?;
+            let test = in_memory("test", &xv, &yv, classes, cfg.precision)?;
             if train.shape != test.shape {
                 return Err(PyValueError::new_err(format!(
                     "data: train samples have shape {:?} but test samples {:?}",

@@ -253,6 +253,13 @@ def test_bad_input_raises_a_clear_exception_and_the_process_lives_on():
     y = np.array([0, 1, 2, 3])
     with_inf = x.copy()
     with_inf[2, 5] = np.inf
+    # Finite in float64, infinite once rounded to the f32 model's precision: refused too,
+    # from a C-ordered or a strided array, as input, as a parameter and as training data.
+    huge = x.astype(np.float64)
+    huge[3, 7] = 1e300
+    huge_strided = np.repeat(huge, 2, axis=1)[:, ::2]
+    weights = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    weights["layers.1.bias"][4] = -1e39
     cases = [
         (TypeError, "float32 or float64", lambda: trainer.step(x.astype(np.int32), y)),
         (TypeError, "integer class labels", lambda: trainer.step(x, y.astype(np.float32))),
@@ -260,6 +267,10 @@ def test_bad_input_raises_a_clear_exception_and_the_process_lives_on():
         (ValueError, "4 samples but y 3", lambda: trainer.step(x, y[:3])),
         (ValueError, "sample 2 holds a non-finite value \\(inf\\)", lambda: trainer.step(with_inf, y)),
         (ValueError, "sample 0 holds a non-finite value \\(NaN\\)", lambda: model.predict(np.full((1, 64), np.nan))),
+        (ValueError, "sample 3 holds 1e300, beyond the range of float32", lambda: trainer.step(huge, y)),
+        (ValueError, "sample 3 holds 1e300, beyond the range of float32", lambda: model.predict(huge_strided)),
+        (ValueError, "layers.1.bias: value 4 \\(in C order\\) holds -1e39", lambda: model.load_state_dict(weights)),
+        (ValueError, "train x: sample 3 holds 1e300", lambda: arrs.train({"model": "64-10"}, data=(huge, y, x, y), out="/nonexistent/run")),
         (ValueError, "label 10", lambda: trainer.step(x, [0, 1, 2, 10])),
         (ValueError, "negative", lambda: trainer.step(x, [0, -1, 2, 3])),
         (ValueError, "unknown key 'lrate'", lambda: arrs.Trainer(model, lrate=0.1)),
@@ -284,6 +295,8 @@ def test_bad_input_raises_a_clear_exception_and_the_process_lives_on():
     x64 = x.astype(np.float64)
     assert np.array_equal(model.predict(np.asfortranarray(x64)), model.predict(x64))
     assert np.isfinite(trainer.step(x, y)[0])
+    # In an f64 model the same value is finite, and taken.
+    assert np.isfinite(arrs.Model("digits-mlp", input_shape=(1, 8, 8), precision="f64").predict(huge)).all()
 
 
 # -------------------------------------------------------------------------------- Ctrl-C
