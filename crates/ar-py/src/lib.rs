@@ -9,7 +9,7 @@ use ar_backend::{HostValues, Precision};
 use ar_data::{Dataset, Normalization, Samples};
 use ar_engine::{BackendName, Learner, Model as EngineModel, TrainRequest};
 use ar_models::TrainingState;
-use ar_train::sweep::{on_pool, with_threads};
+use ar_train::sweep::{on_callers_pool, with_threads};
 use ar_train::{AlgorithmName, Data, Event, Outcome, TrainConfig, TrainError, KEYS};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods, ToPyArray};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -84,13 +84,14 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> PyErr {
     PyRuntimeError::new_err(format!("internal error in the engine: {what}"))
 }
 
-/// Runs `f` without the GIL, on a worker of the rayon pool (`ar_train::sweep::on_pool`: one
-/// hand-off per call, not one per parallel kernel); a panic inside becomes a `RuntimeError`.
+/// Runs `f` without the GIL on the calling thread, as worker 0 of its own rayon pool
+/// (`ar_train::sweep::on_callers_pool`: no hand-off per call, none per parallel kernel); a
+/// panic inside becomes a `RuntimeError`.
 fn compute<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> Result<T, TrainError> + Send,
 ) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(|| on_pool(f))))
+    py.detach(|| catch_unwind(AssertUnwindSafe(|| on_callers_pool(f))))
         .map_err(panic_error)?
         .map_err(py_error)
 }
@@ -196,9 +197,9 @@ impl Floats<'_> {
     }
 }
 
-/// The index of the first non-finite value. Blocks folded without an early exit vectorise,
-/// where a `position` scan over the whole batch does not; the position is looked for only in a
-/// block holding a non-finite value.
+/// The index of the first value that is not `finite` (in the model's precision). Blocks folded
+/// without an early exit vectorise, where a `position` scan over the whole batch does not; the
+/// position is looked for only in a block holding such a value.
 fn first_non_finite<T: Copy>(v: &[T], finite: impl Fn(T) -> bool) -> Option<usize> {
     const BLOCK: usize = 1024;
     let k = v.chunks(BLOCK).position(|c| c.iter().fold(false, |a, &x| a | !finite(x)))?;
@@ -206,29 +207,10 @@ fn first_non_finite<T: Copy>(v: &[T], finite: impl Fn(T) -> bool) -> Option<usiz
     block.iter().position(|&x| !finite(x)).map(|i| k * BLOCK + i)
 }
 
-/// Values of `v` rounded to f32, or the index of the first one that is not finite once
-/// rounded (NaN, an infinity, or a finite value beyond f32's range): one pass, in blocks small
-/// enough that the check reads them back from L1 and folds without an early exit (vectorised).
-fn rounded_to_f32<'a>(v: impl ExactSizeIterator<Item = &'a f64>) -> Result<Vec<f32>, usize> {
-    const BLOCK: usize = 1024;
-    let mut out = Vec::with_capacity(v.len());
-    let mut v = v.peekable();
-    while v.peek().is_some() {
-        let start = out.len();
-        out.extend(v.by_ref().take(BLOCK).map(|&x| x as f32));
-        let block = &out[start..];
-        if block.iter().fold(false, |a, x| a | !x.is_finite()) {
-            return Err(start + block.iter().position(|x| !x.is_finite()).expect("folded above"));
-        }
-    }
-    Ok(out)
-}
-
 /// The values and shape of a float32 or float64 numpy array ([`Floats`]) for a model of
-/// `precision`: float64 values for an f32 model are rounded here, in the pass that checks
-/// them. Values that are not finite in the model's precision are refused, naming the first
-/// sample holding one (a finite float64 beyond f32's range would otherwise become an infinity
-/// and poison the weights).
+/// `precision`. Values that are not finite in the model's precision are refused, naming the
+/// first sample holding one (a finite float64 beyond f32's range would otherwise become an
+/// infinity in an f32 model and poison its weights).
 fn floats<'py>(
     arg: &str,
     a: &Bound<'py, PyAny>,
@@ -251,22 +233,7 @@ fn floats<'py>(
     let (values, shape) = if let Ok(a) = a.cast::<PyArrayDyn<f64>>() {
         let r = a.readonly();
         let shape = r.shape().to_vec();
-        let contiguous = a.is_c_contiguous() && r.as_slice().is_ok();
-        if precision == Precision::F32 {
-            // as_array's iterator is in C order whatever the layout.
-            let rounded = match r.as_slice() {
-                Ok(v) if contiguous => rounded_to_f32(v.iter()),
-                _ => rounded_to_f32(r.as_array().iter()),
-            };
-            match rounded {
-                Ok(v) => return Ok((Floats::Owned32(v), shape)),
-                Err(i) => {
-                    let x = r.as_array().iter().nth(i).copied().expect("index of a value");
-                    return Err(bad(&shape, i, x));
-                }
-            }
-        }
-        if contiguous {
+        if a.is_c_contiguous() && r.as_slice().is_ok() {
             (Floats::Borrowed(r), shape)
         } else {
             (Floats::Owned(r.as_array().iter().copied().collect()), shape)
@@ -288,7 +255,14 @@ fn floats<'py>(
             "{arg} must be a float32 or float64 numpy array (torch: tensor.numpy()), got {what}"
         )));
     };
+    // An f32 model rounds float64 input as it uploads it: a finite value beyond f32's range
+    // would become an infinity there, so it is refused here with the non-finite ones, in the
+    // same vectorised scan (the comparison is false for NaN).
+    let fits_f32 = |x: f64| x.abs() <= f64::from(f32::MAX);
     let first = match values.values() {
+        HostValues::F64(v) if precision == Precision::F32 => {
+            first_non_finite(v, fits_f32).map(|i| (i, v[i]))
+        }
         HostValues::F64(v) => first_non_finite(v, f64::is_finite).map(|i| (i, v[i])),
         HostValues::F32(v) => first_non_finite(v, f32::is_finite).map(|i| (i, f64::from(v[i]))),
     };

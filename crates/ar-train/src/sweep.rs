@@ -247,6 +247,30 @@ pub fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     rayon::scope(|_| work())
 }
 
+thread_local! {
+    /// A pool of the default size of which this thread is worker 0 (rayon's
+    /// `use_current_thread`), built on the thread's first call of [`on_callers_pool`]; `None`
+    /// where rayon cannot build one (the thread already belongs to a pool). Rayon leaks such a
+    /// pool's registry when it is dropped (a few hundred bytes per thread that ends).
+    static CALLERS_POOL: Option<rayon::ThreadPool> =
+        rayon::ThreadPoolBuilder::new().use_current_thread().build().ok();
+}
+
+/// Runs `work` on the calling thread as worker 0 of a pool of its own, the pool's other workers
+/// joining its parallel regions: no hand-off to another thread and no wake-up of the caller
+/// when it ends, which [`on_pool`] pays on each call from outside a pool (25 to 30 us, 1.5% of
+/// the paper-1 MLP's step: docs/python.md). For a caller that takes many short calls, such as
+/// a Python loop of steps; inline when already on a pool's worker.
+pub fn on_callers_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    if rayon::current_thread_index().is_some() {
+        return work();
+    }
+    CALLERS_POOL.with(|pool| match pool {
+        Some(pool) => pool.install(work),
+        None => on_pool(work),
+    })
+}
+
 /// Seeds written as a range `0..3` (end excluded) or a list `0,1,2`.
 pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
     let bad = || format!("'{s}': expected a range like 0..3 or a list like 0,1,2");

@@ -623,6 +623,42 @@ fn on_pool_runs_its_work_on_a_worker_of_the_pool() {
     assert_eq!(inner.1, 2);
 }
 
+/// Work handed to `on_callers_pool` runs on the calling thread itself, as worker 0 of a pool of
+/// the default size whose other workers take part in the work's parallel regions; on a
+/// thread that is already a pool's worker it runs inline there.
+#[test]
+fn on_callers_pool_runs_its_work_on_the_calling_thread_with_a_pool_around_it() {
+    use ar_train::sweep::on_callers_pool;
+    use rayon::prelude::*;
+    let default = rayon::ThreadPoolBuilder::new().build().unwrap().current_num_threads();
+    std::thread::spawn(move || {
+        let me = std::thread::current().id();
+        let here = || (std::thread::current().id(), rayon::current_thread_index());
+        assert_eq!(on_callers_pool(here), (me, Some(0)));
+        assert_eq!(on_callers_pool(rayon::current_num_threads), default);
+        if default > 1 {
+            let ids: std::collections::HashSet<_> = on_callers_pool(|| {
+                (0..64)
+                    .into_par_iter()
+                    .map(|_| {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        std::thread::current().id()
+                    })
+                    .collect()
+            });
+            assert!(ids.len() > 1, "the pool's other workers took no part");
+        }
+    })
+    .join()
+    .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let (outer, inner) = pool.install(|| {
+        let ids = || (std::thread::current().id(), rayon::current_num_threads());
+        (ids(), on_callers_pool(ids))
+    });
+    assert_eq!(outer, inner);
+}
+
 /// A sweep's check finds, without training or touching a run directory, each condition that
 /// could not start (data missing, a model that does not fit the data) and passes the others.
 #[test]
