@@ -693,26 +693,79 @@ impl<B: Backend> Network<B> {
     /// The feedforward pass, freezing each layer's input, and for weighted layers `a_k` and
     /// `f_k'(a_k)`, for max pooling the argmax.
     pub fn forward(&self, x: &B::Tensor) -> ForwardCache<B> {
+        self.forward_reusing(x, None)
+    }
+
+    /// [`Network::forward`], writing into the tensors of `previous` (a cache this network made
+    /// for a batch of the same size) instead of allocating new ones: a training loop hands
+    /// back each step's cache to the next, which saves the allocation, zeroing and first-touch
+    /// page faults of every activity (docs/performance.md). The values are the same bits
+    /// either way. A cache of another batch size or network is dropped, buffer by buffer where
+    /// shapes differ.
+    pub fn forward_reusing(
+        &self,
+        x: &B::Tensor,
+        previous: Option<ForwardCache<B>>,
+    ) -> ForwardCache<B> {
         let be = &self.backend;
         let batch = be.shape(x)[0];
         let depth = self.depth();
-        let (mut activities, mut pre, mut fprime, mut argmax) = (
-            Vec::with_capacity(depth),
-            Vec::with_capacity(depth),
-            Vec::with_capacity(depth),
-            Vec::with_capacity(depth),
-        );
-        activities.push(x.clone());
+        let reusable =
+            |c: &ForwardCache<B>| c.pre.len() == depth && be.shape(&c.activities[0]) == be.shape(x);
+        // The previous pass's buffer of each node (0 the input, `depth` the output), if any.
+        let (mut old, mut pre, mut fprime, mut argmax) = match previous.filter(reusable) {
+            Some(c) => {
+                let mut old: Vec<Option<B::Tensor>> = c.activities.into_iter().map(Some).collect();
+                old.push(Some(c.output));
+                (old, c.pre, c.fprime, c.argmax)
+            }
+            None => {
+                (vec![None; depth + 1], vec![None; depth], vec![None; depth], vec![None; depth])
+            }
+        };
+        // A copy of `value`, in the old buffer when there is one.
+        let copy = |buffer: Option<B::Tensor>, value: &B::Tensor| match buffer {
+            Some(mut t) => {
+                t.clone_from(value);
+                t
+            }
+            None => value.clone(),
+        };
+        let mut activities = Vec::with_capacity(depth);
+        activities.push(copy(old[0].take(), x));
         let mut output = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = |j: usize| -> &B::Tensor { &activities[j] };
-            let (next, a, arg) = self.node_forward(i, batch, h);
-            fprime.push(match (layer.weights(), &a) {
-                (Some(w), Some(a)) => Some(be.activate_derivative(w.activation, a)),
-                _ => None,
-            });
-            pre.push(a);
-            argmax.push(arg);
+            let from = &self.parents[i];
+            let next = match layer.weights() {
+                Some(w) => {
+                    let shape = self.batch_shape(i + 1, batch);
+                    // The old buffer where it has this node's shape, a new one otherwise.
+                    let fit = |buffer: Option<B::Tensor>| match buffer {
+                        Some(t) if be.shape(&t) == shape => t,
+                        _ => be.zeros(&shape),
+                    };
+                    let mut a = fit(pre[i].take());
+                    layer.pre_activation_into(be, &activities[from[0]], &mut a);
+                    let mut f = fit(fprime[i].take());
+                    be.activate_derivative_into(w.activation, &a, &mut f);
+                    let mut next = fit(old[i + 1].take());
+                    be.activate_into(w.activation, &a, &mut next);
+                    (pre[i], fprime[i]) = (Some(a), Some(f));
+                    next
+                }
+                None if matches!(layer, Layer::Add) => {
+                    let mut sum = copy(old[i + 1].take(), &activities[from[0]]);
+                    for &j in &from[1..] {
+                        be.axpby(1.0, &activities[j], 1.0, &mut sum);
+                    }
+                    sum
+                }
+                None => {
+                    let (next, arg) = layer.forward_parameter_free(be, &activities[from[0]]);
+                    argmax[i] = arg;
+                    next
+                }
+            };
             if i + 1 == depth {
                 output = Some(next);
             } else {

@@ -4,7 +4,7 @@ use crate::algorithm::{Algorithm, Feedback};
 use crate::grads::{Gradients, LayerGrads};
 use crate::layer::Layer;
 use crate::loss::Loss;
-use crate::network::Network;
+use crate::network::{ForwardCache, Network};
 use crate::optim::Optimizer;
 use crate::signals::{RelaxStats, Signals};
 use crate::CoreError;
@@ -95,6 +95,8 @@ pub struct Trainer<B: Backend> {
     optimizer: Optimizer<B>,
     signals: Signals<B>,
     conv_update: ConvUpdate,
+    /// The last step's forward pass, whose tensors the next one writes into.
+    cache: Option<ForwardCache<B>>,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -121,7 +123,14 @@ impl<B: Backend> Trainer<B> {
             }
         }
         let conv_update = ConvUpdate::default();
-        Ok(Trainer { algorithm, loss, optimizer, signals: Signals::new(), conv_update })
+        Ok(Trainer {
+            algorithm,
+            loss,
+            optimizer,
+            signals: Signals::new(),
+            conv_update,
+            cache: None,
+        })
     }
 
     /// The trainer with convolutional layers updated by `rule` (see [`ConvUpdate`]).
@@ -159,7 +168,7 @@ impl<B: Backend> Trainer<B> {
         targets: &B::Tensor,
     ) -> (Gradients<B>, StepOutcome) {
         let be = net.backend();
-        let cache = net.forward(x);
+        let cache = net.forward_reusing(x, self.cache.take());
         let top = self.loss.top_gradient(be, &cache.output, targets);
         let relax = self.signals.compute(net, &cache, &top, &self.algorithm);
         let grads = Gradients::compute(net, &cache, &self.signals, &self.algorithm.variant);
@@ -170,6 +179,7 @@ impl<B: Backend> Trainer<B> {
             correct: count_correct(&out, &t, classes),
             relax,
         };
+        self.cache = Some(cache);
         (grads, outcome)
     }
 

@@ -1,8 +1,9 @@
-//! The median time of one training step of the paper-1 MLP at batch 64 through the engine's
-//! `Learner`, the reference the Python binding's overhead is measured against
-//! (bench/python_overhead.py, docs/python.md).
+//! The median time of one training step at batch 64 through the engine's `Learner`: of the
+//! paper-1 MLP by default, the reference the Python binding's overhead is measured against
+//! (bench/python_overhead.py, docs/python.md), or of any model and input shape.
 //!
-//! `cargo run --release -p ar-engine --example step_time -- [ar|bp] [STEPS]`
+//! `cargo run --release -p ar-engine --example step_time -- [ar|bp] [STEPS] [MODEL] [C,H,W]`
+//! (for example `bp 30 res-cnn-8-16 3,32,32`).
 
 use ar_engine::{Learner, Model};
 use ar_train::sweep::on_pool;
@@ -13,14 +14,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let algorithm: AlgorithmName = args.next().unwrap_or_else(|| "ar".into()).parse()?;
     let steps: usize = args.next().map_or(Ok(300), |s| s.parse())?;
-    let config = TrainConfig { model: "paper1-mlp".into(), ..TrainConfig::default() };
-    let mut model = Model::new(&config, &[784], 10)?;
+    let spec = args.next().unwrap_or_else(|| "paper1-mlp".into());
+    let shape: Vec<usize> = match args.next() {
+        Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => vec![784],
+    };
+    let config = TrainConfig { model: spec, ..TrainConfig::default() };
+    let mut model = Model::new(&config, &shape, 10)?;
     let mut learner = Learner::new(&mut model, &config, algorithm)?;
     // Inputs in [0, 1) from a fixed sequence, rounded to f32: bench/python_overhead.py feeds the
     // binding the same values (as float32 and as float64), so that both sides compute the same
     // trajectory (the cost of tanh and exp depends on their arguments).
     let mut state = 1u64;
-    let x: Vec<f64> = (0..64 * 784)
+    let x: Vec<f64> = (0..64 * shape.iter().product::<usize>())
         .map(|_| {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 as f64

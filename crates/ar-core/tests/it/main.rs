@@ -159,6 +159,49 @@ fn reused_buffers_match_fresh_ones_across_batch_sizes() {
     }
 }
 
+/// A forward pass written into the previous pass's tensors gives the same bits as a fresh one,
+/// on a residual network (convolutions, a skip edge, global pooling), across batch sizes and
+/// with a cache another network left.
+#[test]
+fn a_forward_pass_into_old_buffers_equals_a_fresh_one() {
+    use ar_backend::ConvGeometry;
+    use ar_core::{ForwardCache, LayerSpec};
+    let be = Be::new();
+    let conv = |out_channels, activation| LayerSpec::Conv2d {
+        out_channels,
+        kernel: 3,
+        geometry: ConvGeometry { stride: 1, padding: 1 },
+        activation,
+    };
+    let specs = [
+        conv(4, Activation::Relu),
+        conv(4, Activation::Tanh),
+        LayerSpec::Add,
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Dense { outputs: 3, activation: Activation::Identity },
+    ];
+    let parents = [vec![0], vec![1], vec![1, 2], vec![3], vec![4]];
+    let residual =
+        Network::build_graph(be, &[2, 5, 5], &specs, &parents, Init::PyTorch, 7).unwrap();
+    let other = Network::build_graph(be, &[2, 5, 5], &specs, &parents, Init::PyTorch, 8).unwrap();
+    let input = |size: usize, salt: f64| {
+        let x: Vec<f64> = (0..size * 50).map(|i| ((i as f64 + salt) * 0.37).sin()).collect();
+        be.from_host(&x, &[size, 2, 5, 5])
+    };
+    let values = |c: &ForwardCache<Be>| {
+        let all =
+            c.activities.iter().chain(c.pre.iter().flatten()).chain(c.fprime.iter().flatten());
+        all.chain([&c.output]).map(|t| be.to_host(t)).collect::<Vec<_>>()
+    };
+    let mut cache = Some(other.forward(&input(3, 9.0)));
+    for (size, salt) in [(3, 0.0), (3, 1.0), (1, 2.0), (4, 3.0), (4, 4.0)] {
+        let x = input(size, salt);
+        let reused = residual.forward_reusing(&x, cache.take());
+        assert_eq!(values(&reused), values(&residual.forward(&x)), "batch {size}, salt {salt}");
+        cache = Some(reused);
+    }
+}
+
 /// The same step in f32 and f64 from the same initial weights agrees to f32 rounding.
 #[test]
 fn f32_and_f64_steps_agree_to_single_precision() {
