@@ -151,6 +151,33 @@ def test_repeat_step_trains_as_that_many_calls_of_step():
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_python_threads_train_as_the_main_thread_does():
+    """Each Python thread computes on a pool of its own (the binding's on_callers_pool): steps
+    taken from other threads, one at a time and two at once, give the main thread's bits."""
+    import threading
+
+    x = np.random.default_rng(3).random((16, 64), dtype=np.float32)
+    y = np.arange(16) % 10
+
+    def train(out, key):
+        trainer = arrs.Trainer(arrs.Model("digits-mlp", input_shape=(1, 8, 8)), "ar")
+        losses = [trainer.step(x, y) for _ in range(3)]
+        out[key] = (losses, trainer.model.state_dict())
+
+    results = {}
+    train(results, "main")
+    for keys in (["one"], ["two", "three"]):
+        threads = [threading.Thread(target=train, args=(results, k)) for k in keys]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    losses, state = results["main"]
+    for key in ("one", "two", "three"):
+        assert results[key][0] == losses, key
+        assert all(np.array_equal(results[key][1][k], state[k]) for k in state), key
+
+
 @pytest.mark.parametrize("precision", ["f32", "f64"])
 def test_float32_input_trains_as_its_float64_widening(precision):
     """float32 input goes to the engine as it is (no f64 copy): the same steps, bit for bit, as

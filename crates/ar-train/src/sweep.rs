@@ -250,8 +250,8 @@ pub fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
 thread_local! {
     /// A pool of the default size of which this thread is worker 0 (rayon's
     /// `use_current_thread`), built on the thread's first call of [`on_callers_pool`]; `None`
-    /// where rayon cannot build one (the thread already belongs to a pool). Rayon leaks such a
-    /// pool's registry when it is dropped (a few hundred bytes per thread that ends).
+    /// where rayon cannot build one (the thread already belongs to a pool). When the thread
+    /// ends, the pool's workers end with it; rayon leaks its bookkeeping (the registry).
     static CALLERS_POOL: Option<rayon::ThreadPool> =
         rayon::ThreadPoolBuilder::new().use_current_thread().build().ok();
 }
