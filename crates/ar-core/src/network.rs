@@ -102,6 +102,17 @@ fn check_parent_lists(layers: usize, lists: usize) -> Result<(), CoreError> {
     )))
 }
 
+/// A copy of `value`, in `buffer`'s storage when one is given.
+fn copy_into<T: Clone>(buffer: Option<T>, value: &T) -> T {
+    match buffer {
+        Some(mut t) => {
+            t.clone_from(value);
+            t
+        }
+        None => value.clone(),
+    }
+}
+
 /// The parents of a chain of `depth` layers: layer `k` reads node `k - 1`.
 pub fn chain_parents(depth: usize) -> Vec<Vec<usize>> {
     (0..depth).map(|k| vec![k]).collect()
@@ -700,8 +711,7 @@ impl<B: Backend> Network<B> {
     /// for a batch of the same size) instead of allocating new ones: a training loop hands
     /// back each step's cache to the next, which saves the allocation, zeroing and first-touch
     /// page faults of every activity (docs/performance.md). The values are the same bits
-    /// either way. A cache of another batch size or network is dropped, buffer by buffer where
-    /// shapes differ.
+    /// either way; a buffer of another shape (another batch size) is replaced.
     pub fn forward_reusing(
         &self,
         x: &B::Tensor,
@@ -710,10 +720,11 @@ impl<B: Backend> Network<B> {
         let be = &self.backend;
         let batch = be.shape(x)[0];
         let depth = self.depth();
-        let reusable =
-            |c: &ForwardCache<B>| c.pre.len() == depth && be.shape(&c.activities[0]) == be.shape(x);
-        // The previous pass's buffer of each node (0 the input, `depth` the output), if any.
-        let (mut old, mut pre, mut fprime, mut argmax) = match previous.filter(reusable) {
+        // The previous pass's buffer of each node (0 the input, `depth` the output), if any;
+        // buffers of another shape are replaced one by one below.
+        let (mut old, mut pre, mut fprime, mut argmax) = match previous
+            .filter(|c| c.pre.len() == depth)
+        {
             Some(c) => {
                 let mut old: Vec<Option<B::Tensor>> = c.activities.into_iter().map(Some).collect();
                 old.push(Some(c.output));
@@ -723,16 +734,8 @@ impl<B: Backend> Network<B> {
                 (vec![None; depth + 1], vec![None; depth], vec![None; depth], vec![None; depth])
             }
         };
-        // A copy of `value`, in the old buffer when there is one.
-        let copy = |buffer: Option<B::Tensor>, value: &B::Tensor| match buffer {
-            Some(mut t) => {
-                t.clone_from(value);
-                t
-            }
-            None => value.clone(),
-        };
         let mut activities = Vec::with_capacity(depth);
-        activities.push(copy(old[0].take(), x));
+        activities.push(copy_into(old[0].take(), x));
         let mut output = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let from = &self.parents[i];
@@ -754,11 +757,7 @@ impl<B: Backend> Network<B> {
                     next
                 }
                 None if matches!(layer, Layer::Add) => {
-                    let mut sum = copy(old[i + 1].take(), &activities[from[0]]);
-                    for &j in &from[1..] {
-                        be.axpby(1.0, &activities[j], 1.0, &mut sum);
-                    }
-                    sum
+                    self.sum_into(old[i + 1].take(), from, |j| &activities[j])
                 }
                 None => {
                     let (next, arg) = layer.forward_parameter_free(be, &activities[from[0]]);
@@ -810,8 +809,21 @@ impl<B: Backend> Network<B> {
     where
         B::Tensor: 'a,
     {
+        self.sum_into(None, from, h)
+    }
+
+    /// [`Network::sum_of`], in `buffer` when one is given.
+    fn sum_into<'a>(
+        &self,
+        buffer: Option<B::Tensor>,
+        from: &[usize],
+        h: impl Fn(usize) -> &'a B::Tensor,
+    ) -> B::Tensor
+    where
+        B::Tensor: 'a,
+    {
         let be = &self.backend;
-        let mut sum = h(from[0]).clone();
+        let mut sum = copy_into(buffer, h(from[0]));
         for &j in &from[1..] {
             be.axpby(1.0, h(j), 1.0, &mut sum);
         }
