@@ -21,7 +21,7 @@ All with MSE as the batch mean of 1/2 ||y - t||^2 and plain SGD:
             send (it sends it unchanged to both its inputs), the pooling's likewise (it sends it
             spread evenly over the plane); each is recomputed where the sweep reaches it.
 Prints one JSON object per algorithm: {"backend", "algorithm", "seconds"}. On --device cuda the
-clock stops after torch.cuda.synchronize(). --check instead prints one JSON line: ar-euler's
+clock stops after torch.cuda.synchronize(); convolutions and products run in full f32 (no TF32). --check instead prints one JSON line: ar-euler's
 largest relative error in a weight gradient against autograd's, with eta 1 and T 1 (one sweep:
 exactly backprop) and with eta 0.1 and T 100 (not converged), in f64 and f32, on one random batch
 with the zero-started convs drawn at random.
@@ -234,6 +234,10 @@ def main():
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    # Full f32, as ours computes: by default PyTorch lets cuDNN run f32 convolutions in TF32
+    # (a 10-bit mantissa) on A100 and later GPUs.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     device = torch.device(args.device)
     make = MODELS[args.model]

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the candle backend with CUDA (the ar-candle `cuda` feature) on a machine without a
-# system CUDA toolkit: installs the toolkit from NVIDIA's PyPI wheels into a local virtual
+# Builds the candle backend with CUDA (the ar-candle `cuda` feature, cuDNN included) on a machine
+# without a system CUDA toolkit: installs the toolkit and cuDNN 9 from NVIDIA's PyPI wheels into a local virtual
 # environment, assembles the usual CUDA_HOME layout (bin/ include/ lib/ nvvm/) from them, and
 # runs cargo with CUDA_HOME, PATH and the compute capability set. Needs python3 (with venv),
-# gcc/g++ (nvcc's host compiler), network access to PyPI once, and some 3 GB of disk. No GPU is
+# gcc/g++ (nvcc's host compiler), network access to PyPI once, and some 4 GB of disk. No GPU is
 # needed to build; running the result needs an NVIDIA GPU and driver (libcuda.so.1).
 #
 # Usage:
@@ -52,7 +52,8 @@ install_wheels() {
         "nvidia-cuda-nvrtc==$series.*" \
         "nvidia-cuda-cccl>=13,<14" \
         "nvidia-cublas>=13,<14" \
-        "nvidia-curand>=10.4,<11"
+        "nvidia-curand>=10.4,<11" \
+        "nvidia-cudnn-cu13>=9,<10"
 }
 
 # The CUDA 13 wheels unpack into one tree, site-packages/nvidia/cu13/{bin,include,lib,nvvm}.
@@ -65,6 +66,9 @@ assemble_toolkit() {
     rm -rf "$toolkit"
     mkdir -p "$toolkit"
     cp -rs "$site/." "$toolkit/"
+    # cuDNN comes in its own tree, site-packages/nvidia/cudnn/{include,lib}: mirror it alongside.
+    cp -rs "$site/../cudnn/include/." "$toolkit/include/"
+    cp -rs "$site/../cudnn/lib/." "$toolkit/lib/"
     mkdir -p "$toolkit/lib/stubs"
     local lib plain
     for lib in "$toolkit"/lib/*.so.*; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: proves the candle-cuda backend on an NVIDIA GPU in one run, from the kit that
 # scripts/gpu-kit.sh builds (no Rust toolchain or network needed there). Steps, each logged:
-#   1. nvidia-smi; the CUDA libraries found in the Python environment's nvidia/ folders (the
+#   1. nvidia-smi; PyTorch's CUDA and cuDNN versions; the CUDA and cuDNN libraries found in the Python environment's nvidia/ folders (the
 #      PyTorch wheels) and put on the loader path; ldd of the binaries;
 #   2. the conformance suite with AR_REQUIRE_CUDA=1 (ndarray f64 against candle-cuda f32, f64);
 #   3. verify-gradients --backend candle-cuda (f64 and f32);
@@ -80,22 +80,30 @@ step() {
     return 0
 }
 
-# The kit carries its binaries and data gzipped: unpack them outside it.
+# The kit carries its binaries and data compressed (xz): unpack them outside it, with Python's
+# lzma where the machine has no xz.
+unxz() {
+    if command -v xz >/dev/null; then
+        xz -dc "$1"
+    else
+        "$python" -c 'import lzma, sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' "$1"
+    fi
+}
 unpacked=$(mktemp -d)
 trap 'rm -rf "$unpacked"' EXIT
 if [[ -d $kit/datasets ]]; then
-    for gz in "$kit"/datasets/*/*.gz; do
-        set_dir=$unpacked/datasets/$(basename "$(dirname "$gz")")
+    for packed in "$kit"/datasets/*/*.xz; do
+        set_dir=$unpacked/datasets/$(basename "$(dirname "$packed")")
         mkdir -p "$set_dir"
-        gzip -dc "$gz" >"$set_dir/$(basename "$gz" .gz)"
+        unxz "$packed" >"$set_dir/$(basename "$packed" .xz)"
     done
     export AR_DATA_DIR=$unpacked/datasets
 fi
 
 for name in xtask tests ops; do
     binary=${!name}
-    if [[ ! -e $binary && -e $binary.gz ]]; then
-        gzip -dc "$binary.gz" >"$unpacked/${binary##*/}" && chmod +x "$unpacked/${binary##*/}"
+    if [[ ! -e $binary && -e $binary.xz ]]; then
+        unxz "$binary.xz" >"$unpacked/${binary##*/}" && chmod +x "$unpacked/${binary##*/}"
         printf -v "$name" %s "$unpacked/${binary##*/}"
     fi
 done
@@ -105,16 +113,19 @@ for binary in "$xtask" "$tests"; do
 done
 if ! $dry_run; then
     step nvidia-smi 15 nvidia-smi
+    step torch 30 "$python" -c 'import torch
+print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())'
     site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     libdirs=$(find "$site/nvidia" \( -name 'libcublas.so*' -o -name 'libcurand.so*' \
-        -o -name 'libnvrtc.so*' -o -name 'libcudart.so*' \) -printf '%h\n' 2>/dev/null | sort -u |
+        -o -name 'libnvrtc.so*' -o -name 'libcudart.so*' -o -name 'libcudnn.so*' \) \
+        -printf '%h\n' 2>/dev/null | sort -u |
         paste -sd:)
     for driver in /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu; do
         [[ -e $driver/libcuda.so.1 ]] && libdirs=$libdirs:$driver
     done
     export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee -a "$summary"
-    step ldd 10 bash -c "ldd '$xtask' | grep -E 'cuda|cublas|curand|nvrtc|not found'"
+    step ldd 10 bash -c "ldd '$xtask' | grep -E 'cuda|cublas|curand|nvrtc|cudnn|not found'"
 fi
 
 # 2. Conformance: ndarray f64 against candle (CUDA f32 and f64, and candle's CPU).

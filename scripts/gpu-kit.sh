@@ -2,9 +2,10 @@
 # Builds the GPU kit: what scripts/gpu-check.sh needs on a GPU machine that has no Rust
 # toolchain and no network. With the CUDA wheels (scripts/build-cuda.sh), it builds the release
 # xtask with `--features cuda`, the ar-candle test binary and its cnn_ops example (the CNN's
-# operations timed one by one), strips and gzips them, and puts them
-# with MNIST (gz) and the PyTorch peer script into .gpu-kit/ (ignored by git), then prints its
-# size.
+# operations timed one by one), strips and compresses them (xz), and puts them with MNIST (xz)
+# and the PyTorch peer script into .gpu-kit/ (ignored by git), then prints its size, which must
+# stay under 32 MiB: a GPU machine lent for minutes receives the kit with the sources (results/
+# left behind) as at most 64 MiB in all.
 # Works from a clean clone (it fetches MNIST if datasets/ lacks it) and can be rerun at will.
 #
 # Usage: scripts/gpu-kit.sh
@@ -14,7 +15,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kit=${AR_GPU_KIT:-$root/.gpu-kit}
-limit_mib=60
+limit_mib=32
 log() { echo "gpu-kit: $*" >&2; }
 die() { echo "gpu-kit: error: $*" >&2; exit 1; }
 
@@ -41,15 +42,15 @@ fi
 
 rm -rf "$kit"
 mkdir -p "$kit/datasets/mnist"
-# Stripped, each binary is some 50 MB, 30 of them candle's compiled kernels; gzip takes them to
-# about a quarter (gpu-check.sh unpacks them).
+# Stripped, each binary is some 50 MB, 30 of them candle's compiled kernels; xz takes them to
+# about a ninth, gzip only to a quarter (gpu-check.sh unpacks them).
 ops=$CARGO_TARGET_DIR/release/examples/cnn_ops
 for pair in "$xtask:xtask" "$tests:ar-candle-tests" "$ops:cnn_ops"; do
     strip -o "$kit/${pair#*:}" "${pair%%:*}"
-    gzip -9 "$kit/${pair#*:}"
+    xz -9e -T2 "$kit/${pair#*:}"
 done
 for f in "$mnist"/*-ubyte; do
-    gzip -9 -c "$f" >"$kit/datasets/mnist/${f##*/}.gz"
+    xz -9e -T2 -c "$f" >"$kit/datasets/mnist/${f##*/}.xz"
 done
 cp bench/peer_pytorch.py scripts/gpu-check.sh "$kit/"
 du -ah "$kit" | sort -h | tail -n 12

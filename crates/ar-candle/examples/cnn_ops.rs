@@ -1,6 +1,7 @@
 //! Times each backend operation of one training step of paper 2's CNN (3x32x32 inputs) on candle
 //! or on the ndarray backend, at a given batch size, waiting for the device after each: where a
-//! step's time goes.
+//! step's time goes. On candle, also the other forms each convolution VJP could take, side by
+//! side with the backend's.
 //!
 //! Usage: `cargo run --release -p ar-candle --example cnn_ops -- [cpu|cuda|ndarray] [BATCH] [REPS]`
 //! (`cpu` and `cuda` are candle's devices, f32; CUDA needs the `cuda` feature, see docs/cuda.md).
@@ -8,6 +9,7 @@
 use ar_backend::{Activation, Backend, ConvGeometry, PoolGeometry, Precision};
 use ar_candle::Candle;
 use ar_ndarray::NdArray;
+use candle_core::Tensor;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = args.get(2).map_or(Ok(20), |s| s.parse())?;
     println!("{device}, f32, paper-2 CNN shapes at batch {batch}, mean of {reps} calls");
     match device {
-        "ndarray" => time_ops(NdArray::<f32>::new(), || (), batch, reps),
+        "ndarray" => time_ops(NdArray::<f32>::new(), &|| (), batch, reps),
         "cpu" | "cuda" => {
             let be = if device == "cpu" {
                 Candle::cpu(Precision::F32)
@@ -26,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let sync_with = be.clone();
             let sync = move || sync_with.device().synchronize().expect("the device synchronises");
-            time_ops(be, sync, batch, reps)
+            time_ops(be.clone(), &sync, batch, reps);
+            time_vjp_forms(&be, &sync, batch, reps)?;
         }
         other => return Err(format!("unknown device {other:?} (cpu, cuda or ndarray)").into()),
     }
@@ -34,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Runs and times each operation `reps` times on `be`, calling `sync` before reading the clock.
-fn time_ops<B: Backend>(be: B, sync: impl Fn(), batch: usize, reps: usize) {
+fn time_ops<B: Backend>(be: B, sync: &dyn Fn(), batch: usize, reps: usize) {
     let fill = |shape: &[usize]| {
         let n: usize = shape.iter().product();
         be.from_host(
@@ -77,9 +80,7 @@ fn time_ops<B: Backend>(be: B, sync: impl Fn(), batch: usize, reps: usize) {
     let mut out2 = be.zeros(&[batch, 16, 10, 10]);
     time("conv2 forward 6->16 5x5, 14x14", &mut || be.conv2d_into(&h1, &k2, &b2, g, &mut out2));
     let mut dh = be.zeros(&[batch, 6, 14, 14]);
-    time("conv2 input VJP (transposed convolution)", &mut || {
-        be.conv2d_input_vjp(&a2, &k2, g, 1.0, 0.0, &mut dh)
-    });
+    time("conv2 input VJP", &mut || be.conv2d_input_vjp(&a2, &k2, g, 1.0, 0.0, &mut dh));
     time("conv2 weight gradient", &mut || {
         be.conv2d_weight_grad_into(&a2, &h1, g, 1.0, &mut k2.clone())
     });
@@ -93,4 +94,74 @@ fn time_ops<B: Backend>(be: B, sync: impl Fn(), batch: usize, reps: usize) {
     time("fc1 weight gradient", &mut || be.gemm(1.0, &a3, true, &flat, false, 0.0, &mut gw3));
     time("flatten reshape", &mut || drop(be.reshape(&a2, &[batch, 1600])));
     println!("{:<44} {total:>9.3} ms", "sum");
+}
+
+/// Milliseconds per call of `f`, over `reps` calls after one warm-up, waiting with `sync`.
+fn per_call(
+    sync: &dyn Fn(),
+    reps: usize,
+    f: &mut dyn FnMut() -> candle_core::Result<Tensor>,
+) -> f64 {
+    f().expect("the operation runs");
+    sync();
+    let start = Instant::now();
+    for _ in 0..reps {
+        f().expect("the operation runs");
+    }
+    sync();
+    start.elapsed().as_secs_f64() * 1e3 / reps as f64
+}
+
+/// The forms each convolution VJP could take on candle, timed side by side: the input VJP as
+/// candle's transposed convolution and as a forward convolution with the turned kernel (the
+/// backend's form at stride 1, cuDNN on CUDA); the weight gradient as im2col and a batched
+/// product (the backend's form) and as one forward convolution of the input with the output
+/// gradient (candle's own backprop's form, cuDNN on CUDA). Each pair's results are compared.
+fn time_vjp_forms(
+    be: &Candle,
+    sync: &dyn Fn(),
+    batch: usize,
+    reps: usize,
+) -> candle_core::Result<()> {
+    let fill = |shape: &[usize]| Tensor::rand(-0.5f32, 0.5, shape, be.device());
+    println!("convolution VJPs in other forms, ms per call (max |difference| between forms)");
+    let (x, h1) = (fill(&[batch, 3, 32, 32])?, fill(&[batch, 6, 14, 14])?);
+    let (e1, e2, k2) =
+        (fill(&[batch, 6, 28, 28])?, fill(&[batch, 16, 10, 10])?, fill(&[16, 6, 5, 5])?);
+    let max_diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    };
+    let turn = || k2.flip(&[2, 3])?.transpose(0, 1)?.contiguous();
+    let transposed = per_call(sync, reps, &mut || e2.conv_transpose2d(&k2, 0, 0, 1, 1));
+    let turning = per_call(sync, reps, &mut || turn());
+    let turned = per_call(sync, reps, &mut || e2.conv2d(&turn()?, 4, 1, 1, 1));
+    let diff = max_diff(&e2.conv_transpose2d(&k2, 0, 0, 1, 1)?, &e2.conv2d(&turn()?, 4, 1, 1, 1)?)?;
+    println!("{:<44} {transposed:>9.3} ms", "conv2 input VJP, transposed convolution");
+    println!("{:<44} {turned:>9.3} ms ({diff:.1e})", "conv2 input VJP, convolution, turned kernel");
+    println!("{:<44} {turning:>9.3} ms", "  of which turning the kernel");
+    for (name, e, input, k) in
+        [("conv1", &e1, &x, [6, 3, 5, 5]), ("conv2", &e2, &h1, [16, 6, 5, 5])]
+    {
+        let g = ConvGeometry { stride: 1, padding: 0 };
+        let mut gk = be.zeros(&k);
+        let im2col = per_call(sync, reps, &mut || {
+            be.conv2d_weight_grad_into(e, input, g, 1.0, &mut gk);
+            Ok(gk.clone())
+        });
+        let as_conv = || {
+            input
+                .transpose(0, 1)?
+                .conv2d(&e.transpose(0, 1)?.contiguous()?, 0, 1, 1, 1)?
+                .transpose(0, 1)
+        };
+        let conv = per_call(sync, reps, &mut || as_conv());
+        be.conv2d_weight_grad_into(e, input, g, 1.0, &mut gk);
+        let diff = max_diff(&gk, &as_conv()?)?;
+        println!("{:<44} {im2col:>9.3} ms", format!("{name} weight gradient, im2col and products"));
+        println!(
+            "{:<44} {conv:>9.3} ms ({diff:.1e})",
+            format!("{name} weight gradient, one convolution")
+        );
+    }
+    Ok(())
 }

@@ -1,7 +1,9 @@
-//! The convolution weight gradient as candle operations: the input unfolded into windows
-//! (im2col by one `index_select`), one small product per sample, summed over the batch. On a GPU
-//! this splits the long reduction over batch and positions into a batched GEMM, where the
-//! transposed-convolution form gave cuBLAS one very thin product.
+//! The convolution's two VJPs as candle operations. The weight gradient: the input unfolded
+//! into windows (im2col by one `index_select`), one small product per sample, summed over the
+//! batch; on a GPU this splits the long reduction over batch and positions into a batched GEMM,
+//! where the transposed-convolution form gave cuBLAS one very thin product. The input VJP of a
+//! stride-1 convolution: a forward convolution with the kernel flipped, which candle runs
+//! through cuDNN on CUDA (its transposed convolution is a kernel of candle's own).
 
 use ar_backend::ConvGeometry;
 use candle_core::{Result, Tensor};
@@ -18,6 +20,33 @@ pub(crate) fn weight_grad(
     let (b, _, oh, ow) = e.dims4()?;
     let cols = unfold(x, [kh, kw], [oh, ow], g)?; // [b, oh * ow, c * kh * kw]
     e.reshape((b, o, oh * ow))?.matmul(&cols)?.sum(0)?.reshape((o, c, kh, kw))
+}
+
+/// The input VJP `dx` (`[b, c, h, w]`) from the output gradient `e` (`[b, o, oh, ow]`). At
+/// stride 1 (square kernel, padding below its size): `e`, zero-padded by `k - 1 - p`, convolved
+/// with the kernel's channels swapped and its window turned by 180 degrees. Otherwise candle's
+/// transposed convolution, cut to `[h, w]`.
+pub(crate) fn input_vjp(
+    e: &Tensor,
+    kernel: &Tensor,
+    g: ConvGeometry,
+    [h, w]: [usize; 2],
+) -> Result<Tensor> {
+    let (_, _, oh, ow) = e.dims4()?;
+    let (_, _, kh, kw) = kernel.dims4()?;
+    let p = g.padding;
+    if g.stride == 1 && kh == kw && p < kh && oh + kh == h + 2 * p + 1 && ow + kw == w + 2 * p + 1 {
+        // Contiguous, so that candle hands the kernel to cuDNN (a strided one takes its own loop).
+        let turned = kernel.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
+        return e.conv2d(&turned, kh - 1 - p, 1, 1, 1);
+    }
+    // The transposed convolution yields (o - 1) s - 2p + k + output_padding pixels per axis;
+    // candle takes one output_padding for both axes, so take the larger need and cut the other
+    // axis back (the cut pixels lie outside the input).
+    let reach = |o: usize, k: usize| ((o - 1) * g.stride + k).saturating_sub(2 * p);
+    let out_pad = h.saturating_sub(reach(oh, kh)).max(w.saturating_sub(reach(ow, kw)));
+    let dx = e.conv_transpose2d(kernel, p, out_pad, g.stride, 1)?;
+    dx.narrow(2, 0, h)?.narrow(3, 0, w)?.contiguous()
 }
 
 /// The windows of `x` (`[b, c, h, w]`, zero-padded by `g.padding`) that a `kh x kw` kernel

@@ -105,6 +105,14 @@ fn open_cuda(ordinal: usize) -> Result<Device, CandleError> {
     // Some failures deep in the CUDA bindings surface as panics rather than errors: catch them
     // and report them like any other, with the default panic message silenced meanwhile (the
     // hook is process-wide; devices are opened at start-up, before other threads run).
+    //
+    // cuDNN's default math lets f32 convolutions run in TF32 (a 10-bit mantissa) on A100 and
+    // later GPUs; this library computes f32 in f32, so it asks NVIDIA's libraries for full
+    // precision unless the user has said otherwise (docs/cuda.md). Set here, before the device
+    // and the first cuDNN handle exist, for the same start-up reason.
+    if std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
+        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+    }
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
@@ -361,19 +369,7 @@ impl Backend for Candle {
     ) {
         let op = "conv2d_input_vjp";
         let (_, _, h, w) = ok(out.dims4(), op, &[out]);
-        let (_, _, oh, ow) = ok(e.dims4(), op, &[e]);
-        let (_, _, kh, kw) = ok(kernel.dims4(), op, &[kernel]);
-        // The transposed convolution yields (o - 1) s - 2p + k + output_padding pixels per axis;
-        // candle takes one output_padding for both axes, so take the larger need and cut the
-        // other axis back (the cut pixels lie outside the input).
-        let reach = |o: usize, k: usize| ((o - 1) * g.stride + k).saturating_sub(2 * g.padding);
-        let out_pad = h.saturating_sub(reach(oh, kh)).max(w.saturating_sub(reach(ow, kw)));
-        let dx = ok(e.conv_transpose2d(kernel, g.padding, out_pad, g.stride, 1), op, &[e, kernel]);
-        let dx = ok(
-            dx.narrow(2, 0, h).and_then(|t| t.narrow(3, 0, w)).and_then(|t| t.contiguous()),
-            op,
-            &[&dx],
-        );
+        let dx = ok(conv::input_vjp(e, kernel, g, [h, w]), op, &[e, kernel]);
         assert_eq!(
             dx.dims(),
             out.dims(),
