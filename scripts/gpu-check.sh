@@ -24,6 +24,7 @@
 #   AR_CNN_OPS      ar-candle's cnn_ops example (default: the kit's; the step is skipped without)
 #   PYTHON          the interpreter with torch, for the peer (default python3)
 #   AR_BENCH_RUNS   how many times to run each GPU bench (default 1; the figures vary by run)
+#   AR_BENCH_SIZES  the GPU bench's batch sizes (default "64 1024")
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,7 +59,7 @@ else
     backend=candle-cuda
     export AR_REQUIRE_CUDA=1
     bench_sizes=("--batches 100 --cnn-batches 20 --res-cnn-batches 5")
-    batch_sizes=(64 1024)
+    read -ra batch_sizes <<<"${AR_BENCH_SIZES:-64 1024}"
     train_args=(--dataset mnist --model cnn-paper --epochs 1)
     peer_args=(--peer --peer-device cuda)
 fi

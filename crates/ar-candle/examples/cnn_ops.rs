@@ -101,22 +101,24 @@ fn per_call(
     sync: &dyn Fn(),
     reps: usize,
     f: &mut dyn FnMut() -> candle_core::Result<Tensor>,
-) -> f64 {
-    f().expect("the operation runs");
+) -> candle_core::Result<f64> {
+    f()?;
     sync();
     let start = Instant::now();
     for _ in 0..reps {
-        f().expect("the operation runs");
+        f()?;
     }
     sync();
-    start.elapsed().as_secs_f64() * 1e3 / reps as f64
+    Ok(start.elapsed().as_secs_f64() * 1e3 / reps as f64)
 }
 
 /// The forms each convolution VJP could take on candle, timed side by side: the input VJP as
-/// candle's transposed convolution and as a forward convolution with the turned kernel (the
-/// backend's form at stride 1, cuDNN on CUDA); the weight gradient as im2col and a batched
-/// product (the backend's form) and as one forward convolution of the input with the output
-/// gradient (candle's own backprop's form, cuDNN on CUDA). Each pair's results are compared.
+/// candle's transposed convolution and as the backend computes it (at stride 1, a forward
+/// convolution with the turned kernel: cuDNN on CUDA); the weight gradient as the backend
+/// computes it (im2col and a batched product) and as one forward convolution of the input with
+/// the output gradient (candle's own backprop's form). Each pair's results are compared. Then
+/// each forward convolution with each of cuDNN's algorithms (on CUDA; "heuristics" is candle's
+/// default, a query of cuDNN's heuristics on every call).
 fn time_vjp_forms(
     be: &Candle,
     sync: &dyn Fn(),
@@ -126,42 +128,76 @@ fn time_vjp_forms(
     let fill = |shape: &[usize]| Tensor::rand(-0.5f32, 0.5, shape, be.device());
     println!("convolution VJPs in other forms, ms per call (max |difference| between forms)");
     let (x, h1) = (fill(&[batch, 3, 32, 32])?, fill(&[batch, 6, 14, 14])?);
-    let (e1, e2, k2) =
-        (fill(&[batch, 6, 28, 28])?, fill(&[batch, 16, 10, 10])?, fill(&[16, 6, 5, 5])?);
+    let (e1, e2) = (fill(&[batch, 6, 28, 28])?, fill(&[batch, 16, 10, 10])?);
+    let (k1, k2) = (fill(&[6, 3, 5, 5])?, fill(&[16, 6, 5, 5])?);
     let max_diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
         (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
     };
-    let turn = || k2.flip(&[2, 3])?.transpose(0, 1)?.contiguous();
-    let transposed = per_call(sync, reps, &mut || e2.conv_transpose2d(&k2, 0, 0, 1, 1));
-    let turning = per_call(sync, reps, &mut || turn());
-    let turned = per_call(sync, reps, &mut || e2.conv2d(&turn()?, 4, 1, 1, 1));
-    let diff = max_diff(&e2.conv_transpose2d(&k2, 0, 0, 1, 1)?, &e2.conv2d(&turn()?, 4, 1, 1, 1)?)?;
+    let g = ConvGeometry { stride: 1, padding: 0 };
+    let mut dh = be.zeros(&[batch, 6, 14, 14]);
+    let transposed = per_call(sync, reps, &mut || e2.conv_transpose2d(&k2, 0, 0, 1, 1))?;
+    let backend = per_call(sync, reps, &mut || {
+        be.conv2d_input_vjp(&e2, &k2, g, 1.0, 0.0, &mut dh);
+        Ok(dh.clone())
+    })?;
+    let turned = k2.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
+    let turning = per_call(sync, reps, &mut || k2.flip(&[2, 3])?.transpose(0, 1)?.contiguous())?;
+    let diff = max_diff(&e2.conv_transpose2d(&k2, 0, 0, 1, 1)?, &dh)?;
     println!("{:<44} {transposed:>9.3} ms", "conv2 input VJP, transposed convolution");
-    println!("{:<44} {turned:>9.3} ms ({diff:.1e})", "conv2 input VJP, convolution, turned kernel");
+    println!("{:<44} {backend:>9.3} ms ({diff:.1e})", "conv2 input VJP, the backend's");
     println!("{:<44} {turning:>9.3} ms", "  of which turning the kernel");
     for (name, e, input, k) in
         [("conv1", &e1, &x, [6, 3, 5, 5]), ("conv2", &e2, &h1, [16, 6, 5, 5])]
     {
-        let g = ConvGeometry { stride: 1, padding: 0 };
         let mut gk = be.zeros(&k);
         let im2col = per_call(sync, reps, &mut || {
             be.conv2d_weight_grad_into(e, input, g, 1.0, &mut gk);
             Ok(gk.clone())
-        });
+        })?;
         let as_conv = || {
             input
                 .transpose(0, 1)?
                 .conv2d(&e.transpose(0, 1)?.contiguous()?, 0, 1, 1, 1)?
                 .transpose(0, 1)
         };
-        let conv = per_call(sync, reps, &mut || as_conv());
+        let conv = per_call(sync, reps, &mut || as_conv())?;
         be.conv2d_weight_grad_into(e, input, g, 1.0, &mut gk);
         let diff = max_diff(&gk, &as_conv()?)?;
-        println!("{:<44} {im2col:>9.3} ms", format!("{name} weight gradient, im2col and products"));
+        println!("{:<44} {im2col:>9.3} ms", format!("{name} weight gradient, the backend's"));
         println!(
             "{:<44} {conv:>9.3} ms ({diff:.1e})",
             format!("{name} weight gradient, one convolution")
         );
+    }
+    if !be.device().is_cuda() {
+        return Ok(());
+    }
+    use candle_core::conv::CudnnFwdAlgo as A;
+    let algorithms = [
+        ("heuristics", None),
+        ("implicit GEMM", Some(A::ImplicitGemm)),
+        ("implicit precomputed GEMM", Some(A::ImplicitPrecompGemm)),
+        ("GEMM", Some(A::Gemm)),
+        ("FFT", Some(A::Fft)),
+        ("FFT tiling", Some(A::FftTiling)),
+        ("Winograd", Some(A::Winograd)),
+        ("Winograd non-fused", Some(A::WinogradNonFused)),
+    ];
+    println!("cuDNN's forward algorithms, ms per call");
+    for (name, input, kernel, padding) in [
+        ("conv1 forward", &x, &k1, 0),
+        ("conv2 forward", &h1, &k2, 0),
+        ("conv2 input VJP as convolution", &e2, &turned, 4),
+    ] {
+        for (algorithm, choice) in algorithms {
+            let timed = per_call(sync, reps, &mut || {
+                input.conv2d_with_algo(kernel, padding, 1, 1, 1, choice)
+            });
+            match timed {
+                Ok(ms) => println!("{:<44} {ms:>9.3} ms", format!("{name}, {algorithm}")),
+                Err(_) => println!("{:<44} {:>12}", format!("{name}, {algorithm}"), "unsupported"),
+            }
+        }
     }
     Ok(())
 }

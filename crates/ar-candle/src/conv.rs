@@ -6,7 +6,19 @@
 //! through cuDNN on CUDA (its transposed convolution is a kernel of candle's own).
 
 use ar_backend::ConvGeometry;
+use candle_core::conv::CudnnFwdAlgo;
 use candle_core::{Result, Tensor};
+
+/// The cuDNN algorithm of every forward convolution (candle hands it to cuDNN on CUDA and
+/// ignores it elsewhere). Named rather than left to candle, which otherwise asks cuDNN's
+/// heuristics on every call: some 0.4 ms a call on an H200, more than the convolutions of paper
+/// 2's CNN take at batch 1024 (docs/cuda.md).
+const FORWARD_ALGORITHM: CudnnFwdAlgo = CudnnFwdAlgo::ImplicitPrecompGemm;
+
+/// The convolution of `x` with `kernel` (no bias), through cuDNN on CUDA.
+pub(crate) fn forward(x: &Tensor, kernel: &Tensor, g: ConvGeometry) -> Result<Tensor> {
+    x.conv2d_with_algo(kernel, g.padding, g.stride, 1, 1, Some(FORWARD_ALGORITHM))
+}
 
 /// `sum_b e_b (x_b unfolded)`: the gradient of a kernel of `[o, c, kh, kw]` from the output
 /// gradient `e` (`[b, o, oh, ow]`) and the input `x` (`[b, c, h, w]`).
@@ -38,7 +50,7 @@ pub(crate) fn input_vjp(
     if g.stride == 1 && kh == kw && p < kh && oh + kh == h + 2 * p + 1 && ow + kw == w + 2 * p + 1 {
         // Contiguous, so that candle hands the kernel to cuDNN (a strided one takes its own loop).
         let turned = kernel.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
-        return e.conv2d(&turned, kh - 1 - p, 1, 1, 1);
+        return forward(e, &turned, ConvGeometry { stride: 1, padding: kh - 1 - p });
     }
     // The transposed convolution yields (o - 1) s - 2p + k + output_padding pixels per axis;
     // candle takes one output_padding for both axes, so take the larger need and cut the other

@@ -339,7 +339,7 @@ impl Backend for Candle {
         out: &mut Tensor,
     ) {
         let op = "conv2d";
-        let y = ok(x.conv2d(kernel, g.padding, g.stride, 1, 1), op, &[x, kernel]);
+        let y = ok(conv::forward(x, kernel, g), op, &[x, kernel]);
         let o = bias
             .dims1()
             .unwrap_or_else(|_| panic!("{op}: bias must be 1-D, got {:?}", bias.dims()));
