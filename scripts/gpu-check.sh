@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The GPU check: proves the candle-cuda backend on an NVIDIA GPU in one run, from the kit that
 # scripts/gpu-kit.sh builds (no Rust toolchain or network needed there). Steps, each logged:
-#   1. nvidia-smi; PyTorch's CUDA and cuDNN versions; the CUDA and cuDNN libraries found in the Python environment's nvidia/ folders (the
-#      PyTorch wheels) and put on the loader path; ldd of the binaries;
+#   1. nvidia-smi; PyTorch's CUDA and cuDNN versions; the CUDA and cuDNN libraries found in the
+#      Python environment's nvidia/ folders (the PyTorch wheels) and put on the loader path; ldd
+#      of the binaries;
 #   2. the conformance suite with AR_REQUIRE_CUDA=1 (ndarray f64 against candle-cuda f32, f64);
 #   3. verify-gradients --backend candle-cuda (f64 and f32);
-#   4. bench --backend candle-cuda, MLP, CNN and residual CNN, at batch 64 and 1024, beside the PyTorch peer
-#      on the same GPU; the CNN's operations timed one by one (cnn_ops); ndarray on the
-#      machine's CPU for scale;
+#   4. bench --backend candle-cuda (MLP, CNN and residual CNN, at batch 64 and 1024) beside the
+#      PyTorch peer on the same GPU, with the medians over the runs and the ratios the targets
+#      are stated in; the CNN's operations timed one by one (cnn_ops); ndarray on the machine's
+#      CPU for scale;
 #   5. train --backend candle-cuda --model cnn-paper --dataset mnist --epochs 1.
 # Every step has a time limit, a failing step does not stop the others, and the exit status is
-# that of the first failure. The whole run takes at most 8 minutes (one bench run each).
+# that of the first failure. With one bench run at each batch size the check takes about 3.5
+# minutes on an H200, with `AR_BENCH_RUNS=3` about 6.5.
 #
 # Usage:
 #   scripts/gpu-check.sh              # on the GPU machine, from the repository root, kit built
@@ -145,6 +148,13 @@ for run in $(seq "$bench_runs"); do
             ${bench_sizes[0]} "${peer_args[@]}" --peer-script "$root/bench/peer_pytorch.py" \
             --python "$python" --json "$logs/$name.json"
     done
+done
+# The medians over the runs and the ratios the targets are stated in, into the summary.
+for batch in "${batch_sizes[@]}"; do
+    runs=("$logs/bench-$backend-$batch-run"*.json)
+    [[ -e ${runs[0]} ]] || continue
+    { echo "bench at batch $batch,"; "$python" "$root/bench/bench_medians.py" "${runs[@]}"; } 2>&1 |
+        tee -a "$summary"
 done
 # Where a CNN step's time goes: each operation timed alone (skipped when the binary is absent).
 if [[ -x $ops ]]; then
