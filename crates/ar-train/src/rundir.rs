@@ -159,7 +159,10 @@ impl RunDir {
         read_rows(&self.path.join(format!("{stem}.jsonl")))
     }
 
-    /// Rewrites table `stem` (both files) keeping only the rows `keep` accepts.
+    /// Rewrites table `stem` (both files) keeping only the rows `keep` accepts. Where only the
+    /// CSV is left (`probes.jsonl` is not committed with a run, so a clone of the repository
+    /// has only `probes.csv`), its rows are read from it, the kept lines stay as they were, and
+    /// the JSON lines are written anew beside them.
     pub fn retain(
         &self,
         stem: &str,
@@ -167,8 +170,16 @@ impl RunDir {
         keep: impl Fn(&Value) -> bool,
     ) -> Result<(), TrainError> {
         let jsonl = self.path.join(format!("{stem}.jsonl"));
+        let csv = self.path.join(format!("{stem}.csv"));
         if !jsonl.exists() {
-            return Ok(());
+            let Some((header, rows)) = read_csv_rows(&csv) else { return Ok(()) };
+            let (mut json_text, mut csv_text) = (String::new(), header + "\n");
+            for (row, line) in rows.iter().filter(|(r, _)| keep(r)) {
+                json_text += &(serde_json::to_string(row).expect("rows serialise") + "\n");
+                csv_text += &(line.to_string() + "\n");
+            }
+            replace(&jsonl, &json_text)?;
+            return replace(&csv, &csv_text);
         }
         let rows: Vec<Value> = read_rows(&jsonl).into_iter().filter(|r| keep(r)).collect();
         let mut json_text = String::new();
@@ -243,6 +254,35 @@ fn read_rows(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The header and rows of a CSV table as [`RunDir::append`] writes it (cells never quoted): each
+/// row as the JSON object beside it (integers, other numbers, strings; an empty cell is null)
+/// with its line. `None` where the file is absent or empty.
+fn read_csv_rows(path: &Path) -> Option<(String, Vec<(Value, String)>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let header = lines.next()?.to_string();
+    let names: Vec<&str> = header.split(',').collect();
+    let cell = |c: &str| -> Value {
+        if c.is_empty() {
+            Value::Null
+        } else if let Ok(n) = c.parse::<i64>() {
+            n.into()
+        } else if let Some(x) = c.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            Value::Number(x)
+        } else {
+            c.into()
+        }
+    };
+    let rows = lines
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let row = names.iter().zip(line.split(',')).map(|(n, c)| (n.to_string(), cell(c)));
+            (Value::Object(row.collect()), line.to_string())
+        })
+        .collect();
+    Some((header, rows))
+}
+
 fn append_to(path: &Path, text: &str) -> Result<(), TrainError> {
     let mut f =
         OpenOptions::new().create(true).append(true).open(path).map_err(TrainError::io(path))?;
@@ -269,5 +309,32 @@ mod tests {
         // 2024-02-29 23:59:58 UTC, a leap day; and the epoch itself.
         assert_eq!(run_name(1_709_251_198, &c), "20240229-235958-digits-ar-bp");
         assert_eq!(run_name(0, &c), "19700101-000000-digits-ar-bp");
+    }
+
+    #[test]
+    fn a_table_left_only_as_csv_is_cut_from_its_csv_and_gets_its_json_lines_back() {
+        let dir = std::env::temp_dir().join(format!("ar-train-retain-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let run = RunDir::open(&dir).unwrap();
+        let columns = ["algorithm", "step", "angle_deg", "feedback_angle_deg"];
+        let lines = ["ar,50,0.00003963982439089707,", "bp,50,0,", "ar,100,1.5e-3,", "ar,150,2,"];
+        let csv = dir.join("probes.csv");
+        std::fs::write(&csv, format!("{}\n{}\n", columns.join(","), lines.join("\n"))).unwrap();
+        let keep = |r: &Value| r["algorithm"] != "ar" || r["step"].as_f64() <= Some(100.0);
+        run.retain("probes", &columns, keep).unwrap();
+        // The kept lines exactly as they were (no number rewritten), the dropped one gone.
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert_eq!(text, format!("{}\n{}\n", columns.join(","), lines[..3].join("\n")));
+        let rows = run.rows("probes");
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["step"], 50);
+        assert_eq!(rows[0]["angle_deg"].as_f64(), Some(0.00003963982439089707));
+        assert_eq!(rows[1]["algorithm"], "bp");
+        assert!(rows[2]["feedback_angle_deg"].is_null());
+        // With the JSON lines back, the usual path keeps the same rows.
+        run.retain("probes", &columns, |_| true).unwrap();
+        assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 4);
+        drop(run);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
