@@ -54,14 +54,11 @@ fn time_ops<B: Backend>(be: B, sync: &dyn Fn(), batch: usize, reps: usize) {
 
     let mut total = 0.0;
     let mut time = |name: &str, f: &mut dyn FnMut()| {
-        f();
-        sync();
-        let start = Instant::now();
-        for _ in 0..reps {
+        let ms = per_call(sync, reps, &mut || {
             f();
-        }
-        sync();
-        let ms = start.elapsed().as_secs_f64() * 1e3 / reps as f64;
+            Ok(())
+        })
+        .expect("backend operations do not fail");
         total += ms;
         println!("{name:<44} {ms:>9.3} ms");
     };
@@ -97,10 +94,10 @@ fn time_ops<B: Backend>(be: B, sync: &dyn Fn(), batch: usize, reps: usize) {
 }
 
 /// Milliseconds per call of `f`, over `reps` calls after one warm-up, waiting with `sync`.
-fn per_call(
+fn per_call<T>(
     sync: &dyn Fn(),
     reps: usize,
-    f: &mut dyn FnMut() -> candle_core::Result<Tensor>,
+    f: &mut dyn FnMut() -> candle_core::Result<T>,
 ) -> candle_core::Result<f64> {
     f()?;
     sync();

@@ -315,11 +315,7 @@ fn probe_rows(dir: &Path, finished: bool, problems: &mut Vec<String>) -> Vec<Pro
         let mut row = serde_json::Map::new();
         let mut finite = true;
         for (name, cell) in header.iter().zip(&cells) {
-            let value = if *name == "algorithm" {
-                serde_json::Value::String((*cell).to_string())
-            } else if cell.is_empty() {
-                serde_json::Value::Null
-            } else if let Ok(v) = serde_json::from_str(cell) {
+            let value = if let Some(v) = crate::rundir::csv_value(name, cell) {
                 v
             } else if cell.parse::<f64>().is_ok() {
                 finite = false;

@@ -254,29 +254,35 @@ fn read_rows(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// One CSV cell of column `column` as the JSON value [`RunDir::append`] wrote beside it: the
+/// algorithm label as a string, an empty cell as null, any other as the JSON it reads as
+/// (integers and other numbers). `None` for a cell that is no JSON (a `NaN` measurement, which
+/// JSON cannot hold, or a damaged cell).
+pub(crate) fn csv_value(column: &str, cell: &str) -> Option<Value> {
+    if column == "algorithm" {
+        Some(Value::String(cell.to_string()))
+    } else if cell.is_empty() {
+        Some(Value::Null)
+    } else {
+        serde_json::from_str(cell).ok()
+    }
+}
+
 /// The header and rows of a CSV table as [`RunDir::append`] writes it (cells never quoted): each
-/// row as the JSON object beside it (integers, other numbers, strings; an empty cell is null)
+/// row as the JSON object beside it (see [`csv_value`]; a cell that is no JSON becomes null)
 /// with its line. `None` where the file is absent or empty.
 fn read_csv_rows(path: &Path) -> Option<(String, Vec<(Value, String)>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let header = lines.next()?.to_string();
     let names: Vec<&str> = header.split(',').collect();
-    let cell = |c: &str| -> Value {
-        if c.is_empty() {
-            Value::Null
-        } else if let Ok(n) = c.parse::<i64>() {
-            n.into()
-        } else if let Some(x) = c.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-            Value::Number(x)
-        } else {
-            c.into()
-        }
-    };
     let rows = lines
         .filter(|line| !line.is_empty())
         .map(|line| {
-            let row = names.iter().zip(line.split(',')).map(|(n, c)| (n.to_string(), cell(c)));
+            let row = names
+                .iter()
+                .zip(line.split(','))
+                .map(|(&n, c)| (n.to_string(), csv_value(n, c).unwrap_or(Value::Null)));
             (Value::Object(row.collect()), line.to_string())
         })
         .collect();
