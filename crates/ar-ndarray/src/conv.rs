@@ -14,6 +14,11 @@ use rayon::prelude::*;
 /// sums are then added pairwise. Fixed, so that the sum's rounding never depends on threads.
 const GRAD_BLOCK: usize = 8;
 
+/// The fewest input channels for which a stride-1 input VJP runs as a forward convolution
+/// with the kernel turned: its product has one row per input channel, and with fewer the GEMM
+/// kernels' tiles run mostly empty (the transposed form then measured faster, docs/performance.md).
+const TURNED_MIN_CHANNELS: usize = 16;
+
 /// The four sizes of an NCHW array, checked.
 pub(crate) fn dims4<F>(t: &ArrayViewD<'_, F>, what: &str) -> [usize; 4] {
     let s = t.shape();
@@ -271,31 +276,55 @@ pub(crate) fn conv2d<F: Scalar>(
         out.shape()
     );
     let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
     let bias = bias.as_standard_layout();
     let bias = bias.as_slice().expect("standard layout");
-    let p = s.positions();
     let os = out.as_slice_mut().expect("standard layout");
-    let width = s.width();
-    os.par_chunks_mut(o * p).zip(xs.par_chunks(s.input_len())).for_each(|(out_b, x_b)| {
+    convolve(x.as_slice().expect("standard layout"), km, F::one(), &s, os, |ch, d, src| {
+        for (d, &v) in d.iter_mut().zip(src) {
+            *d = v + bias[ch];
+        }
+    });
+}
+
+/// For each sample of `xs` (`[batch, s.c, s.h, s.w]` values), the convolution `alpha km cols`
+/// (`km` `[o, s.taps()]`), each output row handed to `emit(channel, row of out, row of the
+/// product)` (`s.ow` values each) to write into `out` (`[batch, o, s.oh, s.ow]` values).
+fn convolve<F: Scalar>(
+    xs: &[F],
+    km: ArrayView2<'_, F>,
+    alpha: F,
+    s: &Shape,
+    out: &mut [F],
+    emit: impl Fn(usize, &mut [F], &[F]) + Sync,
+) {
+    let (o, p, width) = (km.nrows(), s.positions(), s.width());
+    out.par_chunks_mut(o * p).zip(xs.par_chunks(s.input_len())).for_each(|(out_b, x_b)| {
         F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
             let (cols, rest) = scratch.split_at_mut(s.taps() * width);
             let (product, padded) = rest.split_at_mut(o * width);
             s.columns(x_b, padded, cols);
             let cols = matrix(cols, s.taps(), width);
-            sequential_matmul(F::one(), km, cols, F::zero(), matrix_mut(product, o, width));
-            // Plus the bias, keeping the `ow` first columns of each row of `wp` when wide.
+            sequential_matmul(alpha, km, cols, F::zero(), matrix_mut(product, o, width));
+            // The `ow` first columns of each row of `wp` when wide.
             let row = if s.wide() { s.wp() } else { s.ow };
-            for (ch, &b) in bias.iter().enumerate() {
+            for ch in 0..o {
                 let (dst, src) = (&mut out_b[ch * p..][..p], &product[ch * width..][..width]);
                 for (d, src) in dst.chunks_exact_mut(s.ow).zip(src.chunks_exact(row)) {
-                    for (d, &v) in d.iter_mut().zip(src) {
-                        *d = v + b;
-                    }
+                    emit(ch, d, &src[..s.ow]);
                 }
             }
         })
     });
+}
+
+/// The kernel `[o, c, kh, kw]` turned for the input VJP of a stride-1 convolution, as the
+/// matrix `[c, o kh kw]` of `k'[c, o, i, j] = k[o, c, kh - 1 - i, kw - 1 - j]`.
+fn turned_kernel<F: Scalar>(kernel: &ArrayD<F>) -> Array2<F> {
+    let [o, c, kh, kw] = dims4(&kernel.view(), "conv2d kernel");
+    Array2::from_shape_fn((c, o * kh * kw), |(ch, r)| {
+        let (oc, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
+        kernel[[oc, ch, kh - 1 - i, kw - 1 - j]]
+    })
 }
 
 /// `out <- alpha * conv^T(e, kernel) + beta * out`: the input VJP of a convolution, `e`
@@ -322,11 +351,27 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
         kernel.shape(),
         out.shape()
     );
-    let s = Shape::new([c, h, w], kh, kw, g);
-    let p = s.positions();
     let e = e.as_standard_layout();
     let es = e.as_slice().expect("standard layout");
     let os = out.as_slice_mut().expect("standard layout");
+    if g.stride == 1 && g.padding < kh && kh == kw && c >= TURNED_MIN_CHANNELS {
+        // A forward convolution of `e`, padded by `k - 1 - p`, with the kernel turned: no
+        // col2im, and a product no larger than the forward's (docs/performance.md).
+        let turned = ConvGeometry { stride: 1, padding: kh - 1 - g.padding };
+        let s = Shape::new([o, oh, ow], kh, kw, &turned);
+        let km = turned_kernel(kernel);
+        return convolve(es, km.view(), alpha, &s, os, |_, d, src| {
+            if beta == F::zero() {
+                d.copy_from_slice(src);
+            } else {
+                for (d, &v) in d.iter_mut().zip(src) {
+                    *d = v + beta * *d;
+                }
+            }
+        });
+    }
+    let s = Shape::new([c, h, w], kh, kw, g);
+    let p = s.positions();
     let scale = |out_b: &mut [F]| {
         if beta == F::zero() {
             out_b.fill(F::zero());
@@ -407,7 +452,9 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
         .map(|(x_block, e_block)| {
-            let mut sum = Array2::<F>::zeros((o, s.taps()));
+            // Kept transposed, `[taps, o]`: the product's output is then column-major, the
+            // layout the GEMM kernels compute in, so that they need not transpose the columns.
+            let mut sum = Array2::<F>::zeros((s.taps(), o));
             let width = s.width();
             F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
                 let (cols, rest) = scratch.split_at_mut(s.taps() * width);
@@ -419,15 +466,16 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
                     let cols = matrix(cols, s.taps(), width);
                     // Wide: the zero columns of e meet the columns of no output.
                     let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
-                    sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum.view_mut());
+                    let sum = sum.view_mut().reversed_axes();
+                    sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum);
                 }
             });
             sum
         })
         .collect();
-    let sum = pairwise_sum(blocks).unwrap_or_else(|| Array2::zeros((o, s.taps())));
+    let sum = pairwise_sum(blocks).unwrap_or_else(|| Array2::zeros((s.taps(), o)));
     let mut m = out.view_mut().into_shape_with_order((o, s.taps())).expect("standard layout");
-    m.zip_mut_with(&sum, |m, &v| *m = scale * v);
+    m.zip_mut_with(&sum.t(), |m, &v| *m = scale * v);
 }
 
 /// The sum of `terms`, added in adjacent pairs level by level (`None` when empty).
@@ -446,19 +494,50 @@ fn pairwise_sum<F: Scalar>(mut terms: Vec<Array2<F>>) -> Option<Array2<F>> {
     terms.pop()
 }
 
-/// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]`.
+/// Partial sums per channel in [`sum_channels`]: the `k`-th value of each run of `SUM_LANES`
+/// in a plane adds into lane `k`, and the lanes are then added pairwise. The order depends on
+/// the shape alone, and the lanes' additions compile to vector instructions (one running sum
+/// waits on each addition's latency).
+const SUM_LANES: usize = 16;
+
+/// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]`, the channels shared out on rayon's pool
+/// (each summed by one thread, in the order [`SUM_LANES`] says, so no value depends on threads).
 pub(crate) fn sum_channels<F: Scalar>(e: &ArrayD<F>, scale: F, out: &mut ArrayD<F>) {
     let [batch, c, h, w] = dims4(&e.view(), "channel sum input");
     assert_eq!(out.shape(), [c], "channel sum: output of shape {:?} for {c} channels", out.shape());
+    let e = e.as_standard_layout();
     let es = e.as_slice().expect("standard layout");
-    for ch in 0..c {
-        let mut s = F::zero();
+    let plane = h * w;
+    let channel = |ch: usize| {
+        let mut lanes = [F::zero(); SUM_LANES];
         for b in 0..batch {
-            for &v in &es[(b * c + ch) * h * w..][..h * w] {
-                s = s + v;
+            let values = &es[(b * c + ch) * plane..][..plane];
+            let mut runs = values.chunks_exact(SUM_LANES);
+            for run in &mut runs {
+                for k in 0..SUM_LANES {
+                    lanes[k] = lanes[k] + run[k];
+                }
+            }
+            for (k, &v) in runs.remainder().iter().enumerate() {
+                lanes[k] = lanes[k] + v;
             }
         }
-        out[[ch]] = s * scale;
+        let mut n = SUM_LANES;
+        while n > 1 {
+            n /= 2;
+            for k in 0..n {
+                lanes[k] = lanes[k] + lanes[k + n];
+            }
+        }
+        lanes[0] * scale
+    };
+    let sums: Vec<F> = if es.len() >= 1 << 15 {
+        (0..c).into_par_iter().map(channel).collect()
+    } else {
+        (0..c).map(channel).collect()
+    };
+    for (ch, s) in sums.into_iter().enumerate() {
+        out[[ch]] = s;
     }
 }
 
@@ -526,7 +605,8 @@ mod tests {
     /// (batch, c, o, h, w, kernel, stride, padding)
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    const GEOMETRIES: [Geometry; 10] = [
+    /// The last three have enough input channels for the turned-kernel input VJP.
+    const GEOMETRIES: [Geometry; 13] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
         (2, 3, 2, 8, 8, 5, 1, 2),
@@ -537,6 +617,9 @@ mod tests {
         (2, 2, 2, 10, 11, 3, 3, 2),
         (1, 2, 3, 8, 9, 4, 2, 2),
         (1, 1, 2, 4, 5, 3, 2, 3),
+        (2, 16, 3, 6, 5, 3, 1, 1),
+        (1, 17, 2, 5, 6, 3, 1, 0),
+        (2, 16, 4, 4, 3, 1, 1, 0),
     ];
 
     #[test]

@@ -147,6 +147,21 @@ fn map_slices<F: Scalar>(a: &ArrayD<F>, out: &mut ArrayD<F>, map: impl Fn(&[F], 
     }
 }
 
+/// `f(out, a, b)` on equal-length row-major slices, in chunks on rayon's pool when they hold at
+/// least `PARALLEL_MIN_LEN` elements (for elementwise `f`, so the cut changes no value): plain
+/// slices vectorise where ndarray's `Zip` over dynamic dimensions goes row by row.
+fn zip_slices<F: Scalar>(out: &mut [F], a: &[F], b: &[F], f: impl Fn(&mut [F], &[F], &[F]) + Sync) {
+    assert!(a.len() == out.len() && b.len() == out.len(), "elementwise: lengths differ");
+    if out.len() >= PARALLEL_MIN_LEN {
+        const CHUNK: usize = 1 << 13;
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| f(o, a, b));
+    } else {
+        f(out, a, b);
+    }
+}
+
 /// `out <- f(a)` (or `f'(a)`) elementwise: the type's vectorised kernel where it has one, else
 /// the scalar definitions.
 fn activation<F: Scalar>(f: Activation, derivative: bool, a: &ArrayD<F>, out: &mut ArrayD<F>) {
@@ -252,16 +267,35 @@ impl<F: Scalar> Backend for NdArray<F> {
     fn axpby(&self, alpha: f64, x: &ArrayD<F>, beta: f64, y: &mut ArrayD<F>) {
         same_shape(x, y, "axpby");
         let (alpha, beta_f) = (cast::<F>(alpha), cast::<F>(beta));
+        let len = x.len();
+        if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
+            return if beta == 0.0 {
+                zip_slices(ys, xs, xs, |y, x, _| map_each(x, y, |x| alpha * x))
+            } else {
+                zip_slices(ys, xs, xs, |y, x, _| {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = alpha * x + beta_f * *y;
+                    }
+                })
+            };
+        }
         if beta == 0.0 {
-            for_each!(Zip::from(y).and(x), x.len(), |y, &x| *y = alpha * x);
+            for_each!(Zip::from(y).and(x), len, |y, &x| *y = alpha * x);
         } else {
-            for_each!(Zip::from(y).and(x), x.len(), |y, &x| *y = alpha * x + beta_f * *y);
+            for_each!(Zip::from(y).and(x), len, |y, &x| *y = alpha * x + beta_f * *y);
         }
     }
 
     fn mul_into(&self, a: &ArrayD<F>, b: &ArrayD<F>, out: &mut ArrayD<F>) {
         same_shape(a, b, "mul");
         same_shape(a, out, "mul (output)");
+        if let (Some(xs), Some(ys), Some(os)) = (a.as_slice(), b.as_slice(), out.as_slice_mut()) {
+            return zip_slices(os, xs, ys, |o, a, b| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = a * b;
+                }
+            });
+        }
         for_each!(Zip::from(out).and(a).and(b), a.len(), |o, &a, &b| *o = a * b);
     }
 
