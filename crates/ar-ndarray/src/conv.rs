@@ -155,6 +155,41 @@ impl Shape {
     }
 }
 
+/// `dst[k] = src[k stride]`, with the common stride 2 as its own loop (a constant stride
+/// compiles to vector shuffles; `step_by` with a run-time stride copies one value at a time).
+#[inline(always)]
+fn gather_strided<F: Scalar>(dst: &mut [F], src: &[F], stride: usize) {
+    if stride == 2 {
+        for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair[0];
+        }
+        if let Some(last) = dst.len().checked_sub(1).filter(|&l| src.len() < 2 * (l + 1)) {
+            dst[last] = src[2 * last];
+        }
+        return;
+    }
+    for (d, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+        *d = v;
+    }
+}
+
+/// `dst[k stride] += src[k]`, stride 2 as its own loop (see [`gather_strided`]).
+#[inline(always)]
+fn scatter_add_strided<F: Scalar>(dst: &mut [F], src: &[F], stride: usize) {
+    if stride == 2 {
+        for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
+            pair[0] = pair[0] + v;
+        }
+        if let Some(last) = src.len().checked_sub(1).filter(|&l| dst.len() < 2 * (l + 1)) {
+            dst[2 * last] = dst[2 * last] + src[last];
+        }
+        return;
+    }
+    for (d, &v) in dst.iter_mut().step_by(stride).zip(src) {
+        *d = *d + v;
+    }
+}
+
 /// One sample's columns in the compact layout (strides above 1; stride 1 takes [`im2col_wide`]):
 /// `cols[(c, i, j), (oy, ox)] = x[c, oy s + i - p, ox s + j - p]` (zero
 /// outside the input). Every element of `cols` is written.
@@ -173,9 +208,7 @@ fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
             dst[hi..].fill(zero);
             if lo < hi {
                 let src = &plane[iy * s.w + lo * s.stride + j - s.padding..];
-                for (d, &v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(s.stride)) {
-                    *d = v;
-                }
+                gather_strided(&mut dst[lo..hi], src, s.stride);
             }
         }
     }
@@ -208,9 +241,7 @@ fn col2im_add_one<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
         for (oy, src) in row.chunks_exact(s.ow).enumerate() {
             let Some(iy) = s.input_row(oy, i) else { continue };
             let dst = &mut plane[iy * s.w + lo * s.stride + j - s.padding..];
-            for (d, &v) in dst.iter_mut().step_by(s.stride).zip(&src[lo..hi]) {
-                *d = *d + v;
-            }
+            scatter_add_strided(dst, &src[lo..hi], s.stride);
         }
     }
 }
