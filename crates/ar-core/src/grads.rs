@@ -6,7 +6,7 @@ use crate::algorithm::{FPrime, Feedback, Variant};
 use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
 use crate::signals::{state_input, Signals};
-use ar_backend::{Backend, BackendExt};
+use ar_backend::{Activation, Backend, BackendExt};
 
 /// The update direction of one weighted layer (a batch mean, like a loss gradient).
 #[derive(Clone, Debug)]
@@ -60,14 +60,22 @@ impl<B: Backend> Gradients<B> {
                 } else {
                     None
                 };
-                let e = if choices.fprime_update == FPrime::Dropped {
-                    signals[i].clone()
+                // The signal itself where f' is dropped or identically one (a linear layer:
+                // multiplying by it would give the same bits).
+                let product;
+                let e = if choices.fprime_update == FPrime::Dropped
+                    || w.activation == Activation::Identity
+                {
+                    &signals[i]
                 } else if let (true, Some(x)) = (at_state, relaxed_input.as_ref()) {
                     let mut a = be.zeros(&be.shape(&signals[i]));
                     layer.linear_into(be, x, !variant.state_fprime_without_bias, &mut a);
-                    be.mul(&be.activate_derivative(w.activation, &a), &signals[i])
+                    product = be.mul(&be.activate_derivative(w.activation, &a), &signals[i]);
+                    &product
                 } else {
-                    be.mul(cache.fprime[i].as_ref().expect("weighted layers store f'"), &signals[i])
+                    let fprime = cache.fprime[i].as_ref().expect("weighted layers store f'");
+                    product = be.mul(fprime, &signals[i]);
+                    &product
                 };
                 let presynaptic = match (variant.current_input, relaxed_input.as_ref()) {
                     (true, Some(x)) => x,
@@ -78,18 +86,18 @@ impl<B: Backend> Gradients<B> {
                 let mut bias = be.zeros(&be.shape(w.bias));
                 let feedback = match layer {
                     Layer::Dense(_) => {
-                        be.gemm(scale, &e, true, presynaptic, false, 0.0, &mut weight);
-                        be.sum_rows_into(scale, &e, &mut bias);
+                        be.gemm(scale, e, true, presynaptic, false, 0.0, &mut weight);
+                        be.sum_rows_into(scale, e, &mut bias);
                         learned.then(|| {
                             let s = be.shape(w.weight);
                             let mut g = be.zeros(&[s[1], s[0]]);
-                            be.gemm(scale, presynaptic, true, &e, false, 0.0, &mut g);
+                            be.gemm(scale, presynaptic, true, e, false, 0.0, &mut g);
                             g
                         })
                     }
                     Layer::Conv2d(c) => {
-                        be.conv2d_weight_grad_into(&e, presynaptic, c.geometry, scale, &mut weight);
-                        be.sum_channels_into(scale, &e, &mut bias);
+                        be.conv2d_weight_grad_into(e, presynaptic, c.geometry, scale, &mut weight);
+                        be.sum_channels_into(scale, e, &mut bias);
                         learned.then(|| weight.clone())
                     }
                     _ => unreachable!("weights() is Some only for weighted layers"),
