@@ -1,16 +1,19 @@
 //! Per-operation times of the CPU backend's convolutions at the residual CNN's shapes
-//! (`res-cnn-8-16` on 3x32x32, docs/models.md), f32: the forward convolution, its input VJP and
-//! its weight gradient for each distinct convolution, median milliseconds and GFLOP/s (of the
-//! three together), for docs/performance.md.
+//! (`res-cnn-8-16` on 3x32x32, docs/models.md) or paper 2's CNN's (`paper`), f32: the forward
+//! convolution, its input VJP and its weight gradient for each distinct convolution, median
+//! milliseconds and GFLOP/s (of the three together), for docs/performance.md.
 //!
-//! `cargo run --release -p ar-ndarray --example conv_ops -- [BATCH] [REPS]` (default 64, 20).
+//! `cargo run --release -p ar-ndarray --example conv_ops -- [BATCH] [REPS] [res|paper]`
+//! (default 64, 20, res).
 
 use ar_backend::{Backend, ConvGeometry};
 use ar_ndarray::NdArray;
 use std::time::Instant;
 
 /// (name, in channels, out channels, input side, kernel, stride, padding)
-const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 7] = [
+type ConvShape = (&'static str, usize, usize, usize, usize, usize, usize);
+
+const RES_CNN: [ConvShape; 7] = [
     ("stem 3->16 3x3 p1 @32", 3, 16, 32, 3, 1, 1),
     ("16->16 3x3 p1 @32", 16, 16, 32, 3, 1, 1),
     ("16->32 3x3 s2 p1 @32", 16, 32, 32, 3, 2, 1),
@@ -19,6 +22,9 @@ const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 7] = [
     ("32->64 3x3 s2 p1 @16", 32, 64, 16, 3, 2, 1),
     ("64->64 3x3 p1 @8", 64, 64, 8, 3, 1, 1),
 ];
+
+const PAPER_CNN: [ConvShape; 2] =
+    [("3->6 5x5 @32", 3, 6, 32, 5, 1, 0), ("6->16 5x5 @14", 6, 16, 14, 5, 1, 0)];
 
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -37,6 +43,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let batch: usize = args.next().map_or(64, |s| s.parse().expect("BATCH: a whole number"));
     let reps: usize = args.next().map_or(20, |s| s.parse().expect("REPS: a whole number"));
+    let shapes: &[ConvShape] = match args.next().as_deref() {
+        None | Some("res") => &RES_CNN,
+        Some("paper") => &PAPER_CNN,
+        Some(other) => panic!("the third argument is res or paper, not {other:?}"),
+    };
     let be = NdArray::<f32>::new();
     let fill = |n: usize, salt: f64| -> Vec<f64> {
         (0..n).map(|i| ((i as f64 + salt) * 0.7139).sin()).collect()
@@ -47,7 +58,7 @@ fn main() {
         "convolution", "fwd ms", "input ms", "weight ms", "GFLOP/s"
     );
     let mut total = 0.0;
-    for (name, c, o, side, k, stride, padding) in SHAPES {
+    for &(name, c, o, side, k, stride, padding) in shapes {
         let g = ConvGeometry { stride, padding };
         let out = g.output_len(side, k).expect("the kernel fits");
         let x = be.from_host(&fill(batch * c * side * side, 1.0), &[batch, c, side, side]);

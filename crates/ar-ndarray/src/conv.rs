@@ -15,8 +15,10 @@ use rayon::prelude::*;
 const GRAD_BLOCK: usize = 8;
 
 /// The fewest input channels for which a stride-1 input VJP runs as a forward convolution
-/// with the kernel turned: its product has one row per input channel, and with fewer the GEMM
-/// kernels' tiles run mostly empty (the transposed form then measured faster, docs/performance.md).
+/// with the kernel turned, and the fewest output channels for which a weight gradient is
+/// accumulated transposed: either product then has one row per such channel, and with fewer
+/// the GEMM kernels' tiles run mostly empty (the other forms then measured faster,
+/// docs/performance.md).
 const TURNED_MIN_CHANNELS: usize = 16;
 
 /// The four sizes of an NCHW array, checked.
@@ -479,13 +481,20 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     );
     let (x, e) = (x.as_standard_layout(), e.as_standard_layout());
     let (xs, es) = (x.as_slice().expect("standard layout"), e.as_slice().expect("standard layout"));
+    let transposed = o >= TURNED_MIN_CHANNELS;
     let blocks: Vec<Array2<F>> = xs
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
         .map(|(x_block, e_block)| {
-            // Kept transposed, `[taps, o]`: the product's output is then column-major, the
-            // layout the GEMM kernels compute in, so that they need not transpose the columns.
-            let mut sum = Array2::<F>::zeros((s.taps(), o));
+            // With at least TURNED_MIN_CHANNELS output channels kept transposed, `[taps, o]`:
+            // the product's output is then column-major, the layout the GEMM kernels compute
+            // in, so that they need not transpose the columns while packing them; with fewer,
+            // the product's `o` rows would leave the kernels' tiles mostly empty.
+            let mut sum = if transposed {
+                Array2::<F>::zeros((s.taps(), o))
+            } else {
+                Array2::<F>::zeros((o, s.taps()))
+            };
             let width = s.width();
             F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
                 let (cols, rest) = scratch.split_at_mut(s.taps() * width);
@@ -497,16 +506,20 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
                     let cols = matrix(cols, s.taps(), width);
                     // Wide: the zero columns of e meet the columns of no output.
                     let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
-                    let sum = sum.view_mut().reversed_axes();
+                    let sum =
+                        if transposed { sum.view_mut().reversed_axes() } else { sum.view_mut() };
                     sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum);
                 }
             });
             sum
         })
         .collect();
-    let sum = pairwise_sum(blocks).unwrap_or_else(|| Array2::zeros((s.taps(), o)));
+    let Some(sum) = pairwise_sum(blocks) else {
+        return out.fill(F::zero());
+    };
+    let sum = if transposed { sum.reversed_axes() } else { sum };
     let mut m = out.view_mut().into_shape_with_order((o, s.taps())).expect("standard layout");
-    m.zip_mut_with(&sum.t(), |m, &v| *m = scale * v);
+    m.zip_mut_with(&sum, |m, &v| *m = scale * v);
 }
 
 /// The sum of `terms`, added in adjacent pairs level by level (`None` when empty).
@@ -636,8 +649,9 @@ mod tests {
     /// (batch, c, o, h, w, kernel, stride, padding)
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    /// The last three have enough input channels for the turned-kernel input VJP.
-    const GEOMETRIES: [Geometry; 13] = [
+    /// The three before the last have enough input channels for the turned-kernel input VJP,
+    /// the last two enough output channels for the transposed weight gradient.
+    const GEOMETRIES: [Geometry; 15] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
         (2, 3, 2, 8, 8, 5, 1, 2),
@@ -651,6 +665,8 @@ mod tests {
         (2, 16, 3, 6, 5, 3, 1, 1),
         (1, 17, 2, 5, 6, 3, 1, 0),
         (2, 16, 4, 4, 3, 1, 1, 0),
+        (1, 2, 16, 5, 5, 3, 1, 1),
+        (2, 3, 17, 7, 6, 3, 2, 1),
     ];
 
     #[test]
