@@ -1,8 +1,9 @@
 //! Convolution kernels on `[batch, channels, height, width]` arrays, one sample at a time on
 //! rayon's pool: a sample's im2col columns (in a per-thread scratch buffer, small enough to stay
 //! in cache) and one GEMM for the convolution; a GEMM and col2im for its input VJP (the
-//! transposed convolution); and its weight gradient summed over fixed blocks of samples, added
-//! in a fixed pairwise order, so no value depends on the number of threads.
+//! transposed convolution), or at stride 1 with enough channels a forward convolution with the
+//! kernel turned; and its weight gradient summed over fixed blocks of samples, added in a fixed
+//! pairwise order, so no value depends on the number of threads.
 
 use crate::gemm::kernel as sequential_matmul;
 use crate::Scalar;
