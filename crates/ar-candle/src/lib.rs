@@ -6,6 +6,8 @@
 //! (a shape mismatch, which is a bug in the caller) panics with the operation and the shapes.
 
 mod conv;
+#[cfg(feature = "cuda")]
+mod cudnn;
 mod pooling;
 
 pub use ar_backend::Precision;
@@ -392,7 +394,7 @@ impl Backend for Candle {
     ) {
         let op = "conv2d_weight_grad";
         let (o, c, kh, kw) = ok(out.dims4(), op, &[out]);
-        let gk = ok(conv::weight_grad(e, x, [o, c, kh, kw], g), op, &[e, x]);
+        let gk = ok(weight_grad(e, x, [o, c, kh, kw], g), op, &[e, x]);
         *out = self.scaled(scale, &gk, op);
     }
 
@@ -618,6 +620,21 @@ impl Backend for Candle {
             &[a, b],
         )
     }
+}
+
+/// A kernel's gradient: cuDNN's backward-filter convolution on CUDA (where PyTorch uses it
+/// too), the candle operations of `conv.rs` elsewhere.
+fn weight_grad(
+    e: &Tensor,
+    x: &Tensor,
+    kernel: [usize; 4],
+    g: ConvGeometry,
+) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return cudnn::weight_grad(e, x, kernel, g);
+    }
+    conv::weight_grad(e, x, kernel, g)
 }
 
 #[cfg(test)]
