@@ -1,7 +1,6 @@
-//! The convolution's two VJPs as candle operations. The weight gradient: the input unfolded
-//! into windows (im2col by one `index_select`), one small product per sample, summed over the
-//! batch; on a GPU this splits the long reduction over batch and positions into a batched GEMM,
-//! where the transposed-convolution form gave cuBLAS one very thin product. The input VJP of a
+//! The convolution's two VJPs as candle operations. The weight gradient: on CUDA cuDNN's
+//! backward-filter convolution (`cudnn.rs`); elsewhere the input unfolded into windows (im2col
+//! by one `index_select`), one small product per sample, summed over the batch. The input VJP of a
 //! stride-1 convolution: a forward convolution with the kernel flipped, which candle runs
 //! through cuDNN on CUDA (its transposed convolution is a kernel of candle's own).
 
@@ -21,13 +20,20 @@ pub(crate) fn forward(x: &Tensor, kernel: &Tensor, g: ConvGeometry) -> Result<Te
 }
 
 /// `sum_b e_b (x_b unfolded)`: the gradient of a kernel of `[o, c, kh, kw]` from the output
-/// gradient `e` (`[b, o, oh, ow]`) and the input `x` (`[b, c, h, w]`).
+/// gradient `e` (`[b, o, oh, ow]`) and the input `x` (`[b, c, h, w]`); on CUDA, cuDNN's
+/// backward-filter convolution instead.
 pub(crate) fn weight_grad(
     e: &Tensor,
     x: &Tensor,
     kernel: [usize; 4],
     g: ConvGeometry,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        // cuDNN's backward-filter convolution, as PyTorch calls it (src/cudnn.rs).
+        let op = crate::cudnn::WeightGrad { kernel, g };
+        return e.contiguous()?.apply_op2_no_bwd(&x.contiguous()?, &op);
+    }
     let [o, c, kh, kw] = kernel;
     let (b, _, oh, ow) = e.dims4()?;
     let cols = unfold(x, [kh, kw], [oh, ow], g)?; // [b, oh * ow, c * kh * kw]

@@ -9,7 +9,7 @@ use candle_core::cuda::cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use candle_core::cuda::CudaDType;
 use candle_core::{
     backend::BackendStorage, bail, CpuStorage, CudaDevice, CudaStorage, CustomOp2, DType, Layout,
-    Result, Shape, Tensor, WithDType,
+    Result, Shape, WithDType,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,20 +27,12 @@ thread_local! {
         RefCell::new(HashMap::new());
 }
 
-/// `sum_b` of the gradient of a kernel of `kernel` sizes `[o, c, kh, kw]` from the output
-/// gradient `e` (`[b, o, oh, ow]`) and the input `x` (`[b, c, h, w]`), both on one CUDA device.
-pub(crate) fn weight_grad(
-    e: &Tensor,
-    x: &Tensor,
-    kernel: [usize; 4],
-    g: ConvGeometry,
-) -> Result<Tensor> {
-    e.contiguous()?.apply_op2_no_bwd(&x.contiguous()?, &WeightGrad { kernel, g })
-}
-
-struct WeightGrad {
-    kernel: [usize; 4],
-    g: ConvGeometry,
+/// The gradient of a kernel of sizes `kernel` (`[o, c, kh, kw]`) from the output gradient and
+/// the input, both contiguous on one CUDA device: `e.apply_op2_no_bwd(&x, &WeightGrad { .. })`
+/// (`conv::weight_grad` calls it there).
+pub(crate) struct WeightGrad {
+    pub(crate) kernel: [usize; 4],
+    pub(crate) g: ConvGeometry,
 }
 
 impl CustomOp2 for WeightGrad {

@@ -394,7 +394,7 @@ impl Backend for Candle {
     ) {
         let op = "conv2d_weight_grad";
         let (o, c, kh, kw) = ok(out.dims4(), op, &[out]);
-        let gk = ok(weight_grad(e, x, [o, c, kh, kw], g), op, &[e, x]);
+        let gk = ok(conv::weight_grad(e, x, [o, c, kh, kw], g), op, &[e, x]);
         *out = self.scaled(scale, &gk, op);
     }
 
@@ -620,21 +620,6 @@ impl Backend for Candle {
             &[a, b],
         )
     }
-}
-
-/// A kernel's gradient: cuDNN's backward-filter convolution on CUDA (where PyTorch uses it
-/// too), the candle operations of `conv.rs` elsewhere.
-fn weight_grad(
-    e: &Tensor,
-    x: &Tensor,
-    kernel: [usize; 4],
-    g: ConvGeometry,
-) -> candle_core::Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
-        return cudnn::weight_grad(e, x, kernel, g);
-    }
-    conv::weight_grad(e, x, kernel, g)
 }
 
 #[cfg(test)]

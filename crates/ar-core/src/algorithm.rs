@@ -4,7 +4,7 @@
 
 use crate::layer::Layer;
 use crate::CoreError;
-use ar_backend::Backend;
+use ar_backend::{Activation, Backend};
 use std::fmt;
 use std::str::FromStr;
 
@@ -274,11 +274,22 @@ impl Variant {
         }
     }
 
-    /// The choices that apply to `layer`.
+    /// The choices that apply to `layer`. A layer without activation has `f'` identically one,
+    /// so its `f'` is dropped wherever it would be taken: the signal goes through unmultiplied,
+    /// with the same bits and one pass over the tensor less.
     pub fn for_layer<B: Backend>(&self, layer: &Layer<B>) -> LayerChoices {
-        match (layer, self.conv) {
+        let choices = match (layer, self.conv) {
             (Layer::Conv2d(_), Some(conv)) => conv,
             _ => self.dense(),
+        };
+        if layer.weights().is_some_and(|w| w.activation == Activation::Identity) {
+            LayerChoices {
+                fprime_backward: FPrime::Dropped,
+                fprime_update: FPrime::Dropped,
+                ..choices
+            }
+        } else {
+            choices
         }
     }
 

@@ -6,7 +6,7 @@ use crate::algorithm::{FPrime, Feedback, Variant};
 use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
 use crate::signals::{state_input, Signals};
-use ar_backend::{Activation, Backend, BackendExt};
+use ar_backend::{Backend, BackendExt};
 
 /// The update direction of one weighted layer (a batch mean, like a loss gradient).
 #[derive(Clone, Debug)]
@@ -60,12 +60,10 @@ impl<B: Backend> Gradients<B> {
                 } else {
                     None
                 };
-                // The signal itself where f' is dropped or identically one (a linear layer:
-                // multiplying by it would give the same bits).
+                // The signal itself where f' is dropped (or identically one, which
+                // `Variant::for_layer` reports as dropped).
                 let product;
-                let e = if choices.fprime_update == FPrime::Dropped
-                    || w.activation == Activation::Identity
-                {
+                let e = if choices.fprime_update == FPrime::Dropped {
                     &signals[i]
                 } else if let (true, Some(x)) = (at_state, relaxed_input.as_ref()) {
                     let mut a = be.zeros(&be.shape(&signals[i]));

@@ -6,7 +6,7 @@ use crate::algorithm::{
 };
 use crate::layer::Layer;
 use crate::network::{ForwardCache, Network};
-use ar_backend::{Activation, Backend, BackendExt};
+use ar_backend::{Backend, BackendExt};
 
 /// How a relaxation ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -384,11 +384,7 @@ impl<B: Backend> Signals<B> {
         let be = net.backend();
         let layer = &net.layers[k - 1];
         let choices = variant.for_layer(layer);
-        // A linear layer's f' is one wherever it is taken: the signal goes through unmultiplied
-        // (the same bits).
-        let fprime_is_one = layer.weights().is_some_and(|w| w.activation == Activation::Identity);
-        let at_state =
-            layer.is_parametric() && choices.fprime_backward == FPrime::AtState && !fprime_is_one;
+        let at_state = layer.is_parametric() && choices.fprime_backward == FPrime::AtState;
         if at_state {
             // f_k' at the pre-activation of layer k's input computed from the state being
             // relaxed (not yet updated in this iteration).
@@ -412,7 +408,7 @@ impl<B: Backend> Signals<B> {
             return;
         }
         let use_feedback = choices.feedback != Feedback::Transpose;
-        if choices.fprime_backward == FPrime::Dropped || fprime_is_one {
+        if choices.fprime_backward == FPrime::Dropped {
             layer.backward_into(be, signal, use_feedback, None, alpha, beta, target);
             return;
         }

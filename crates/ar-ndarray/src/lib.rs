@@ -133,32 +133,29 @@ macro_rules! for_each {
     };
 }
 
-/// `map(a, out)` on the arrays' row-major values, in chunks on rayon's pool when they hold at
-/// least `PARALLEL_MIN_LEN` elements (`map` is elementwise, so the cut changes no value).
+/// `map(a, out)` on the arrays' row-major values (see [`chunked`]).
 fn map_slices<F: Scalar>(a: &ArrayD<F>, out: &mut ArrayD<F>, map: impl Fn(&[F], &mut [F]) + Sync) {
     let a = a.as_standard_layout();
     let src = a.as_slice().expect("standard layout");
-    let dst = slice_mut(out);
-    if src.len() >= PARALLEL_MIN_LEN {
-        const CHUNK: usize = 1 << 13;
-        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| map(s, d));
-    } else {
-        map(src, dst);
-    }
+    chunked(slice_mut(out), [src], |d, [s]| map(s, d));
 }
 
-/// `f(out, a, b)` on equal-length row-major slices, in chunks on rayon's pool when they hold at
-/// least `PARALLEL_MIN_LEN` elements (for elementwise `f`, so the cut changes no value): plain
-/// slices vectorise where ndarray's `Zip` over dynamic dimensions goes row by row.
-fn zip_slices<F: Scalar>(out: &mut [F], a: &[F], b: &[F], f: impl Fn(&mut [F], &[F], &[F]) + Sync) {
-    assert!(a.len() == out.len() && b.len() == out.len(), "elementwise: lengths differ");
+/// `f(out, inputs)` on equal-length row-major slices, in chunks on rayon's pool when they hold
+/// at least `PARALLEL_MIN_LEN` elements (for elementwise `f`, so the cut changes no value):
+/// plain slices vectorise where ndarray's `Zip` over dynamic dimensions goes row by row.
+fn chunked<F: Scalar, const N: usize>(
+    out: &mut [F],
+    inputs: [&[F]; N],
+    f: impl Fn(&mut [F], [&[F]; N]) + Sync,
+) {
+    assert!(inputs.iter().all(|a| a.len() == out.len()), "elementwise: lengths differ");
     if out.len() >= PARALLEL_MIN_LEN {
         const CHUNK: usize = 1 << 13;
         out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| f(o, a, b));
+            .enumerate()
+            .for_each(|(i, o)| f(o, inputs.map(|a| &a[i * CHUNK..][..o.len()])));
     } else {
-        f(out, a, b);
+        f(out, inputs);
     }
 }
 
@@ -267,12 +264,11 @@ impl<F: Scalar> Backend for NdArray<F> {
     fn axpby(&self, alpha: f64, x: &ArrayD<F>, beta: f64, y: &mut ArrayD<F>) {
         same_shape(x, y, "axpby");
         let (alpha, beta_f) = (cast::<F>(alpha), cast::<F>(beta));
-        let len = x.len();
         if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
             return if beta == 0.0 {
-                zip_slices(ys, xs, xs, |y, x, _| map_each(x, y, |x| alpha * x))
+                chunked(ys, [xs], |y, [x]| map_each(x, y, |x| alpha * x))
             } else {
-                zip_slices(ys, xs, xs, |y, x, _| {
+                chunked(ys, [xs], |y, [x]| {
                     for (y, &x) in y.iter_mut().zip(x) {
                         *y = alpha * x + beta_f * *y;
                     }
@@ -280,9 +276,9 @@ impl<F: Scalar> Backend for NdArray<F> {
             };
         }
         if beta == 0.0 {
-            for_each!(Zip::from(y).and(x), len, |y, &x| *y = alpha * x);
+            for_each!(Zip::from(y).and(x), x.len(), |y, &x| *y = alpha * x);
         } else {
-            for_each!(Zip::from(y).and(x), len, |y, &x| *y = alpha * x + beta_f * *y);
+            for_each!(Zip::from(y).and(x), x.len(), |y, &x| *y = alpha * x + beta_f * *y);
         }
     }
 
@@ -290,7 +286,7 @@ impl<F: Scalar> Backend for NdArray<F> {
         same_shape(a, b, "mul");
         same_shape(a, out, "mul (output)");
         if let (Some(xs), Some(ys), Some(os)) = (a.as_slice(), b.as_slice(), out.as_slice_mut()) {
-            return zip_slices(os, xs, ys, |o, a, b| {
+            return chunked(os, [xs, ys], |o, [a, b]| {
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
                     *o = a * b;
                 }
