@@ -20,7 +20,7 @@ const GRAD_BLOCK: usize = 8;
 /// accumulated transposed: either product then has one row per such channel, and with fewer
 /// the GEMM kernels' tiles run mostly empty (the other forms then measured faster,
 /// docs/performance.md).
-const TURNED_MIN_CHANNELS: usize = 16;
+const MIN_PRODUCT_ROWS: usize = 16;
 
 /// The four sizes of an NCHW array, checked.
 pub(crate) fn dims4<F>(t: &ArrayViewD<'_, F>, what: &str) -> [usize; 4] {
@@ -388,7 +388,7 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
     let e = e.as_standard_layout();
     let es = e.as_slice().expect("standard layout");
     let os = out.as_slice_mut().expect("standard layout");
-    if g.stride == 1 && g.padding < kh && kh == kw && c >= TURNED_MIN_CHANNELS {
+    if g.stride == 1 && g.padding < kh && kh == kw && c >= MIN_PRODUCT_ROWS {
         // A forward convolution of `e`, padded by `k - 1 - p`, with the kernel turned: no
         // col2im, and a product no larger than the forward's (docs/performance.md).
         let turned = ConvGeometry { stride: 1, padding: kh - 1 - g.padding };
@@ -482,12 +482,12 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     );
     let (x, e) = (x.as_standard_layout(), e.as_standard_layout());
     let (xs, es) = (x.as_slice().expect("standard layout"), e.as_slice().expect("standard layout"));
-    let transposed = o >= TURNED_MIN_CHANNELS;
+    let transposed = o >= MIN_PRODUCT_ROWS;
     let blocks: Vec<Array2<F>> = xs
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
         .map(|(x_block, e_block)| {
-            // With at least TURNED_MIN_CHANNELS output channels kept transposed, `[taps, o]`:
+            // With at least MIN_PRODUCT_ROWS output channels kept transposed, `[taps, o]`:
             // the product's output is then column-major, the layout the GEMM kernels compute
             // in, so that they need not transpose the columns while packing them; with fewer,
             // the product's `o` rows would leave the kernels' tiles mostly empty.
@@ -576,7 +576,7 @@ pub(crate) fn sum_channels<F: Scalar>(e: &ArrayD<F>, scale: F, out: &mut ArrayD<
         }
         lanes[0] * scale
     };
-    let sums: Vec<F> = if es.len() >= 1 << 15 {
+    let sums: Vec<F> = if es.len() >= crate::PARALLEL_MIN_LEN {
         (0..c).into_par_iter().map(channel).collect()
     } else {
         (0..c).map(channel).collect()
