@@ -8,7 +8,7 @@
 use crate::gemm::kernel as sequential_matmul;
 use crate::Scalar;
 use ar_backend::ConvGeometry;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Ix2};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Ix2, ShapeBuilder};
 use rayon::prelude::*;
 
 /// Samples whose weight-gradient terms are summed in order into one partial sum; the partial
@@ -21,6 +21,12 @@ const GRAD_BLOCK: usize = 8;
 /// the GEMM kernels' tiles run mostly empty (the other forms then measured faster,
 /// docs/performance.md).
 const MIN_PRODUCT_ROWS: usize = 16;
+
+/// The most output channels for which a stride-1 weight gradient runs as one product per
+/// kernel tap on the shifted input ([`tap_products`]): with so few rows the product of the
+/// im2col columns ran at half the GEMM kernels' speed, while with more the per-tap products'
+/// `c` columns are the narrower side (docs/performance.md).
+const MAX_SHIFTED_ROWS: usize = 16;
 
 /// The four sizes of an NCHW array, checked.
 pub(crate) fn dims4<F>(t: &ArrayViewD<'_, F>, what: &str) -> [usize; 4] {
@@ -122,8 +128,14 @@ impl Shape {
         if !self.wide() {
             return im2col_one(x, self, cols);
         }
+        im2col_wide(self.padded_input(x, padded), self, cols)
+    }
+
+    /// One sample's input zero-padded to `[c, h + 2 p, wp]` in `padded` ([`Shape::padded_len`]
+    /// values), or `x` itself without padding; for [`Shape::wide`] shapes.
+    fn padded_input<'a, F: Scalar>(&self, x: &'a [F], padded: &'a mut [F]) -> &'a [F] {
         if self.padding == 0 {
-            return im2col_wide(x, self, cols);
+            return x;
         }
         let (hp, wp, p) = (self.h + 2 * self.padding, self.wp(), self.padding);
         padded.fill(F::zero());
@@ -135,7 +147,7 @@ impl Shape {
                 plane[(y + p) * wp + p..][..self.w].copy_from_slice(src);
             }
         }
-        im2col_wide(padded, self, cols)
+        padded
     }
 
     /// `[channels, oh, ow]` values `e` in the layout [`Shape::width`] says (wide: each row
@@ -482,7 +494,9 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     );
     let (x, e) = (x.as_standard_layout(), e.as_standard_layout());
     let (xs, es) = (x.as_slice().expect("standard layout"), e.as_slice().expect("standard layout"));
-    let transposed = o >= MIN_PRODUCT_ROWS;
+    let shifted = s.wide() && o <= MAX_SHIFTED_ROWS;
+    let transposed = !shifted && o >= MIN_PRODUCT_ROWS;
+    let width = s.width();
     let blocks: Vec<Array2<F>> = xs
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
@@ -496,17 +510,21 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
             } else {
                 Array2::<F>::zeros((o, s.taps()))
             };
-            let width = s.width();
-            F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
-                let (cols, rest) = scratch.split_at_mut(s.taps() * width);
+            let columns = if shifted { 0 } else { s.taps() * width };
+            F::with_scratch(columns + o * width + s.padded_len(), |scratch| {
+                let (cols, rest) = scratch.split_at_mut(columns);
                 let (e_rows, padded) = rest.split_at_mut(o * width);
                 for (x_b, e_b) in
                     x_block.chunks_exact(s.input_len()).zip(e_block.chunks_exact(o * p))
                 {
-                    s.columns(x_b, padded, cols);
-                    let cols = matrix(cols, s.taps(), width);
                     // Wide: the zero columns of e meet the columns of no output.
                     let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
+                    if shifted {
+                        tap_products(e_b, s.padded_input(x_b, padded), &s, sum.view_mut());
+                        continue;
+                    }
+                    s.columns(x_b, padded, cols);
+                    let cols = matrix(cols, s.taps(), width);
                     let sum =
                         if transposed { sum.view_mut().reversed_axes() } else { sum.view_mut() };
                     sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum);
@@ -521,6 +539,31 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     let sum = if transposed { sum.reversed_axes() } else { sum };
     let mut m = out.view_mut().into_shape_with_order((o, s.taps())).expect("standard layout");
     m.zip_mut_with(&sum, |m, &v| *m = scale * v);
+}
+
+/// `sum[o, (c, i, j)] += sum_q e[o, q] xp[c, q + i wp + j]`: one sample's weight-gradient
+/// terms of a [`Shape::wide`] convolution as one product per kernel tap, each reading the
+/// padded input `xp` where it lies (a tap's columns of the im2col matrix are a shifted run of
+/// each padded plane, so no columns are built). `e` is `[o, s.width()]` in the wide layout; the
+/// reduction stops at the last output, `(oh - 1) wp + ow`, and the positions it spans between
+/// rows (`ox >= ow`) have `e = 0`.
+fn tap_products<F: Scalar>(
+    e: ArrayView2<'_, F>,
+    xp: &[F],
+    s: &Shape,
+    mut sum: ArrayViewMut2<'_, F>,
+) {
+    let (wp, taps) = (s.wp(), s.kh * s.kw);
+    let plane = (s.h + 2 * s.padding) * wp;
+    let run = (s.oh - 1) * wp + s.ow;
+    let e = e.slice(ndarray::s![.., ..run]);
+    for t in 0..taps {
+        let (i, j) = (t / s.kw, t % s.kw);
+        let x = ArrayView2::from_shape((run, s.c).strides((1, plane)), &xp[i * wp + j..])
+            .expect("a tap's run lies inside its padded plane");
+        let dst = sum.slice_mut(ndarray::s![.., t..;taps]);
+        sequential_matmul(F::one(), e, x, F::one(), dst);
+    }
 }
 
 /// The sum of `terms`, added in adjacent pairs level by level (`None` when empty).
@@ -650,9 +693,10 @@ mod tests {
     /// (batch, c, o, h, w, kernel, stride, padding)
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    /// The three before the last have enough input channels for the turned-kernel input VJP,
-    /// the last two enough output channels for the transposed weight gradient.
-    const GEOMETRIES: [Geometry; 15] = [
+    /// Rows 10 to 12 have enough input channels for the turned-kernel input VJP; the stride-1
+    /// rows with at most 16 output channels take the per-tap weight gradient, the last two
+    /// (17 output channels, stride 1 and 2) the transposed one.
+    const GEOMETRIES: [Geometry; 17] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
         (2, 3, 2, 8, 8, 5, 1, 2),
@@ -667,6 +711,8 @@ mod tests {
         (1, 17, 2, 5, 6, 3, 1, 0),
         (2, 16, 4, 4, 3, 1, 1, 0),
         (1, 2, 16, 5, 5, 3, 1, 1),
+        (2, 3, 16, 6, 7, 3, 1, 0),
+        (2, 2, 17, 6, 5, 3, 1, 1),
         (2, 3, 17, 7, 6, 3, 2, 1),
     ];
 
