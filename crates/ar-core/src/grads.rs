@@ -42,6 +42,7 @@ impl<B: Backend> Gradients<B> {
         variant: &Variant,
     ) -> Self {
         let (states, input_relaxed) = (signals.states(), signals.input_relaxed());
+        let sent = signals;
         let signals = signals.as_slice();
         let be = net.backend();
         let scale = 1.0 / cache.batch_size(be) as f64;
@@ -70,6 +71,8 @@ impl<B: Backend> Gradients<B> {
                     layer.linear_into(be, x, !variant.state_fprime_without_bias, &mut a);
                     product = be.mul(&be.activate_derivative(w.activation, &a), &signals[i]);
                     &product
+                } else if let Some(e) = sent.sent_product(k) {
+                    e
                 } else {
                     let fprime = cache.fprime[i].as_ref().expect("weighted layers store f'");
                     product = be.mul(fprime, &signals[i]);

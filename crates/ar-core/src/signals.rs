@@ -39,6 +39,10 @@ pub struct Signals<B: Backend> {
     input_relaxed: bool,
     /// `e[k] = f_k' * v_k`, the signal entering weighted layer `k`'s backward map.
     e: Vec<B::Tensor>,
+    /// Whether `e[k]` holds `f_k' * v_k` with the stored `f'` and the final `v_k`, as the weight
+    /// update uses it ([`Signals::sent_product`]): set only by a backprop sweep, where a layer
+    /// sends once its signal is complete.
+    sent_product: Vec<bool>,
     /// Each stateful node's drive from the clamped top alone (the part of its drive that is
     /// constant while the forward pass is frozen), where it has one.
     clamp_drive: Vec<Option<B::Tensor>>,
@@ -57,6 +61,7 @@ impl<B: Backend> Default for Signals<B> {
             v: Vec::new(),
             input_relaxed: false,
             e: Vec::new(),
+            sent_product: Vec::new(),
             clamp_drive: Vec::new(),
             prev: Vec::new(),
             state_fprime: Vec::new(),
@@ -288,6 +293,12 @@ impl<B: Backend> Signals<B> {
         &self.v
     }
 
+    /// `f_k' * v_k` for weighted node `k` (`f'` stored) where the last computation already
+    /// formed it to send `v_k` down and `v_k` has not changed since (backprop), else `None`.
+    pub fn sent_product(&self, k: usize) -> Option<&B::Tensor> {
+        self.sent_product.get(k).copied().unwrap_or(false).then(|| &self.e[k])
+    }
+
     /// Whether the last computation relaxed the input (`v_0`).
     pub fn input_relaxed(&self) -> bool {
         self.input_relaxed
@@ -310,6 +321,7 @@ impl<B: Backend> Signals<B> {
         let depth = net.depth();
         be.axpby(1.0, top, 0.0, &mut self.v[depth]);
         self.input_relaxed = false;
+        self.sent_product = vec![false; depth + 1];
         match algorithm.method {
             Method::Backprop => {
                 // Down to the first weighted layer: nothing below it learns.
@@ -317,6 +329,15 @@ impl<B: Backend> Signals<B> {
                 for j in (0..depth).rev().filter(|&j| needed[j]) {
                     let kids = net.children(j).to_vec();
                     self.gather(net, cache, &algorithm.variant, j, &kids, 1.0, 0.0);
+                }
+                // Each layer sent with its final signal, with the stored f' unless its variant
+                // says otherwise (and none was left out by a planted fault); the weight update
+                // reuses those products.
+                for k in 1..=depth {
+                    let layer = &net.layers[k - 1];
+                    self.sent_product[k] = self.fault.is_none()
+                        && net.sends_down(k - 1, false)
+                        && algorithm.variant.for_layer(layer).fprime_backward == FPrime::Stored;
                 }
                 None
             }
