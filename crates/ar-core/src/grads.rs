@@ -97,8 +97,14 @@ impl<B: Backend> Gradients<B> {
                         })
                     }
                     Layer::Conv2d(c) => {
-                        be.conv2d_weight_grad_into(e, presynaptic, c.geometry, scale, &mut weight);
-                        be.sum_channels_into(scale, e, &mut bias);
+                        be.conv2d_grads_into(
+                            e,
+                            presynaptic,
+                            c.geometry,
+                            scale,
+                            &mut weight,
+                            &mut bias,
+                        );
                         learned.then(|| weight.clone())
                     }
                     _ => unreachable!("weights() is Some only for weighted layers"),

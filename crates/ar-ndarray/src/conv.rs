@@ -471,14 +471,17 @@ fn col2im_add_wide<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
 }
 
 /// `out <- scale * sum_b conv_weight_grad(e_b, x_b)`: `out[o, c, i, j] = scale * sum_{b, y, x}
-/// e[b, o, y, x] x[b, c, y s + i - p, x s + j - p]`. Each block of [`GRAD_BLOCK`] samples sums
-/// its terms in sample order; the blocks' sums are added pairwise in a fixed tree.
+/// e[b, o, y, x] x[b, c, y s + i - p, x s + j - p]`, and with `bias` its gradient
+/// `bias[o] = scale * sum_{b, y, x} e[b, o, y, x]`, summed while each sample's `e` is read. Each
+/// block of [`GRAD_BLOCK`] samples sums its terms in sample order (the bias in
+/// [`SUM_LANES`] lanes); the blocks' sums are added pairwise in a fixed tree.
 pub(crate) fn conv2d_weight_grad<F: Scalar>(
     e: &ArrayD<F>,
     x: &ArrayD<F>,
     g: &ConvGeometry,
     scale: F,
     out: &mut ArrayD<F>,
+    bias: Option<&mut ArrayD<F>>,
 ) {
     let [o, c, kh, kw] = dims4(&out.view(), "conv2d kernel gradient");
     let [batch, xc, h, w] = dims4(&x.view(), "conv2d input");
@@ -497,7 +500,7 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     let shifted = s.wide() && o <= MAX_SHIFTED_ROWS;
     let transposed = !shifted && o >= MIN_PRODUCT_ROWS;
     let width = s.width();
-    let blocks: Vec<Array2<F>> = xs
+    let blocks: Vec<(Array2<F>, Array2<F>)> = xs
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
         .map(|(x_block, e_block)| {
@@ -510,6 +513,7 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
             } else {
                 Array2::<F>::zeros((o, s.taps()))
             };
+            let mut lanes = vec![[F::zero(); SUM_LANES]; if bias.is_some() { o } else { 0 }];
             let columns = if shifted { 0 } else { s.taps() * width };
             F::with_scratch(columns + o * width + s.padded_len(), |scratch| {
                 let (cols, rest) = scratch.split_at_mut(columns);
@@ -517,6 +521,9 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
                 for (x_b, e_b) in
                     x_block.chunks_exact(s.input_len()).zip(e_block.chunks_exact(o * p))
                 {
+                    for (lanes, plane) in lanes.iter_mut().zip(e_b.chunks_exact(p)) {
+                        add_lanes(lanes, plane);
+                    }
                     // Wide: the zero columns of e meet the columns of no output.
                     let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
                     if shifted {
@@ -530,9 +537,18 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
                     sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum);
                 }
             });
-            sum
+            let bias_sum = Array2::from_shape_fn((1, lanes.len()), |(_, ch)| sum_lanes(lanes[ch]));
+            (sum, bias_sum)
         })
         .collect();
+    let (blocks, bias_blocks): (Vec<_>, Vec<_>) = blocks.into_iter().unzip();
+    if let Some(bias) = bias {
+        assert_eq!(bias.shape(), [o], "conv2d bias gradient of shape {:?}", bias.shape());
+        match pairwise_sum(bias_blocks) {
+            Some(sums) => bias.iter_mut().zip(sums).for_each(|(b, v)| *b = scale * v),
+            None => bias.fill(F::zero()),
+        }
+    }
     let Some(sum) = pairwise_sum(blocks) else {
         return out.fill(F::zero());
     };
@@ -588,6 +604,32 @@ fn pairwise_sum<F: Scalar>(mut terms: Vec<Array2<F>>) -> Option<Array2<F>> {
 /// waits on each addition's latency).
 const SUM_LANES: usize = 16;
 
+/// Adds `values` into `lanes`: the `k`-th value of each run of [`SUM_LANES`] into lane `k`.
+#[inline(always)]
+fn add_lanes<F: Scalar>(lanes: &mut [F; SUM_LANES], values: &[F]) {
+    let mut runs = values.chunks_exact(SUM_LANES);
+    for run in &mut runs {
+        for k in 0..SUM_LANES {
+            lanes[k] = lanes[k] + run[k];
+        }
+    }
+    for (k, &v) in runs.remainder().iter().enumerate() {
+        lanes[k] = lanes[k] + v;
+    }
+}
+
+/// The lanes' total, added pairwise.
+fn sum_lanes<F: Scalar>(mut lanes: [F; SUM_LANES]) -> F {
+    let mut n = SUM_LANES;
+    while n > 1 {
+        n /= 2;
+        for k in 0..n {
+            lanes[k] = lanes[k] + lanes[k + n];
+        }
+    }
+    lanes[0]
+}
+
 /// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]`, the channels shared out on rayon's pool
 /// (each summed by one thread, in the order [`SUM_LANES`] says, so no value depends on threads).
 pub(crate) fn sum_channels<F: Scalar>(e: &ArrayD<F>, scale: F, out: &mut ArrayD<F>) {
@@ -599,25 +641,9 @@ pub(crate) fn sum_channels<F: Scalar>(e: &ArrayD<F>, scale: F, out: &mut ArrayD<
     let channel = |ch: usize| {
         let mut lanes = [F::zero(); SUM_LANES];
         for b in 0..batch {
-            let values = &es[(b * c + ch) * plane..][..plane];
-            let mut runs = values.chunks_exact(SUM_LANES);
-            for run in &mut runs {
-                for k in 0..SUM_LANES {
-                    lanes[k] = lanes[k] + run[k];
-                }
-            }
-            for (k, &v) in runs.remainder().iter().enumerate() {
-                lanes[k] = lanes[k] + v;
-            }
+            add_lanes(&mut lanes, &es[(b * c + ch) * plane..][..plane]);
         }
-        let mut n = SUM_LANES;
-        while n > 1 {
-            n /= 2;
-            for k in 0..n {
-                lanes[k] = lanes[k] + lanes[k + n];
-            }
-        }
-        lanes[0] * scale
+        sum_lanes(lanes) * scale
     };
     let sums: Vec<F> = if es.len() >= crate::PARALLEL_MIN_LEN {
         (0..c).into_par_iter().map(channel).collect()
@@ -822,11 +848,17 @@ mod tests {
                 }
             }
             let mut got = ArrayD::from_elem(IxDyn(&[o, c, k, k]), f64::NAN);
-            conv2d_weight_grad(&e, &x, &g, 0.25, &mut got);
+            conv2d_weight_grad(&e, &x, &g, 0.25, &mut got, None);
             assert!(max_diff(&got, &want) < 1e-12, "geometry {n}");
             let mut got_bias = ArrayD::zeros(IxDyn(&[o]));
             sum_channels(&e, 0.25, &mut got_bias);
             assert!(max_diff(&got_bias, &want_bias) < 1e-12, "geometry {n}");
+            // Both at once.
+            got.fill(f64::NAN);
+            got_bias.fill(f64::NAN);
+            conv2d_weight_grad(&e, &x, &g, 0.25, &mut got, Some(&mut got_bias));
+            assert!(max_diff(&got, &want) < 1e-12, "geometry {n}, with the bias");
+            assert!(max_diff(&got_bias, &want_bias) < 1e-12, "geometry {n}, fused bias");
         }
     }
 }

@@ -395,7 +395,19 @@ impl<F: Scalar> Backend for NdArray<F> {
         scale: f64,
         out: &mut ArrayD<F>,
     ) {
-        conv::conv2d_weight_grad(e, x, &g, cast(scale), out);
+        conv::conv2d_weight_grad(e, x, &g, cast(scale), out, None);
+    }
+
+    fn conv2d_grads_into(
+        &self,
+        e: &ArrayD<F>,
+        x: &ArrayD<F>,
+        g: ConvGeometry,
+        scale: f64,
+        weight: &mut ArrayD<F>,
+        bias: &mut ArrayD<F>,
+    ) {
+        conv::conv2d_weight_grad(e, x, &g, cast(scale), weight, Some(bias));
     }
 
     fn sum_channels_into(&self, scale: f64, e: &ArrayD<F>, out: &mut ArrayD<F>) {

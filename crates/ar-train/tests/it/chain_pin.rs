@@ -12,7 +12,10 @@
 //! gradient with at most 16 output channels became one product per kernel tap on the shifted
 //! input (conv.rs's `tap_products`, which reduces over another span and order; it was
 //! 421aba1a873b7834, d2b328d93fe4ed2e and b145b595bf3278f2 before, and with `MAX_SHIFTED_ROWS
-//! = 0` the new code gives those bits again). Any other change to these digests is a change of
+//! = 0` the new code gives those bits again). And when the bias gradient came to be summed
+//! with the kernel's, per block of samples (`conv2d_grads_into`; it was a659a4a5e9d5e9bd,
+//! 76fa462e2e0fe6f2 and 8fb7d507373968c3 before, which calling the kernel's gradient and
+//! `sum_channels_into` apart gives again). Any other change to these digests is a change of
 //! results and needs a reason.
 
 use ar_core::{Feedback, Schedule, Solver};
@@ -88,9 +91,9 @@ fn chain_runs_are_bit_identical_to_the_chain_only_engine() {
     let want = vec![
         ("mlp-closed-form", "8bb0591f72545e2d"),
         ("mlp-euler-parallel-fa", "6d91c1c8761fa494"),
-        ("cnn-closed-form", "a659a4a5e9d5e9bd"),
-        ("cnn-euler-sweep", "76fa462e2e0fe6f2"),
-        ("cnn-fderiv-relax", "8fb7d507373968c3"),
+        ("cnn-closed-form", "83b9a7b719caaeaf"),
+        ("cnn-euler-sweep", "4da4526e48410bc3"),
+        ("cnn-fderiv-relax", "1d2d13745bf53c44"),
     ];
     assert_eq!(got.iter().map(|(n, d)| (*n, d.as_str())).collect::<Vec<_>>(), want, "{got:?}");
 }
