@@ -367,10 +367,17 @@ fn convolve<F: Scalar>(
 /// matrix `[c, o kh kw]` of `k'[c, o, i, j] = k[o, c, kh - 1 - i, kw - 1 - j]`.
 fn turned_kernel<F: Scalar>(kernel: &ArrayD<F>) -> Array2<F> {
     let [o, c, kh, kw] = dims4(&kernel.view(), "conv2d kernel");
-    Array2::from_shape_fn((c, o * kh * kw), |(ch, r)| {
-        let (oc, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
-        kernel[[oc, ch, kh - 1 - i, kw - 1 - j]]
-    })
+    let kernel = kernel.as_standard_layout();
+    let values = kernel.as_slice().expect("standard layout");
+    // For each (c, o), the kernel's `kh kw` taps in reverse order.
+    let taps = kh * kw;
+    let mut turned = Vec::with_capacity(values.len());
+    for ch in 0..c {
+        for oc in 0..o {
+            turned.extend(values[(oc * c + ch) * taps..][..taps].iter().rev());
+        }
+    }
+    Array2::from_shape_vec((c, o * taps), turned).expect("c x (o kh kw) values")
 }
 
 /// `out <- alpha * conv^T(e, kernel) + beta * out`: the input VJP of a convolution, `e`
