@@ -287,9 +287,10 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
     /// `out[c] <- scale * sum_{b, y, x} e[b, c, y, x]` (a convolution's bias gradient).
     fn sum_channels_into(&self, scale: f64, e: &Self::Tensor, out: &mut Self::Tensor);
 
-    /// A convolution's two parameter gradients from the same `e` and `scale`:
-    /// [`Backend::conv2d_weight_grad_into`] into `weight` and [`Backend::sum_channels_into`]
-    /// into `bias`, which a backend may form in one pass over `e`.
+    /// A convolution's two parameter gradients from the same `e` and `scale`, what
+    /// [`Backend::conv2d_weight_grad_into`] writes into `weight` and
+    /// [`Backend::sum_channels_into`] into `bias`: the weight update's call, which a backend
+    /// may serve in one pass over `e` (the two calls are a correct implementation).
     fn conv2d_grads_into(
         &self,
         e: &Self::Tensor,
@@ -298,10 +299,7 @@ pub trait Backend: Clone + Send + Sync + Debug + 'static {
         scale: f64,
         weight: &mut Self::Tensor,
         bias: &mut Self::Tensor,
-    ) {
-        self.conv2d_weight_grad_into(e, x, geometry, scale, weight);
-        self.sum_channels_into(scale, e, bias);
-    }
+    );
 
     /// The precision values are stored in.
     fn precision(&self) -> Precision;

@@ -398,6 +398,19 @@ impl Backend for Candle {
         *out = self.scaled(scale, &gk, op);
     }
 
+    fn conv2d_grads_into(
+        &self,
+        e: &Tensor,
+        x: &Tensor,
+        g: ConvGeometry,
+        scale: f64,
+        weight: &mut Tensor,
+        bias: &mut Tensor,
+    ) {
+        self.conv2d_weight_grad_into(e, x, g, scale, weight);
+        self.sum_channels_into(scale, e, bias);
+    }
+
     fn sum_channels_into(&self, scale: f64, e: &Tensor, out: &mut Tensor) {
         let op = "sum_channels";
         let (b, c, h, w) = ok(e.dims4(), op, &[e]);

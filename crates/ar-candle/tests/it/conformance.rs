@@ -292,7 +292,12 @@ fn conv2d<R: Backend, C: Backend>(p: &Pair<R, C>, case: ConvCase) -> Outcome {
     let (mut sr, mut sc) = (p.reference.zeros(&[o]), p.candidate.zeros(&[o]));
     p.reference.sum_channels_into(case.alpha, &er, &mut sr);
     p.candidate.sum_channels_into(case.alpha, &ec, &mut sc);
-    p.compare("sum_channels", &sr, &sc, 3.0 * (b * od[2] * od[3]) as f64 * 2.25)
+    p.compare("sum_channels", &sr, &sc, 3.0 * (b * od[2] * od[3]) as f64 * 2.25)?;
+    // Both at once (ndarray forms them in one pass over e).
+    p.reference.conv2d_grads_into(&er, &xr, g, case.alpha, &mut gr, &mut sr);
+    p.candidate.conv2d_grads_into(&ec, &xc, g, case.alpha, &mut gc, &mut sc);
+    p.compare("conv2d_grads weight", &gr, &gc, 9.0 * (b * od[2] * od[3]) as f64 * 2.25)?;
+    p.compare("conv2d_grads bias", &sr, &sc, 3.0 * (b * od[2] * od[3]) as f64 * 2.25)
 }
 
 fn pooling<R: Backend, C: Backend>(p: &Pair<R, C>, case: PoolCase) -> Outcome {
