@@ -2,8 +2,9 @@
 //! paper-1 MLP by default, the reference the Python binding's overhead is measured against
 //! (bench/python_overhead.py, docs/python.md), or of any model and input shape.
 //!
-//! `cargo run --release -p ar-engine --example step_time -- [ar|bp] [STEPS] [MODEL] [C,H,W]`
-//! (for example `bp 30 res-cnn-8-16 3,32,32`).
+//! `cargo run --release -p ar-engine --example step_time -- [ar|bp] [STEPS] [MODEL] [C,H,W]
+//! [feedforward|zero]` (for example `bp 30 res-cnn-8-16 3,32,32`; the last, AR's start, defaults
+//! to the configuration's).
 
 use ar_engine::{Learner, Model};
 use ar_train::sweep::on_pool;
@@ -19,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => vec![784],
     };
-    let config = TrainConfig { model: spec, ..TrainConfig::default() };
+    let mut config = TrainConfig { model: spec, ..TrainConfig::default() };
+    if let Some(start) = args.next() {
+        config.start = start.parse()?;
+    }
     let mut model = Model::new(&config, &shape, 10)?;
     let mut learner = Learner::new(&mut model, &config, algorithm)?;
     // Inputs in [0, 1) from a fixed sequence, rounded to f32: bench/python_overhead.py feeds the
