@@ -1,10 +1,9 @@
 //! Convolution kernels on `[batch, channels, height, width]` arrays, one sample at a time on
 //! rayon's pool: a sample's im2col columns (in a per-thread scratch buffer, small enough to stay
-//! in cache), each kernel tap's row one contiguous copy from the padded input split into
-//! `stride x stride` phase planes, and one GEMM for the convolution; a GEMM and col2im for its
-//! input VJP (the transposed convolution), or at stride 1 with enough channels a forward
-//! convolution with the kernel turned; and its weight gradient summed over fixed blocks of
-//! samples, added in a fixed pairwise order, so no value depends on the number of threads.
+//! in cache) and one GEMM for the convolution; a GEMM and col2im for its input VJP (the
+//! transposed convolution), or at stride 1 with enough channels a forward convolution with the
+//! kernel turned; and its weight gradient summed over fixed blocks of samples, added in a fixed
+//! pairwise order, so no value depends on the number of threads.
 
 use crate::gemm::kernel as sequential_matmul;
 use crate::Scalar;
@@ -17,15 +16,16 @@ use rayon::prelude::*;
 const GRAD_BLOCK: usize = 8;
 
 /// The fewest input channels for which a stride-1 input VJP runs as a forward convolution
-/// with the kernel turned: its product then has one row per channel, and with fewer the GEMM
-/// kernels' tiles run mostly empty (the transposed form then measured faster,
+/// with the kernel turned, and the fewest output channels for which a weight gradient is
+/// accumulated transposed: either product then has one row per such channel, and with fewer
+/// the GEMM kernels' tiles run mostly empty (the other forms then measured faster,
 /// docs/performance.md).
 const MIN_PRODUCT_ROWS: usize = 16;
 
-/// The most output channels for which a weight gradient runs as one product per kernel tap
-/// on the phase planes ([`tap_products`]): with so few rows the product of the im2col columns
-/// ran at half the GEMM kernels' speed, while with more the per-tap products' `c` columns are
-/// the narrower side (docs/performance.md).
+/// The most output channels for which a stride-1 weight gradient runs as one product per
+/// kernel tap on the shifted input ([`tap_products`]): with so few rows the product of the
+/// im2col columns ran at half the GEMM kernels' speed, while with more the per-tap products'
+/// `c` columns are the narrower side (docs/performance.md).
 const MAX_SHIFTED_ROWS: usize = 16;
 
 /// The four sizes of an NCHW array, checked.
@@ -90,140 +90,90 @@ impl Shape {
         self.oh * self.ow
     }
 
-    /// The rows of the im2col matrix have the width [`Shape::wq`] of a phase plane of the
-    /// padded input: `oh wq` columns per channel, output `(oy, ox)` at column `oy wq + ox`, the
-    /// columns `ox >= ow` belonging to no output. The padded input is split into `s x s` phase
-    /// planes per channel, phase `(a, b)` holding the values at rows `s y + a` and columns
-    /// `s x + b` ([`Shape::phased_input`]; with stride 1 the padded input itself), so that
-    /// kernel tap `(i, j)` reads phase `(i mod s, j mod s)` from row `i / s` and column `j / s`
-    /// on: its columns are one contiguous run of a phase plane, and col2im one contiguous
-    /// addition per tap.
-    fn wq(&self) -> usize {
-        (self.w + 2 * self.padding).div_ceil(self.stride)
+    /// Whether the matrices use rows of the (padded) input's width (`oh wp` columns per
+    /// channel, output `(oy, ox)` at column `oy wp + ox`, the columns `ox >= ow` belonging to
+    /// no output): with stride 1, each kernel tap's columns are then one contiguous run of the
+    /// zero-padded input, and col2im one contiguous addition per tap.
+    fn wide(&self) -> bool {
+        self.stride == 1
     }
 
-    /// Rows of a phase plane, `ceil((h + 2 p) / s)`.
-    fn hq(&self) -> usize {
-        (self.h + 2 * self.padding).div_ceil(self.stride)
+    /// The padded input's width `w + 2 p`.
+    fn wp(&self) -> usize {
+        self.w + 2 * self.padding
     }
 
-    /// Values of one channel's phase planes, `s^2 hq wq` (stride 1: the padded plane).
-    fn channel_len(&self) -> usize {
-        self.stride * self.stride * self.hq() * self.wq()
-    }
-
-    /// Values of one sample's phase planes (0 at stride 1 without padding, where the input
-    /// itself serves).
-    fn phased_len(&self) -> usize {
-        if self.stride == 1 && self.padding == 0 {
-            0
+    /// Values of one sample's zero-padded input `[c, h + 2 p, w + 2 p]` (0 without padding,
+    /// where the input itself serves).
+    fn padded_len(&self) -> usize {
+        if self.wide() && self.padding > 0 {
+            self.c * (self.h + 2 * self.padding) * self.wp()
         } else {
-            self.c * self.channel_len()
+            0
         }
     }
 
-    /// Columns per channel of the im2col matrix, `oh wq`.
+    /// Columns per channel of the im2col matrix: `oh wp` when [`Shape::wide`], else `oh ow`.
     fn width(&self) -> usize {
-        self.oh * self.wq()
-    }
-
-    /// Where tap `(c, i, j)`'s run of columns starts in the phase planes.
-    #[inline]
-    fn tap_offset(&self, c: usize, i: usize, j: usize) -> usize {
-        let (s, wq) = (self.stride, self.wq());
-        c * self.channel_len() + ((i % s) * s + j % s) * self.hq() * wq + (i / s) * wq + j / s
-    }
-
-    /// The length of a tap's run, `(oh - 1) wq + ow` (the last output row's columns `ox >= ow`
-    /// left out).
-    fn run(&self) -> usize {
-        (self.oh - 1) * self.wq() + self.ow
-    }
-
-    /// One sample's columns into the first [`Shape::width`] values of each run of `row` in
-    /// `cols`; `phased` holds [`Shape::phased_len`] values of scratch.
-    fn columns<F: Scalar>(&self, x: &[F], phased: &mut [F], cols: &mut [F], row: usize) {
-        let x = self.phased_input(x, phased);
-        let run = self.run();
-        for (r, dst) in cols.chunks_mut(row).take(self.taps()).enumerate() {
-            let (c, i, j) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
-            dst[..run].copy_from_slice(&x[self.tap_offset(c, i, j)..][..run]);
-            dst[run..self.width()].fill(F::zero());
+        if self.wide() {
+            self.oh * self.wp()
+        } else {
+            self.positions()
         }
     }
 
-    /// One sample's input as phase planes ([`Shape::wq`]) in `phased` ([`Shape::phased_len`]
-    /// values; the planes no tap reads left as they were), or `x` itself at stride 1 without
-    /// padding.
-    fn phased_input<'a, F: Scalar>(&self, x: &'a [F], phased: &'a mut [F]) -> &'a [F] {
-        if self.phased_len() == 0 {
+    /// One sample's columns, in the layout [`Shape::width`] says; `padded` holds
+    /// [`Shape::padded_len`] values of scratch.
+    fn columns<F: Scalar>(&self, x: &[F], padded: &mut [F], cols: &mut [F]) {
+        if !self.wide() {
+            return im2col_one(x, self, cols);
+        }
+        im2col_wide(self.padded_input(x, padded), self, cols)
+    }
+
+    /// One sample's input zero-padded to `[c, h + 2 p, wp]` in `padded` ([`Shape::padded_len`]
+    /// values), or `x` itself without padding; for [`Shape::wide`] shapes.
+    fn padded_input<'a, F: Scalar>(&self, x: &'a [F], padded: &'a mut [F]) -> &'a [F] {
+        if self.padding == 0 {
             return x;
         }
-        let (s, p, wq) = (self.stride, self.padding, self.wq());
-        for (c, planes) in phased.chunks_exact_mut(self.channel_len()).enumerate() {
-            let input = &x[c * self.h * self.w..][..self.h * self.w];
-            for (phase, plane) in planes.chunks_exact_mut(self.hq() * wq).enumerate() {
-                let (a, b) = (phase / s, phase % s);
-                if a >= self.kh || b >= self.kw {
-                    continue; // read by no tap (a kernel smaller than the stride)
-                }
-                plane.fill(F::zero());
-                let (lo, hi) = column_span(b, s, p, self.w, wq);
-                if lo == hi {
-                    continue;
-                }
-                for (y, dst) in plane.chunks_exact_mut(wq).enumerate() {
-                    let Some(iy) = (s * y + a).checked_sub(p).filter(|&iy| iy < self.h) else {
-                        continue;
-                    };
-                    let src = &input[iy * self.w + lo * s + b - p..];
-                    gather_strided(&mut dst[lo..hi], src, s);
-                }
+        let (hp, wp, p) = (self.h + 2 * self.padding, self.wp(), self.padding);
+        padded.fill(F::zero());
+        for c in 0..self.c {
+            let plane = &mut padded[c * hp * wp..][..hp * wp];
+            for (y, src) in
+                x[c * self.h * self.w..][..self.h * self.w].chunks_exact(self.w).enumerate()
+            {
+                plane[(y + p) * wp + p..][..self.w].copy_from_slice(src);
             }
         }
-        phased
+        padded
     }
 
-    /// Adds phase planes (as [`Shape::phased_input`] lays them out) onto the input-shaped
-    /// `out` `[c, h, w]`: each input value receives the one phase value it was copied to.
-    fn add_unphased<F: Scalar>(&self, phased: &[F], out: &mut [F]) {
-        let (s, p, wq) = (self.stride, self.padding, self.wq());
-        for (c, planes) in phased.chunks_exact(self.channel_len()).enumerate() {
-            let dst = &mut out[c * self.h * self.w..][..self.h * self.w];
-            for (phase, plane) in planes.chunks_exact(self.hq() * wq).enumerate() {
-                let (a, b) = (phase / s, phase % s);
-                let (lo, hi) = column_span(b, s, p, self.w, wq);
-                if lo == hi {
-                    continue;
-                }
-                for (y, src) in plane.chunks_exact(wq).enumerate() {
-                    let Some(iy) = (s * y + a).checked_sub(p).filter(|&iy| iy < self.h) else {
-                        continue;
-                    };
-                    scatter_add_strided(&mut dst[iy * self.w + lo * s + b - p..], &src[lo..hi], s);
-                }
-            }
-        }
-    }
-
-    /// `[channels, oh, ow]` values `e` in the layout [`Shape::width`] says (each row followed
-    /// by `wq - ow` zeros), in `scratch`.
+    /// `[channels, oh, ow]` values `e` in the layout [`Shape::width`] says (wide: each row
+    /// followed by `wp - ow` zeros), in `scratch` (or `e` itself when it is already so).
     fn output_rows<'a, F: Scalar>(&self, e: &'a [F], scratch: &'a mut [F]) -> &'a [F] {
-        for (dst, src) in scratch.chunks_exact_mut(self.wq()).zip(e.chunks_exact(self.ow)) {
+        if !self.wide() {
+            return e;
+        }
+        for (dst, src) in scratch.chunks_exact_mut(self.wp()).zip(e.chunks_exact(self.ow)) {
             dst[..self.ow].copy_from_slice(src);
             dst[self.ow..].fill(F::zero());
         }
         scratch
     }
+
+    /// The input row of output row `oy` at kernel row `i`, if inside the input.
+    #[inline]
+    fn input_row(&self, oy: usize, i: usize) -> Option<usize> {
+        (oy * self.stride + i).checked_sub(self.padding).filter(|&iy| iy < self.h)
+    }
 }
 
-/// `dst[k] = src[k stride]`, with strides 1 and 2 as their own loops (a constant stride
+/// `dst[k] = src[k stride]`, with the common stride 2 as its own loop (a constant stride
 /// compiles to vector shuffles; `step_by` with a run-time stride copies one value at a time).
 #[inline(always)]
 fn gather_strided<F: Scalar>(dst: &mut [F], src: &[F], stride: usize) {
-    if stride == 1 {
-        return dst.copy_from_slice(&src[..dst.len()]);
-    }
     if stride == 2 {
         for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
             *d = pair[0];
@@ -238,12 +188,9 @@ fn gather_strided<F: Scalar>(dst: &mut [F], src: &[F], stride: usize) {
     }
 }
 
-/// `dst[k stride] += src[k]`, strides 1 and 2 as their own loops (see [`gather_strided`]).
+/// `dst[k stride] += src[k]`, stride 2 as its own loop (see [`gather_strided`]).
 #[inline(always)]
 fn scatter_add_strided<F: Scalar>(dst: &mut [F], src: &[F], stride: usize) {
-    if stride == 1 {
-        return add_assign(&mut dst[..src.len()], src);
-    }
     if stride == 2 {
         for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
             pair[0] = pair[0] + v;
@@ -255,6 +202,62 @@ fn scatter_add_strided<F: Scalar>(dst: &mut [F], src: &[F], stride: usize) {
     }
     for (d, &v) in dst.iter_mut().step_by(stride).zip(src) {
         *d = *d + v;
+    }
+}
+
+/// One sample's columns in the compact layout (strides above 1; stride 1 takes [`im2col_wide`]):
+/// `cols[(c, i, j), (oy, ox)] = x[c, oy s + i - p, ox s + j - p]` (zero
+/// outside the input). Every element of `cols` is written.
+fn im2col_one<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
+    let zero = F::zero();
+    for (r, row) in cols.chunks_exact_mut(s.positions()).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        let plane = &x[c * s.h * s.w..][..s.h * s.w];
+        let (lo, hi) = column_span(j, s.stride, s.padding, s.w, s.ow);
+        for (oy, dst) in row.chunks_exact_mut(s.ow).enumerate() {
+            let Some(iy) = s.input_row(oy, i) else {
+                dst.fill(zero);
+                continue;
+            };
+            dst[..lo].fill(zero);
+            dst[hi..].fill(zero);
+            if lo < hi {
+                let src = &plane[iy * s.w + lo * s.stride + j - s.padding..];
+                gather_strided(&mut dst[lo..hi], src, s.stride);
+            }
+        }
+    }
+}
+
+/// [`im2col_one`] in the wide layout ([`Shape::wide`]) from the zero-padded input `x`
+/// (`[c, h + 2 p, wp]`): tap `(c, i, j)`'s row is padded plane `c` from offset `i wp + j` on,
+/// `(oh - 1) wp + ow` values, then zeros to `oh wp`.
+fn im2col_wide<F: Scalar>(x: &[F], s: &Shape, cols: &mut [F]) {
+    let wp = s.wp();
+    let plane = (s.h + 2 * s.padding) * wp;
+    let run = (s.oh - 1) * wp + s.ow;
+    for (r, row) in cols.chunks_exact_mut(s.oh * wp).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        row[..run].copy_from_slice(&x[c * plane + i * wp + j..][..run]);
+        row[run..].fill(F::zero());
+    }
+}
+
+/// Adds one sample's columns (laid out as [`im2col_one`] makes them) into its input-shaped
+/// `out` `[c, h, w]`, each element receiving its terms in the order of the kernel taps.
+fn col2im_add_one<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
+    for (r, row) in cols.chunks_exact(s.positions()).enumerate() {
+        let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+        let plane = &mut out[c * s.h * s.w..][..s.h * s.w];
+        let (lo, hi) = column_span(j, s.stride, s.padding, s.w, s.ow);
+        if lo == hi {
+            continue;
+        }
+        for (oy, src) in row.chunks_exact(s.ow).enumerate() {
+            let Some(iy) = s.input_row(oy, i) else { continue };
+            let dst = &mut plane[iy * s.w + lo * s.stride + j - s.padding..];
+            scatter_add_strided(dst, &src[lo..hi], s.stride);
+        }
     }
 }
 
@@ -342,14 +345,14 @@ fn convolve<F: Scalar>(
 ) {
     let (o, p, width) = (km.nrows(), s.positions(), s.width());
     out.par_chunks_mut(o * p).zip(xs.par_chunks(s.input_len())).for_each(|(out_b, x_b)| {
-        F::with_scratch((s.taps() + o) * width + s.phased_len(), |scratch| {
+        F::with_scratch((s.taps() + o) * width + s.padded_len(), |scratch| {
             let (cols, rest) = scratch.split_at_mut(s.taps() * width);
-            let (product, phased) = rest.split_at_mut(o * width);
-            s.columns(x_b, phased, cols, width);
+            let (product, padded) = rest.split_at_mut(o * width);
+            s.columns(x_b, padded, cols);
             let cols = matrix(cols, s.taps(), width);
             sequential_matmul(alpha, km, cols, F::zero(), matrix_mut(product, o, width));
-            // The `ow` first columns of each row of `wq`.
-            let row = s.wq();
+            // The `ow` first columns of each row of `wp` when wide.
+            let row = if s.wide() { s.wp() } else { s.ow };
             for ch in 0..o {
                 let (dst, src) = (&mut out_b[ch * p..][..p], &product[ch * width..][..width]);
                 for (d, src) in dst.chunks_exact_mut(s.ow).zip(src.chunks_exact(row)) {
@@ -431,35 +434,46 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
     };
     let width = s.width();
     os.par_chunks_mut(s.input_len()).zip(es.par_chunks(o * p)).for_each(|(out_b, e_b)| {
-        F::with_scratch((o + s.taps()) * width + s.phased_len(), |scratch| {
+        F::with_scratch((o + s.taps()) * width + s.padded_len(), |scratch| {
             let (e_rows, rest) = scratch.split_at_mut(o * width);
-            let (dcols, phased) = rest.split_at_mut(s.taps() * width);
+            let (dcols, padded) = rest.split_at_mut(s.taps() * width);
             let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
             sequential_matmul(alpha, km.t(), e_b, F::zero(), matrix_mut(dcols, s.taps(), width));
             scale(out_b);
-            if s.phased_len() == 0 {
+            if !s.wide() {
+                col2im_add_one(dcols, &s, out_b);
+            } else if s.padding == 0 {
                 col2im_add_wide(dcols, &s, out_b);
             } else {
-                // Into the phase planes, then each input value's one onto the input.
-                phased.fill(F::zero());
-                col2im_add_wide(dcols, &s, phased);
-                s.add_unphased(phased, out_b);
+                // Into the padded input's shape, then its interior onto the input.
+                padded.fill(F::zero());
+                col2im_add_wide(dcols, &s, padded);
+                let (hp, wp, pad) = (s.h + 2 * s.padding, s.wp(), s.padding);
+                for c in 0..s.c {
+                    let plane = &padded[c * hp * wp..][..hp * wp];
+                    let dst = &mut out_b[c * s.h * s.w..][..s.h * s.w];
+                    for (y, d) in dst.chunks_exact_mut(s.w).enumerate() {
+                        add_assign(d, &plane[(y + pad) * wp + pad..][..s.w]);
+                    }
+                }
             }
         })
     });
 }
 
-/// Adds one sample's columns (laid out as [`Shape::columns`] makes them, the columns
-/// `ox >= ow` zero) into its phase planes `out` ([`Shape::phased_input`]'s layout; the input's
-/// own at stride 1 without padding): tap `(c, i, j)` adds one contiguous run at
-/// [`Shape::tap_offset`] (a zero column lands on the next row's first values and adds
-/// nothing), long enough to vectorise well. Each value receives its terms in the order of the
-/// kernel taps.
+/// [`col2im_add_one`] in the wide layout ([`Shape::wide`]), from columns whose output columns
+/// `ow..wp` are zero, into the padded input's shape `[c, h + 2 p, wp]` (the input's own when
+/// `p = 0`): tap `(c, i, j)` then adds to plane `c` at offset `i wp + j` one contiguous run of
+/// `(oh - 1) wp + ow` values (a zero column lands on the next row's first `kw - 1` elements and
+/// adds nothing), long enough to vectorise well.
 fn col2im_add_wide<F: Scalar>(cols: &[F], s: &Shape, out: &mut [F]) {
-    let run = s.run();
-    for (r, row) in cols.chunks_exact(s.width()).enumerate() {
+    let wp = s.wp();
+    let plane_len = (s.h + 2 * s.padding) * wp;
+    let run = (s.oh - 1) * wp + s.ow;
+    for (r, row) in cols.chunks_exact(s.oh * wp).enumerate() {
         let (c, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
-        add_assign(&mut out[s.tap_offset(c, i, j)..][..run], &row[..run]);
+        let plane = &mut out[c * plane_len..][..plane_len];
+        add_assign(&mut plane[i * wp + j..][..run], &row[..run]);
     }
 }
 
@@ -490,40 +504,43 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     );
     let (x, e) = (x.as_standard_layout(), e.as_standard_layout());
     let (xs, es) = (x.as_slice().expect("standard layout"), e.as_slice().expect("standard layout"));
-    let shifted = o <= MAX_SHIFTED_ROWS;
+    let shifted = s.wide() && o <= MAX_SHIFTED_ROWS;
+    let transposed = !shifted && o >= MIN_PRODUCT_ROWS;
     let width = s.width();
     let blocks: Vec<(Array2<F>, Array2<F>)> = xs
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
         .map(|(x_block, e_block)| {
-            // Per tap `[o, taps]`; else kept transposed, `[taps, o]`: the product's output is
-            // then column-major, the layout the GEMM kernels compute in, so that they need
-            // not transpose the columns while packing them.
-            let mut sum = if shifted {
-                Array2::<F>::zeros((o, s.taps()))
-            } else {
+            // With at least MIN_PRODUCT_ROWS output channels kept transposed, `[taps, o]`:
+            // the product's output is then column-major, the layout the GEMM kernels compute
+            // in, so that they need not transpose the columns while packing them; with fewer,
+            // the product's `o` rows would leave the kernels' tiles mostly empty.
+            let mut sum = if transposed {
                 Array2::<F>::zeros((s.taps(), o))
+            } else {
+                Array2::<F>::zeros((o, s.taps()))
             };
             let mut lanes = vec![[F::zero(); SUM_LANES]; if bias.is_some() { o } else { 0 }];
             let columns = if shifted { 0 } else { s.taps() * width };
-            F::with_scratch(columns + o * width + s.phased_len(), |scratch| {
+            F::with_scratch(columns + o * width + s.padded_len(), |scratch| {
                 let (cols, rest) = scratch.split_at_mut(columns);
-                let (e_rows, phased) = rest.split_at_mut(o * width);
+                let (e_rows, padded) = rest.split_at_mut(o * width);
                 for (x_b, e_b) in
                     x_block.chunks_exact(s.input_len()).zip(e_block.chunks_exact(o * p))
                 {
                     for (lanes, plane) in lanes.iter_mut().zip(e_b.chunks_exact(p)) {
                         add_lanes(lanes, plane);
                     }
-                    // The zero columns of e meet the columns of no output.
+                    // Wide: the zero columns of e meet the columns of no output.
                     let e_b = matrix(s.output_rows(e_b, e_rows), o, width);
                     if shifted {
-                        tap_products(e_b, s.phased_input(x_b, phased), &s, sum.view_mut());
+                        tap_products(e_b, s.padded_input(x_b, padded), &s, sum.view_mut());
                         continue;
                     }
-                    s.columns(x_b, phased, cols, width);
+                    s.columns(x_b, padded, cols);
                     let cols = matrix(cols, s.taps(), width);
-                    let sum = sum.view_mut().reversed_axes();
+                    let sum =
+                        if transposed { sum.view_mut().reversed_axes() } else { sum.view_mut() };
                     sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum);
                 }
             });
@@ -542,32 +559,31 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     let Some(sum) = pairwise_sum(blocks) else {
         return out.fill(F::zero());
     };
-    let sum = if shifted { sum } else { sum.reversed_axes() };
+    let sum = if transposed { sum.reversed_axes() } else { sum };
     let mut m = out.view_mut().into_shape_with_order((o, s.taps())).expect("standard layout");
     m.zip_mut_with(&sum, |m, &v| *m = scale * v);
 }
 
-/// `sum[o, (c, i, j)] += sum_q e[o, q] xq[tap_offset(c, i, j) + q]`: one sample's
-/// weight-gradient terms as one product per kernel tap, each reading the phase planes `xq`
-/// ([`Shape::phased_input`]) where they lie (a tap's columns of the im2col matrix are a run of
-/// one phase plane per channel, a fixed distance apart, so no columns are built). `e` is
-/// `[o, s.width()]` in [`Shape::output_rows`]'s layout; the reduction stops at the last output,
-/// [`Shape::run`], and the positions it spans between rows (`ox >= ow`) have `e = 0`.
+/// `sum[o, (c, i, j)] += sum_q e[o, q] xp[c, q + i wp + j]`: one sample's weight-gradient
+/// terms of a [`Shape::wide`] convolution as one product per kernel tap, each reading the
+/// padded input `xp` where it lies (a tap's columns of the im2col matrix are a shifted run of
+/// each padded plane, so no columns are built). `e` is `[o, s.width()]` in the wide layout; the
+/// reduction stops at the last output, `(oh - 1) wp + ow`, and the positions it spans between
+/// rows (`ox >= ow`) have `e = 0`.
 fn tap_products<F: Scalar>(
     e: ArrayView2<'_, F>,
-    xq: &[F],
+    xp: &[F],
     s: &Shape,
     mut sum: ArrayViewMut2<'_, F>,
 ) {
-    let (taps, run) = (s.kh * s.kw, s.run());
+    let (wp, taps) = (s.wp(), s.kh * s.kw);
+    let plane = (s.h + 2 * s.padding) * wp;
+    let run = (s.oh - 1) * wp + s.ow;
     let e = e.slice(ndarray::s![.., ..run]);
     for t in 0..taps {
         let (i, j) = (t / s.kw, t % s.kw);
-        let x = ArrayView2::from_shape(
-            (run, s.c).strides((1, s.channel_len())),
-            &xq[s.tap_offset(0, i, j)..],
-        )
-        .expect("a tap's run lies inside its phase plane");
+        let x = ArrayView2::from_shape((run, s.c).strides((1, plane)), &xp[i * wp + j..])
+            .expect("a tap's run lies inside its padded plane");
         let dst = sum.slice_mut(ndarray::s![.., t..;taps]);
         sequential_matmul(F::one(), e, x, F::one(), dst);
     }
@@ -710,10 +726,9 @@ mod tests {
     /// (batch, c, o, h, w, kernel, stride, padding)
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    /// Rows 10 to 12 have enough input channels for the turned-kernel input VJP; the rows with
-    /// at most 16 output channels take the per-tap weight gradient, the last two (17 output
-    /// channels, stride 1 and 2) the transposed im2col product; strides 1 to 3, with and
-    /// without padding, read the phase planes.
+    /// Rows 10 to 12 have enough input channels for the turned-kernel input VJP; the stride-1
+    /// rows with at most 16 output channels take the per-tap weight gradient, the last two
+    /// (17 output channels, stride 1 and 2) the transposed one.
     const GEOMETRIES: [Geometry; 17] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
