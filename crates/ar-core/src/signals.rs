@@ -321,7 +321,8 @@ impl<B: Backend> Signals<B> {
         let depth = net.depth();
         be.axpby(1.0, top, 0.0, &mut self.v[depth]);
         self.input_relaxed = false;
-        self.sent_product = vec![false; depth + 1];
+        self.sent_product.clear();
+        self.sent_product.resize(depth + 1, false);
         match algorithm.method {
             Method::Backprop => {
                 // Down to the first weighted layer: nothing below it learns.
@@ -336,7 +337,8 @@ impl<B: Backend> Signals<B> {
                 for k in 1..=depth {
                     let layer = &net.layers[k - 1];
                     self.sent_product[k] = self.fault.is_none()
-                        && net.sends_down(k - 1, false)
+                        && layer.is_parametric()
+                        && needed[net.parents(k)[0]]
                         && algorithm.variant.for_layer(layer).fprime_backward == FPrime::Stored;
                 }
                 None

@@ -16,11 +16,9 @@ use rayon::prelude::*;
 const GRAD_BLOCK: usize = 8;
 
 /// The fewest input channels for which a stride-1 input VJP runs as a forward convolution
-/// with the kernel turned, and the fewest output channels for which a weight gradient is
-/// accumulated transposed: either product then has one row per such channel, and with fewer
-/// the GEMM kernels' tiles run mostly empty (the other forms then measured faster,
-/// docs/performance.md).
-const MIN_PRODUCT_ROWS: usize = 16;
+/// with the kernel turned: its product has one row per input channel, and with fewer the GEMM
+/// kernels' tiles run mostly empty (the transposed form then measured faster, docs/performance.md).
+const TURNED_MIN_CHANNELS: usize = 16;
 
 /// The most output channels for which a stride-1 weight gradient runs as one product per
 /// kernel tap on the shifted input ([`tap_products`]): with so few rows the product of the
@@ -407,7 +405,7 @@ pub(crate) fn conv2d_input_vjp<F: Scalar>(
     let e = e.as_standard_layout();
     let es = e.as_slice().expect("standard layout");
     let os = out.as_slice_mut().expect("standard layout");
-    if g.stride == 1 && g.padding < kh && kh == kw && c >= MIN_PRODUCT_ROWS {
+    if g.stride == 1 && g.padding < kh && kh == kw && c >= TURNED_MIN_CHANNELS {
         // A forward convolution of `e`, padded by `k - 1 - p`, with the kernel turned: no
         // col2im, and a product no larger than the forward's (docs/performance.md).
         let turned = ConvGeometry { stride: 1, padding: kh - 1 - g.padding };
@@ -505,20 +503,18 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     let (x, e) = (x.as_standard_layout(), e.as_standard_layout());
     let (xs, es) = (x.as_slice().expect("standard layout"), e.as_slice().expect("standard layout"));
     let shifted = s.wide() && o <= MAX_SHIFTED_ROWS;
-    let transposed = !shifted && o >= MIN_PRODUCT_ROWS;
     let width = s.width();
     let blocks: Vec<(Array2<F>, Array2<F>)> = xs
         .par_chunks(GRAD_BLOCK * s.input_len())
         .zip(es.par_chunks(GRAD_BLOCK * o * p))
         .map(|(x_block, e_block)| {
-            // With at least MIN_PRODUCT_ROWS output channels kept transposed, `[taps, o]`:
-            // the product's output is then column-major, the layout the GEMM kernels compute
-            // in, so that they need not transpose the columns while packing them; with fewer,
-            // the product's `o` rows would leave the kernels' tiles mostly empty.
-            let mut sum = if transposed {
-                Array2::<F>::zeros((s.taps(), o))
-            } else {
+            // Per tap `[o, taps]`; from the im2col columns kept transposed, `[taps, o]`: the
+            // product's output is then column-major, the layout the GEMM kernels compute in, so
+            // that they need not transpose the columns while packing them.
+            let mut sum = if shifted {
                 Array2::<F>::zeros((o, s.taps()))
+            } else {
+                Array2::<F>::zeros((s.taps(), o))
             };
             let mut lanes = vec![[F::zero(); SUM_LANES]; if bias.is_some() { o } else { 0 }];
             let columns = if shifted { 0 } else { s.taps() * width };
@@ -539,8 +535,7 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
                     }
                     s.columns(x_b, padded, cols);
                     let cols = matrix(cols, s.taps(), width);
-                    let sum =
-                        if transposed { sum.view_mut().reversed_axes() } else { sum.view_mut() };
+                    let sum = sum.view_mut().reversed_axes();
                     sequential_matmul(F::one(), e_b, cols.t(), F::one(), sum);
                 }
             });
@@ -559,7 +554,7 @@ pub(crate) fn conv2d_weight_grad<F: Scalar>(
     let Some(sum) = pairwise_sum(blocks) else {
         return out.fill(F::zero());
     };
-    let sum = if transposed { sum.reversed_axes() } else { sum };
+    let sum = if shifted { sum } else { sum.reversed_axes() };
     let mut m = out.view_mut().into_shape_with_order((o, s.taps())).expect("standard layout");
     m.zip_mut_with(&sum, |m, &v| *m = scale * v);
 }
@@ -727,8 +722,8 @@ mod tests {
     type Geometry = (usize, usize, usize, usize, usize, usize, usize, usize);
 
     /// Rows 10 to 12 have enough input channels for the turned-kernel input VJP; the stride-1
-    /// rows with at most 16 output channels take the per-tap weight gradient, the last two
-    /// (17 output channels, stride 1 and 2) the transposed one.
+    /// rows with at most 16 output channels take the per-tap weight gradient, the others (the
+    /// last two with 17 output channels, stride 1 and 2) the product of the im2col columns.
     const GEOMETRIES: [Geometry; 17] = [
         (1, 1, 1, 5, 5, 3, 1, 0),
         (3, 2, 4, 7, 6, 3, 1, 1),
