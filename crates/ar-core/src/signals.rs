@@ -48,6 +48,8 @@ pub struct Signals<B: Backend> {
     clamp_drive: Vec<Option<B::Tensor>>,
     /// Previous iterate, for the tolerance stop.
     prev: Vec<B::Tensor>,
+    /// The zero start's closed form sums its powers of the clamp here (`v` holds the power).
+    sum: Vec<B::Tensor>,
     /// `f'` re-evaluated at the relaxing state (fderiv-relax).
     state_fprime: Vec<Option<B::Tensor>>,
     shapes: Vec<Vec<usize>>,
@@ -64,6 +66,7 @@ impl<B: Backend> Default for Signals<B> {
             sent_product: Vec::new(),
             clamp_drive: Vec::new(),
             prev: Vec::new(),
+            sum: Vec::new(),
             state_fprime: Vec::new(),
             shapes: Vec::new(),
             fault: None,
@@ -198,6 +201,54 @@ impl Plan {
                 self.state_frontier(k, carries, out);
             }
         }
+    }
+
+    /// Whether each node relaxes with a share of its drive from the clamped top (`d`).
+    fn clamped(&self) -> Vec<bool> {
+        let clamp_only = self.carries(CLAMP);
+        (0..=self.depth)
+            .map(|j| self.stateful[j] && !self.kids(j, &clamp_only).is_empty())
+            .collect()
+    }
+
+    /// The zero start's passes ([`Signals::closed_form`]): for each power `m = 1..=top` of
+    /// `N`, the nodes that hold part of `N^m d`, in the order they are computed (the
+    /// pass-through nodes top-down, then the relaxing nodes bottom-up), each with the readers
+    /// it sums: relaxing readers that held part of `N^(m-1) d`, and pass-through readers
+    /// computed earlier in the same pass. A relaxing node holds part of `N^m d` when a chain of
+    /// `m` relaxing nodes, each driving the next, links it to a clamped node, so each node
+    /// takes one pass per distinct length of those chains: one in all on a chain of layers.
+    fn clamp_powers(&self, top: usize, states_only: &[bool]) -> Vec<Vec<(usize, Vec<usize>)>> {
+        let mut instants = vec![false; self.depth + 1];
+        for &j in &self.order {
+            self.mark_instants(j, states_only, &mut instants);
+        }
+        let mut held = self.clamped();
+        let mut passes = Vec::new();
+        for _ in 0..top {
+            let mut live = vec![false; self.depth + 1];
+            let mut pass = Vec::new();
+            let through = (0..self.depth).rev().filter(|&m| instants[m]);
+            for j in through.chain(self.order.iter().copied()) {
+                let kids: Vec<usize> = self
+                    .kids(j, states_only)
+                    .into_iter()
+                    .filter(|&k| if self.stateful[k] { held[k] } else { live[k] })
+                    .collect();
+                if !kids.is_empty() {
+                    live[j] = true;
+                    pass.push((j, kids));
+                }
+            }
+            if pass.is_empty() {
+                break;
+            }
+            for (h, (&l, &s)) in held.iter_mut().zip(live.iter().zip(&self.stateful)) {
+                *h = l && s;
+            }
+            passes.push(pass);
+        }
+        passes
     }
 
     /// For every relaxing node, the length of the longest chain of relaxing nodes below it,
@@ -357,6 +408,7 @@ impl<B: Backend> Signals<B> {
         self.e = shapes.iter().map(|s| be.zeros(s)).collect();
         self.clamp_drive = vec![None; shapes.len()];
         self.prev.clear();
+        self.sum.clear();
         self.state_fprime.clear();
         self.shapes = shapes;
     }
@@ -586,6 +638,34 @@ impl<B: Backend> Signals<B> {
         let max_power = max_power(plan, r, &heights);
         let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, max_power);
         let feedforward = r.init == InitialState::Feedforward;
+        if !feedforward {
+            // V(0) = 0: V(T) = sum_m q_m N^m d, each power computed from the one before,
+            // only where it is nonzero (`Plan::clamp_powers`), and summed into `sum`.
+            if self.sum.len() != self.shapes.len() {
+                self.sum = self.shapes.iter().map(|s| be.zeros(s)).collect();
+            }
+            for &j in &plan.order {
+                if clamped[j] {
+                    let d = self.clamp_drive[j].as_ref().expect("computed before the solver");
+                    be.axpby(1.0, d, 0.0, &mut self.v[j]);
+                    be.axpby(q[0], d, 0.0, &mut self.sum[j]);
+                } else {
+                    be.axpby(0.0, cache.activity(j), 0.0, &mut self.sum[j]);
+                }
+            }
+            for (pass, power) in plan.clamp_powers(max_power, states_only).iter().zip(1..) {
+                for (j, kids) in pass {
+                    self.gather(net, cache, variant, *j, kids, 1.0, 0.0);
+                    if plan.stateful[*j] {
+                        be.axpby(q[power], &self.v[*j], 1.0, &mut self.sum[*j]);
+                    }
+                }
+            }
+            for &j in &plan.order {
+                std::mem::swap(&mut self.v[j], &mut self.sum[j]);
+            }
+            return;
+        }
         let kids: Vec<Vec<usize>> = (0..=net.depth()).map(|j| plan.kids(j, states_only)).collect();
         for power in (0..=max_power).rev() {
             // Horner's scheme: after this pass, node j holds sum_{m >= power} N^(m - power) c_m,
@@ -640,6 +720,9 @@ fn max_power(plan: &Plan, r: &Relaxation, heights: &[usize]) -> usize {
 fn closed_form_cost(plan: &Plan, r: &Relaxation, states_only: &[bool]) -> usize {
     let heights = plan.heights(states_only);
     let top = max_power(plan, r, &heights);
+    if r.init == InitialState::Zero {
+        return plan.clamp_powers(top, states_only).iter().flatten().map(|(_, k)| k.len()).sum();
+    }
     (0..top)
         .map(|power| {
             let mut instants = vec![false; plan.depth + 1];
