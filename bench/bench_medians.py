@@ -1,6 +1,7 @@
 """Medians over repeated `xtask bench --json` files of one batch size, and the ratios the GPU
 targets are stated in (docs/cuda.md): ours / the PyTorch peer's backprop and Euler loop, and our
-closed form / our backprop. Used by scripts/gpu-check.sh; runs without torch.
+closed form (from the feedforward start, and from zero) / our backprop. Used by
+scripts/gpu-check.sh; runs without torch.
 
 Usage: python3 bench/bench_medians.py BENCH.json [BENCH.json ...]
 """
@@ -31,6 +32,7 @@ def main(paths):
             ("bp / peer bp", ("ours", "bp"), ("peer", "bp")),
             ("Euler / peer Euler", ("ours", "ar-euler"), ("peer", "ar-euler")),
             ("closed form / our bp", ("ours", "ar-closed-form"), ("ours", "bp")),
+            ("closed form from zero / our bp", ("ours", "ar-closed-form-zero"), ("ours", "bp")),
         ]
         shown = [f"{name} {med[a] / med[b]:.2f}" for name, a, b in ratios if a in med and b in med]
         if shown:

@@ -96,13 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rows.extend(peer(&args)?);
     }
     println!(
-        "{:<12} {:<36} {:<16} {:>9} {:>12} {:>9} {:>8}",
+        "{:<12} {:<36} {:<19} {:>9} {:>12} {:>9} {:>8}",
         "model", "backend", "algorithm", "seconds", "samples/s", "GFLOP/s", "vs bp"
     );
     for m in &rows {
         let gflops = if m.gflops.is_finite() { format!("{:.1}", m.gflops) } else { "-".into() };
         println!(
-            "{:<12} {:<36} {:<16} {:>9.3} {:>12.0} {:>9} {:>8.2}",
+            "{:<12} {:<36} {:<19} {:>9.3} {:>12.0} {:>9} {:>8.2}",
             m.model, m.backend, m.algorithm, m.seconds, m.samples_per_second, gflops, m.ratio_to_bp
         );
     }

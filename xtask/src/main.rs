@@ -41,8 +41,9 @@ enum Command {
     Eval(eval::Args),
     /// Fetch and verify data sets: `data fetch NAME|all`, `data check`.
     Data(data::Args),
-    /// Time backprop, AR (Euler) and AR (closed form) side by side on the paper-1 MLP (one
-    /// epoch-equivalent), paper 2's CNN and the residual CNN res-cnn-8-16; --peer adds PyTorch.
+    /// Time backprop, AR (Euler) and AR (closed form, from either start) side by side on the
+    /// paper-1 MLP (one epoch-equivalent), paper 2's CNN and the residual CNN res-cnn-8-16;
+    /// --peer adds PyTorch.
     Bench(bench::Args),
 }
 

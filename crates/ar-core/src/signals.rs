@@ -48,8 +48,14 @@ pub struct Signals<B: Backend> {
     clamp_drive: Vec<Option<B::Tensor>>,
     /// Previous iterate, for the tolerance stop.
     prev: Vec<B::Tensor>,
-    /// The zero start's closed form sums its powers of the clamp here (`v` holds the power).
-    sum: Vec<B::Tensor>,
+    /// The zero start's closed form: its schedule for the last graph, and each node's sums
+    /// `y_n(e)` ([`ZeroStart`]).
+    zero_start: Option<ZeroStart>,
+    sums: Vec<Vec<B::Tensor>>,
+    /// The closed form's last coefficients, with the settings they were computed for (their
+    /// cost grows with `T` times the square of the depth: a 500-layer chain's took longer
+    /// than its step).
+    coefficients: Option<(CoefficientKey, Vec<f64>, Vec<f64>)>,
     /// `f'` re-evaluated at the relaxing state (fderiv-relax).
     state_fprime: Vec<Option<B::Tensor>>,
     shapes: Vec<Vec<usize>>,
@@ -66,7 +72,9 @@ impl<B: Backend> Default for Signals<B> {
             sent_product: Vec::new(),
             clamp_drive: Vec::new(),
             prev: Vec::new(),
-            sum: Vec::new(),
+            zero_start: None,
+            sums: Vec::new(),
+            coefficients: None,
             state_fprime: Vec::new(),
             shapes: Vec::new(),
             fault: None,
@@ -122,6 +130,8 @@ struct Plan {
     order: Vec<usize>,
     /// `children[j]`: the nodes reading `j` (ascending, repeated where read twice).
     children: Vec<Vec<usize>>,
+    /// Whether each node is a weighted layer's output (its VJP a product with the weights).
+    weighted: Vec<bool>,
 }
 
 impl Plan {
@@ -133,7 +143,8 @@ impl Plan {
             stateful[j] = true;
         }
         let children = (0..=depth).map(|j| net.children(j).to_vec()).collect();
-        Plan { depth, stateful, order, children }
+        let weighted = (0..=depth).map(|k| k > 0 && net.layers[k - 1].is_parametric()).collect();
+        Plan { depth, stateful, order, children, weighted }
     }
 
     /// Whether a node's whole drive comes from the clamp (constant while the forward pass is
@@ -211,44 +222,136 @@ impl Plan {
             .collect()
     }
 
-    /// The zero start's passes ([`Signals::closed_form`]): for each power `m = 1..=top` of
-    /// `N`, the nodes that hold part of `N^m d`, in the order they are computed (the
-    /// pass-through nodes top-down, then the relaxing nodes bottom-up), each with the readers
-    /// it sums: relaxing readers that held part of `N^(m-1) d`, and pass-through readers
-    /// computed earlier in the same pass. A relaxing node holds part of `N^m d` when a chain of
-    /// `m` relaxing nodes, each driving the next, links it to a clamped node, so each node
-    /// takes one pass per distinct length of those chains: one in all on a chain of layers.
-    fn clamp_powers(&self, top: usize, states_only: &[bool]) -> Vec<Vec<(usize, Vec<usize>)>> {
-        let mut instants = vec![false; self.depth + 1];
-        for &j in &self.order {
+    /// The zero start's closed form with the relaxing nodes below `cut` summed by shift (see
+    /// [`ZeroStart`]).
+    fn zero_start(&self, top: usize, states_only: &[bool], cut: usize) -> ZeroStart {
+        let n = self.depth + 1;
+        let above: Vec<usize> = self.order.iter().copied().filter(|&j| j >= cut).collect();
+        let mut instants = vec![false; n];
+        for &j in &above {
             self.mark_instants(j, states_only, &mut instants);
         }
-        let mut held = self.clamped();
+        // Phase 1: a node holds part of N^m d where a chain of m relaxing nodes, each driving
+        // the next, links it to a clamped node. Each pass looks only at the nodes that the
+        // last pass's holders drive.
+        let computed = |j: usize| instants[j] || (self.stateful[j] && j >= cut);
+        let kids_of: Vec<Vec<usize>> = (0..n).map(|j| self.kids(j, states_only)).collect();
+        let mut drives: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (j, kids) in kids_of.iter().enumerate().filter(|&(j, _)| computed(j)) {
+            for &k in kids {
+                if !drives[k].contains(&j) {
+                    drives[k].push(j);
+                }
+            }
+        }
+        let clamped = self.clamped();
+        let mut held: Vec<usize> = above.iter().copied().filter(|&j| clamped[j]).collect();
+        let (mut is_held, mut live) = (vec![false; n], vec![false; n]);
         let mut passes = Vec::new();
-        for _ in 0..top {
-            let mut live = vec![false; self.depth + 1];
+        while passes.len() < top && !held.is_empty() {
+            for &j in &held {
+                is_held[j] = true;
+            }
+            let mut reached = Vec::new();
+            let mut stack = held.clone();
+            while let Some(k) = stack.pop() {
+                for &j in &drives[k] {
+                    if !live[j] {
+                        live[j] = true; // reached; set to whether it holds below
+                        reached.push(j);
+                        if !self.stateful[j] {
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+            // Pass-through nodes top-down, then relaxing nodes bottom-up.
+            reached.sort_by_key(|&j| if self.stateful[j] { (1, j) } else { (0, n - j) });
             let mut pass = Vec::new();
-            let through = (0..self.depth).rev().filter(|&m| instants[m]);
-            for j in through.chain(self.order.iter().copied()) {
-                let kids: Vec<usize> = self
-                    .kids(j, states_only)
-                    .into_iter()
-                    .filter(|&k| if self.stateful[k] { held[k] } else { live[k] })
+            for &j in &reached {
+                let kids: Vec<usize> = kids_of[j]
+                    .iter()
+                    .copied()
+                    .filter(|&k| if self.stateful[k] { is_held[k] } else { live[k] })
                     .collect();
-                if !kids.is_empty() {
-                    live[j] = true;
+                live[j] = !kids.is_empty();
+                if live[j] {
                     pass.push((j, kids));
                 }
             }
-            if pass.is_empty() {
+            for &j in &held {
+                is_held[j] = false;
+            }
+            held = pass.iter().map(|&(j, _)| j).filter(|&j| self.stateful[j]).collect();
+            for &j in &reached {
+                live[j] = false;
+            }
+            if !pass.is_empty() {
+                passes.push(pass);
+            }
+        }
+        // The shifts each node's sums are kept at: 0 for every relaxing node (its state), and
+        // what the nodes below the cut read, carried up from the bottom (one more across a
+        // relaxing reader) until a node that phase 1 computes.
+        let accumulated: Vec<bool> = (0..n).map(computed).collect();
+        let mut shifts: Vec<Vec<usize>> =
+            (0..n).map(|j| if self.stateful[j] { vec![0] } else { Vec::new() }).collect();
+        let mut below = Vec::new();
+        for j in 0..n {
+            if accumulated[j] || shifts[j].is_empty() {
+                continue;
+            }
+            below.push(j);
+            let own = shifts[j].clone();
+            for &k in &kids_of[j] {
+                let step = usize::from(self.stateful[k]);
+                for &e in &own {
+                    if !shifts[k].contains(&(e + step)) {
+                        shifts[k].push(e + step);
+                    }
+                }
+            }
+        }
+        below.reverse();
+        ZeroStart {
+            children: self.children.clone(),
+            stateful: self.stateful.clone(),
+            top,
+            passes,
+            shifts,
+            accumulated,
+            below,
+        }
+    }
+
+    /// The zero start's closed form at its cheapest cut: the VJPs through weighted layers
+    /// counted four times a pass-through node's, cuts tried from the bottom up until the part
+    /// below the cut alone costs more than the best found (none on a chain, where phase 1
+    /// already takes one VJP per layer).
+    fn cheapest_zero_start(&self, top: usize, states_only: &[bool]) -> ZeroStart {
+        let weight = |k: usize| if self.weighted[k] { 4 } else { 1 };
+        let mut best = self.zero_start(top, states_only, 0);
+        // Summing by shift only pays where a node holds more than one power.
+        let mut holds: Vec<usize> = self.clamped().into_iter().map(usize::from).collect();
+        for (j, _) in best.passes.iter().flatten() {
+            holds[*j] += 1;
+        }
+        if self.order.iter().all(|&j| holds[j] <= 1) {
+            return best;
+        }
+        let mut best_cost = best.sends(self, states_only, weight);
+        for &j in &self.order {
+            let z = self.zero_start(top, states_only, j + 1);
+            let (first, second) = z.phases(self, states_only, weight);
+            if first + second < best_cost {
+                best_cost = first + second;
+                best = z;
+            }
+            if second >= best_cost {
                 break;
             }
-            for (h, (&l, &s)) in held.iter_mut().zip(live.iter().zip(&self.stateful)) {
-                *h = l && s;
-            }
-            passes.push(pass);
         }
-        passes
+        best
     }
 
     /// For every relaxing node, the length of the longest chain of relaxing nodes below it,
@@ -263,6 +366,71 @@ impl Plan {
             }
         }
         h
+    }
+}
+
+/// The settings closed-form coefficients depend on: schedule, eta's bits, `T`, highest power.
+type CoefficientKey = (Schedule, u64, usize, usize);
+
+/// The closed form's schedule from the zero start, fixed by the graph. With `V(0) = 0` the
+/// state is `V(T) = sum_m q_m N^m d`. Phase 1 computes the powers `x(m) = N^m d` top-down, one
+/// pass per power, each only at the nodes where it is nonzero: on a chain of layers each node
+/// holds one power, so the whole state costs one VJP per layer. On a DAG a node holds one power
+/// per distinct length of the chains linking it to the clamp, which grows towards the bottom of
+/// a residual network. Below a cut, phase 2 therefore sums by shift instead: node `n` keeps
+/// `y_n(e) = sum_m q_(m+e) x_n(m)` for the shifts `e` the nodes below it read, computed
+/// top-down from its readers' (`y_n(e) = sum_c J_c^T y_c(e + 1)` for a relaxing reader `c`,
+/// `e` for a pass-through one), so a node near the bottom takes one VJP per distinct distance
+/// to the nodes below it instead of one per power. A relaxing node's state is `y(0)`; the
+/// nodes phase 1 computes accumulate their `y(e)` from their powers.
+#[derive(Clone, Debug)]
+struct ZeroStart {
+    /// The graph it was made for (see [`Plan`]) and its number of passes.
+    children: Vec<Vec<usize>>,
+    stateful: Vec<bool>,
+    top: usize,
+    /// Phase 1: for each power `m = 1..`, the nodes computed (pass-through nodes top-down,
+    /// then relaxing nodes bottom-up), each with the readers it sums: relaxing readers holding
+    /// part of `x(m - 1)`, pass-through readers computed earlier in the pass.
+    passes: Vec<Vec<(usize, Vec<usize>)>>,
+    /// `shifts[n]`: the shifts `e` whose sums `y_n(e)` node `n` keeps (`0` first at relaxing
+    /// nodes: the state).
+    shifts: Vec<Vec<usize>>,
+    /// Whether node `n`'s sums are accumulated from its powers in phase 1.
+    accumulated: Vec<bool>,
+    /// Phase 2: the nodes below the cut whose sums are computed, top-down.
+    below: Vec<usize>,
+}
+
+impl ZeroStart {
+    /// Whether this schedule was made for `plan`'s graph with `top` passes.
+    fn fits(&self, plan: &Plan, top: usize) -> bool {
+        self.top == top && self.stateful == plan.stateful && self.children == plan.children
+    }
+
+    /// The VJPs of phase 1 and of phase 2, each reader `k`'s counted `weight(k)` times.
+    fn phases(
+        &self,
+        plan: &Plan,
+        states_only: &[bool],
+        weight: impl Fn(usize) -> usize,
+    ) -> (usize, usize) {
+        let first = self.passes.iter().flatten().flat_map(|(_, k)| k).map(|&k| weight(k)).sum();
+        let second = self
+            .below
+            .iter()
+            .map(|&j| {
+                let kids: usize = plan.kids(j, states_only).iter().map(|&k| weight(k)).sum();
+                kids * self.shifts[j].len()
+            })
+            .sum();
+        (first, second)
+    }
+
+    /// All its VJPs, weighted as in [`ZeroStart::phases`].
+    fn sends(&self, plan: &Plan, states_only: &[bool], weight: impl Fn(usize) -> usize) -> usize {
+        let (first, second) = self.phases(plan, states_only, weight);
+        first + second
     }
 }
 
@@ -408,7 +576,7 @@ impl<B: Backend> Signals<B> {
         self.e = shapes.iter().map(|s| be.zeros(s)).collect();
         self.clamp_drive = vec![None; shapes.len()];
         self.prev.clear();
-        self.sum.clear();
+        self.sums.clear();
         self.state_fprime.clear();
         self.shapes = shapes;
     }
@@ -621,7 +789,8 @@ impl<B: Backend> Signals<B> {
     /// pass first computes the pass-through signals from the previous pass's states, then
     /// updates the stateful nodes bottom-up in place, so every node still reads the previous
     /// pass's values above it. The states start at `V(0)` and `d` is in `clamp_drive` for the
-    /// nodes marked in `clamped`.
+    /// nodes marked in `clamped`. From the zero start only the `q_m N^m d` terms remain, which
+    /// [`Signals::closed_form_from_zero`] evaluates far more cheaply ([`ZeroStart`]).
     #[allow(clippy::too_many_arguments)]
     fn closed_form(
         &mut self,
@@ -633,39 +802,14 @@ impl<B: Backend> Signals<B> {
         states_only: &[bool],
         clamped: &[bool],
     ) {
+        if r.init == InitialState::Zero {
+            self.closed_form_from_zero(net, cache, variant, r, plan, states_only, clamped);
+            return;
+        }
         let be = net.backend();
         let heights = plan.heights(states_only);
         let max_power = max_power(plan, r, &heights);
-        let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, max_power);
-        let feedforward = r.init == InitialState::Feedforward;
-        if !feedforward {
-            // V(0) = 0: V(T) = sum_m q_m N^m d, each power computed from the one before,
-            // only where it is nonzero (`Plan::clamp_powers`), and summed into `sum`.
-            if self.sum.len() != self.shapes.len() {
-                self.sum = self.shapes.iter().map(|s| be.zeros(s)).collect();
-            }
-            for &j in &plan.order {
-                if clamped[j] {
-                    let d = self.clamp_drive[j].as_ref().expect("computed before the solver");
-                    be.axpby(1.0, d, 0.0, &mut self.v[j]);
-                    be.axpby(q[0], d, 0.0, &mut self.sum[j]);
-                } else {
-                    be.axpby(0.0, cache.activity(j), 0.0, &mut self.sum[j]);
-                }
-            }
-            for (pass, power) in plan.clamp_powers(max_power, states_only).iter().zip(1..) {
-                for (j, kids) in pass {
-                    self.gather(net, cache, variant, *j, kids, 1.0, 0.0);
-                    if plan.stateful[*j] {
-                        be.axpby(q[power], &self.v[*j], 1.0, &mut self.sum[*j]);
-                    }
-                }
-            }
-            for &j in &plan.order {
-                std::mem::swap(&mut self.v[j], &mut self.sum[j]);
-            }
-            return;
-        }
+        let (p, q) = self.coefficients(r, max_power);
         let kids: Vec<Vec<usize>> = (0..=net.depth()).map(|j| plan.kids(j, states_only)).collect();
         for power in (0..=max_power).rev() {
             // Horner's scheme: after this pass, node j holds sum_{m >= power} N^(m - power) c_m,
@@ -687,21 +831,111 @@ impl<B: Backend> Signals<B> {
                     self.gather(net, cache, variant, j, &kids[j], 1.0, 0.0);
                     1.0
                 } else {
-                    // N V is zero here, or V starts from zero.
-                    0.0
+                    0.0 // N V is zero here
                 };
-                if feedforward {
-                    be.axpby(p[power], cache.activity(j), beta, &mut self.v[j]);
-                } else if beta == 0.0 {
-                    // V(0) = 0 contributes nothing: only clear what the previous batch left.
-                    be.axpby(0.0, cache.activity(j), 0.0, &mut self.v[j]);
-                }
+                be.axpby(p[power], cache.activity(j), beta, &mut self.v[j]);
                 if clamped[j] {
                     let drive = self.clamp_drive[j].as_ref().expect("computed before the solver");
                     be.axpby(q[power], drive, 1.0, &mut self.v[j]);
                 }
             }
         }
+    }
+
+    /// [`closed_form_coefficients`] for `r` up to `max_power`, computed once per setting.
+    fn coefficients(&mut self, r: &Relaxation, max_power: usize) -> (Vec<f64>, Vec<f64>) {
+        let key = (r.schedule, r.eta.to_bits(), r.steps, max_power);
+        match &self.coefficients {
+            Some((k, p, q)) if *k == key => (p.clone(), q.clone()),
+            _ => {
+                let (p, q) = closed_form_coefficients(r.schedule, r.eta, r.steps, max_power);
+                self.coefficients = Some((key, p.clone(), q.clone()));
+                (p, q)
+            }
+        }
+    }
+
+    /// The closed form from the zero start ([`ZeroStart`]): `V(T) = sum_m q_m N^m d`, phase 1
+    /// by powers of the clamp's drive, phase 2 by shifts below the cut.
+    #[allow(clippy::too_many_arguments)]
+    fn closed_form_from_zero(
+        &mut self,
+        net: &Network<B>,
+        cache: &ForwardCache<B>,
+        variant: &Variant,
+        r: &Relaxation,
+        plan: &Plan,
+        states_only: &[bool],
+        clamped: &[bool],
+    ) {
+        let be = net.backend();
+        let top = max_power(plan, r, &plan.heights(states_only));
+        let z = match self.zero_start.take() {
+            Some(z) if z.fits(plan, top) => z,
+            _ => plan.cheapest_zero_start(top, states_only),
+        };
+        let widest = z.shifts.iter().flatten().copied().max().unwrap_or(0);
+        let (_, q) = self.coefficients(r, top + widest);
+        let sized = self.sums.len() == z.shifts.len()
+            && self.sums.iter().zip(&z.shifts).all(|(s, e)| s.len() == e.len());
+        if !sized {
+            self.sums = (z.shifts.iter().zip(&self.shapes))
+                .map(|(e, shape)| e.iter().map(|_| be.zeros(shape)).collect())
+                .collect();
+        }
+        // Phase 1, from x(0) = d at the clamped nodes above the cut; a node's first power
+        // overwrites its sums, and those of nodes no power reaches are cleared at the end.
+        let mut touched = vec![false; z.shifts.len()];
+        for &n in plan.order.iter().filter(|&&n| z.accumulated[n] && clamped[n]) {
+            let d = self.clamp_drive[n].as_ref().expect("computed before the solver");
+            be.axpby(1.0, d, 0.0, &mut self.v[n]);
+            for (sum, &e) in self.sums[n].iter_mut().zip(&z.shifts[n]) {
+                be.axpby(q[e], d, 0.0, sum);
+            }
+            touched[n] = true;
+        }
+        for (pass, m) in z.passes.iter().zip(1..) {
+            for (j, kids) in pass {
+                self.gather(net, cache, variant, *j, kids, 1.0, 0.0);
+                let beta = if touched[*j] { 1.0 } else { 0.0 };
+                for (sum, &e) in self.sums[*j].iter_mut().zip(&z.shifts[*j]) {
+                    be.axpby(q[m + e], &self.v[*j], beta, sum);
+                }
+                touched[*j] = true;
+            }
+        }
+        for n in (0..touched.len()).filter(|&n| z.accumulated[n] && !touched[n]) {
+            for sum in &mut self.sums[n] {
+                be.axpby(0.0, cache.activity(n), 0.0, sum);
+            }
+        }
+        // Phase 2: each reader's sum at the matching shift is moved into its signal's slot
+        // for the VJP, then back.
+        for &j in &z.below {
+            let kids = plan.kids(j, states_only);
+            for (i, &e) in z.shifts[j].iter().enumerate() {
+                if kids.is_empty() {
+                    self.gather(net, cache, variant, j, &[], 1.0, 0.0);
+                }
+                for (n, &k) in kids.iter().enumerate() {
+                    let shift = e + usize::from(plan.stateful[k]);
+                    let at = z.shifts[k].iter().position(|&s| s == shift).expect("carried up");
+                    std::mem::swap(&mut self.v[k], &mut self.sums[k][at]);
+                    let beta = if n == 0 { 0.0 } else { 1.0 };
+                    self.gather(net, cache, variant, j, &[k], 1.0, beta);
+                    std::mem::swap(&mut self.v[k], &mut self.sums[k][at]);
+                }
+                if plan.stateful[j] && clamped[j] {
+                    let d = self.clamp_drive[j].as_ref().expect("computed before the solver");
+                    be.axpby(q[e], d, 1.0, &mut self.v[j]);
+                }
+                std::mem::swap(&mut self.v[j], &mut self.sums[j][i]);
+            }
+        }
+        for &j in &plan.order {
+            std::mem::swap(&mut self.v[j], &mut self.sums[j][0]);
+        }
+        self.zero_start = Some(z);
     }
 }
 
@@ -721,7 +955,8 @@ fn closed_form_cost(plan: &Plan, r: &Relaxation, states_only: &[bool]) -> usize 
     let heights = plan.heights(states_only);
     let top = max_power(plan, r, &heights);
     if r.init == InitialState::Zero {
-        return plan.clamp_powers(top, states_only).iter().flatten().map(|(_, k)| k.len()).sum();
+        // Phase 1 alone, an upper bound of the schedule that runs (a cut only lowers it).
+        return plan.zero_start(top, states_only, 0).sends(plan, states_only, |_| 1);
     }
     (0..top)
         .map(|power| {
@@ -830,6 +1065,95 @@ mod tests {
         // Sweep, eta 1, any T: V(T) = (I + N + N^2) c, nothing of V(0) survives.
         let (p, q) = closed_form_coefficients(Schedule::Sweep, 1.0, 5, 2);
         assert_eq!((p, q), (vec![0.0, 0.0, 0.0], vec![1.0, 1.0, 1.0]));
+    }
+
+    /// The zero start's closed form equals Euler at every cut, not only the one it picks: a
+    /// residual stack whose skips give its lower nodes several chain lengths to the clamp.
+    #[test]
+    fn the_zero_start_equals_euler_at_every_cut() {
+        use crate::{Init, InitialState, LayerSpec};
+        use ar_backend::Activation;
+        type Be = ar_ndarray::NdArray<f64>;
+        let be = Be::new();
+        let dense = |outputs, activation| LayerSpec::Dense { outputs, activation };
+        let (tanh, linear) = (Activation::Tanh, Activation::Identity);
+        let specs = [
+            dense(5, tanh),
+            dense(5, tanh),
+            dense(5, linear),
+            LayerSpec::Add,
+            dense(5, tanh),
+            dense(5, linear),
+            LayerSpec::Add,
+            dense(5, tanh),
+            LayerSpec::Add,
+            dense(3, linear),
+        ];
+        let parents = [
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![1, 3],
+            vec![4],
+            vec![5],
+            vec![4, 6],
+            vec![7],
+            vec![8, 2],
+            vec![9],
+        ];
+        let net = Network::build_graph(be, &[4], &specs, &parents, Init::PyTorch, 11).unwrap();
+        let x: Vec<f64> = (0..8).map(|i| (f64::from(i) * 0.7).sin()).collect();
+        let cache = net.forward(&be.from_host(&x, &[2, 4]));
+        let top = be.from_host(&[0.3, -0.5, 0.2, 0.1, 0.4, -0.6], &[2, 3]);
+        let mut summed_by_shift = 0;
+        for schedule in [Schedule::Parallel, Schedule::Sweep] {
+            for (steps, eta) in [(100, 0.1), (3, 0.5), (1, 1.0)] {
+                for relax_input in [false, true] {
+                    let euler = Relaxation {
+                        eta,
+                        steps,
+                        tolerance: None,
+                        schedule,
+                        init: InitialState::Zero,
+                        solver: Solver::Euler,
+                        relax_input,
+                    };
+                    let run =
+                        |r| Algorithm { method: Method::Relaxation(r), variant: Variant::exact() };
+                    let (reference, _) = learning_signals(&net, &cache, &top, &run(euler));
+                    let plan = Plan::new(&net, relax_input);
+                    let states_only = plan.carries(STATES);
+                    let closed = Relaxation { solver: Solver::ClosedForm, ..euler };
+                    let passes = max_power(&plan, &closed, &plan.heights(&states_only));
+                    for cut in 0..=net.depth() + 1 {
+                        let schedule_at_cut = plan.zero_start(passes, &states_only, cut);
+                        summed_by_shift += usize::from(
+                            schedule_at_cut
+                                .below
+                                .iter()
+                                .any(|&j| schedule_at_cut.shifts[j].len() > 1),
+                        );
+                        let mut signals = Signals::new();
+                        signals.zero_start = Some(schedule_at_cut);
+                        signals.compute(&net, &cache, &top, &run(closed));
+                        for &j in &plan.order {
+                            let (a, b) = (
+                                be.to_host(&signals.states()[j]),
+                                be.to_host(&reference.states()[j]),
+                            );
+                            let scale = b.iter().fold(1e-300f64, |m, v| m.max(v.abs()));
+                            let worst =
+                                a.iter().zip(&b).fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+                            assert!(
+                                worst <= 1e-12 * scale,
+                                "{schedule:?} T {steps} eta {eta} input {relax_input} cut {cut} node {j}: {worst:e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(summed_by_shift > 0);
     }
 
     #[test]

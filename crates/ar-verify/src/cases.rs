@@ -355,17 +355,21 @@ pub fn check_case<B: Backend>(case: &Case<B>) -> Vec<Row> {
         net,
         None,
     ));
-    // The closed-form solver against the Euler loop it replaces (reference: Euler, not backprop).
-    for schedule in [Schedule::Sweep, Schedule::Parallel] {
-        let euler = relaxation(0.1, 100, schedule);
-        let (reference, _) = update(net, batch, loss, &ar(euler, exact));
-        let closed = Relaxation { solver: Solver::ClosedForm, ..euler };
-        let (g, _) = update(net, batch, loss, &ar(closed, exact));
-        let label = format!(
-            "closed form = euler T=100 {}",
-            if schedule == Schedule::Sweep { "sweep" } else { "parallel" }
-        );
-        rows.extend(compare(name, &label, &g, &reference, Some(IDENTITY_TOLERANCE)));
+    // The closed-form solver against the Euler loop it replaces (reference: Euler, not backprop),
+    // from either start (the zero start's solver is a different one: powers, then shifts).
+    for init in [InitialState::Feedforward, InitialState::Zero] {
+        for schedule in [Schedule::Sweep, Schedule::Parallel] {
+            let euler = Relaxation { init, ..relaxation(0.1, 100, schedule) };
+            let (reference, _) = update(net, batch, loss, &ar(euler, exact));
+            let closed = Relaxation { solver: Solver::ClosedForm, ..euler };
+            let (g, _) = update(net, batch, loss, &ar(closed, exact));
+            let label = format!(
+                "closed form = euler T=100 {}{}",
+                if schedule == Schedule::Sweep { "sweep" } else { "parallel" },
+                if init == InitialState::Zero { " zero" } else { "" }
+            );
+            rows.extend(compare(name, &label, &g, &reference, Some(IDENTITY_TOLERANCE)));
+        }
     }
     for schedule in [Schedule::Parallel, Schedule::Sweep] {
         let mut r = relaxation(0.1, CONVERGENCE_MAX_STEPS, schedule);

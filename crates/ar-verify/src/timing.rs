@@ -1,9 +1,10 @@
-//! Wall-clock timing of training steps, backprop against AR (Euler and closed form), on the
+//! Wall-clock timing of training steps, backprop against AR (Euler, and the closed form from
+//! either start), on the
 //! paper-1 MLP, paper 2's CNN and the residual CNN `res-cnn-8-16`: what `cargo xtask bench`
 //! prints, for any backend.
 
 use ar_backend::Backend;
-use ar_core::{Algorithm, Init, Loss, Optimizer, Relaxation, Solver, Trainer};
+use ar_core::{Algorithm, Init, InitialState, Loss, Optimizer, Relaxation, Solver, Trainer};
 use ar_models::{ModelError, ModelSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,7 +18,8 @@ pub struct Measurement {
     pub model: String,
     /// Implementation and precision.
     pub backend: String,
-    /// `bp`, `ar-euler` or `ar-closed-form`.
+    /// `bp`, `ar-euler`, `ar-closed-form` (the feedforward start, as the Euler loop) or
+    /// `ar-closed-form-zero` (the zero start).
     pub algorithm: String,
     /// Wall-clock seconds for all batches.
     pub seconds: f64,
@@ -45,6 +47,8 @@ pub fn step_flops(algorithm: &str, steps: usize, batch: usize) -> f64 {
         "bp" => below_top + top,
         // The top drive is computed once; each iteration multiplies through the other layers.
         "ar-euler" => top + steps as f64 * below_top,
+        // From zero each layer of a chain sends once, as in backprop.
+        "ar-closed-form-zero" => top + below_top,
         // Horner's rule: S - 1 = 2 passes (S = 3 relaxing layers) below the top.
         _ => top + (WIDTHS.len() - 3) as f64 * below_top,
     };
@@ -98,7 +102,7 @@ impl Workload {
 }
 
 /// Times `batches` training steps (after one warm-up step) of backprop, AR with `steps` Euler
-/// iterations and AR in closed form on `workload`, on random batches of `batch` samples from a
+/// iterations and AR in closed form (from the feedforward start and from zero) on `workload`, on random batches of `batch` samples from a
 /// seeded pool. Each step reads its loss back, so the clock also waits for a GPU's queue.
 pub fn time_training<B: Backend>(
     be: B,
@@ -134,6 +138,14 @@ pub fn time_training<B: Backend>(
         (
             "ar-closed-form",
             Algorithm::relaxation(Relaxation { solver: Solver::ClosedForm, ..euler }),
+        ),
+        (
+            "ar-closed-form-zero",
+            Algorithm::relaxation(Relaxation {
+                solver: Solver::ClosedForm,
+                init: InitialState::Zero,
+                ..euler
+            }),
         ),
     ];
     let mut out: Vec<Measurement> = Vec::new();
@@ -248,7 +260,7 @@ pub fn peer_ratios(rows: &[Measurement]) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     for model in Workload::ALL.map(Workload::model_name) {
         let Some(theirs_bp) = find(model, "bp", true) else { continue };
-        for ours in ["bp", "ar-euler", "ar-closed-form"] {
+        for ours in ["bp", "ar-euler", "ar-closed-form", "ar-closed-form-zero"] {
             let theirs = find(model, ours, true).unwrap_or(theirs_bp);
             if let Some(o) = find(model, ours, false) {
                 let label = format!(
