@@ -49,7 +49,9 @@ pub enum Solver {
     /// The same state in closed form: with the forward pass frozen the iteration is linear and
     /// its matrix is `(1 - eta) I + eta N` with `N` nilpotent, so the state after `T` steps is a
     /// polynomial of degree `S - 1` in `N` for `S` relaxing layers, evaluated with `S - 1`
-    /// top-down passes (Horner's rule). Equal to Euler up to rounding; unavailable when `f'` is
+    /// top-down passes (Horner's rule) from the feedforward start, and from the zero start by
+    /// powers of the clamp's drive (one VJP per layer on a chain; docs/algorithm.md, "The
+    /// closed-form solver"). Equal to Euler up to rounding; unavailable when `f'` is
     /// re-evaluated at the relaxing state (fderiv-relax makes the iteration nonlinear) or with a
     /// tolerance stop.
     ClosedForm,
