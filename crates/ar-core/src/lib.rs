@@ -78,8 +78,8 @@ pub use network::{
 };
 pub use optim::{Optimizer, OptimizerKind};
 pub use signals::{
-    closed_form_coefficients, learning_signals, relaxation_depth, solver_on, state_input,
-    stateful_layers, RelaxStats, Signals,
+    closed_form_coefficients, closed_form_vjps, learning_signals, relaxation_depth, solver_on,
+    state_input, stateful_layers, RelaxStats, Signals,
 };
 pub use train::ConvUpdate;
 pub use train::{count_correct, StepOutcome, Trainer};

@@ -950,14 +950,26 @@ fn max_power(plan: &Plan, r: &Relaxation, heights: &[usize]) -> usize {
 }
 
 /// The VJPs (sends) of the closed form's passes, the clamp's share excluded (both solvers
-/// compute it).
+/// compute it): from the zero start those of phase 1 without a cut, an upper bound of the
+/// schedule that runs, which is cheap to find.
 fn closed_form_cost(plan: &Plan, r: &Relaxation, states_only: &[bool]) -> usize {
-    let heights = plan.heights(states_only);
-    let top = max_power(plan, r, &heights);
     if r.init == InitialState::Zero {
-        // Phase 1 alone, an upper bound of the schedule that runs (a cut only lowers it).
+        let top = max_power(plan, r, &plan.heights(states_only));
         return plan.zero_start(top, states_only, 0).sends(plan, states_only, |_| 1);
     }
+    horner_sends(plan, r, states_only, |_| 1)
+}
+
+/// The sends of the Horner passes, each reader `k`'s counted `weight(k)` times.
+fn horner_sends(
+    plan: &Plan,
+    r: &Relaxation,
+    states_only: &[bool],
+    weight: impl Fn(usize) -> usize,
+) -> usize {
+    let heights = plan.heights(states_only);
+    let top = max_power(plan, r, &heights);
+    let sum = |kids: Vec<usize>| kids.into_iter().map(&weight).sum::<usize>();
     (0..top)
         .map(|power| {
             let mut instants = vec![false; plan.depth + 1];
@@ -965,17 +977,32 @@ fn closed_form_cost(plan: &Plan, r: &Relaxation, states_only: &[bool]) -> usize 
             for &j in plan.order.iter().filter(|&&j| heights[j] >= power) {
                 let kids = plan.kids(j, states_only);
                 if !kids.is_empty() {
-                    sends += kids.len();
+                    sends += sum(kids);
                     plan.mark_instants(j, states_only, &mut instants);
                 }
             }
             sends
                 + (0..=plan.depth)
                     .filter(|&m| instants[m])
-                    .map(|m| plan.kids(m, states_only).len())
+                    .map(|m| sum(plan.kids(m, states_only)))
                     .sum::<usize>()
         })
         .sum()
+}
+
+/// The VJPs through weighted layers that the closed form makes on `net` for `r`, the top's
+/// (which every solver makes once) left out: Horner's passes from the feedforward start, the
+/// zero start's schedule from zero (docs/algorithm.md, "The closed-form solver"). Backprop
+/// makes one per weighted layer below the top whose input needs a signal.
+pub fn closed_form_vjps<B: Backend>(net: &Network<B>, r: &Relaxation) -> usize {
+    let plan = Plan::new(net, r.relax_input);
+    let states_only = plan.carries(STATES);
+    let weighted = |k: usize| usize::from(plan.weighted[k]);
+    if r.init == InitialState::Zero {
+        let top = max_power(&plan, r, &plan.heights(&states_only));
+        return plan.cheapest_zero_start(top, &states_only).sends(&plan, &states_only, weighted);
+    }
+    horner_sends(&plan, r, &states_only, weighted)
 }
 
 /// The VJPs (sends) of `T` Euler steps.
