@@ -172,8 +172,10 @@ pub const KEYS: &[Key] = &[
         "solver",
         Solver::NAMES,
         "Relaxation solver: euler (T iterations), closed-form (the exact state after T iterations \
-         in S - 1 top-down passes, S the relaxing layers; rejected with --fderiv relax|both and \
-         --tolerance), or auto (closed-form wherever it applies, else euler).",
+         in S - 1 top-down passes, S the relaxing layers, or from the zero start one pass per \
+         power of the clamp's drive; rejected with --fderiv relax|both and --tolerance), or auto \
+         (closed-form wherever it applies and costs fewer VJPs than the T iterations, else \
+         euler).",
     ),
     key("loss", Text, "Loss: mse (1/2 ||y - t||^2, the papers') or cross-entropy."),
     key("epochs", Number, "Epochs (default: 40 on digits, 10 on the other data sets)."),
